@@ -1,0 +1,201 @@
+"""Versioned event contracts: one pandera schema per (event type, schema version).
+
+A payload version lists the fields its events carry and the catalog attribute each one holds; the
+mapping is also the upcaster, since a later version only renames or adds fields. Version 2 of the
+customer events renamed `name` to `full_name` and added `marketing_opt_in`; version 1 events stay
+readable and are upcast to the current form before they are applied.
+
+The rules per action:
+- `created`: every required attribute is present and not null;
+- `updated` and `reconciled`: at least one attribute; a required attribute may not be set to null;
+- `deleted`: no attributes, the key in `subject` is all it needs.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import polars as pl
+
+from sync_assets.catalog.entities import ENTITIES, SYSTEMS, Attribute, Entity, entity
+from sync_assets.catalog.events import ACTIONS, EVENT_TYPES, SOURCES, SPECVERSION
+
+KEY_COLUMN = "subject"
+
+
+@dataclass(frozen=True)
+class PayloadVersion:
+    entity: Entity
+    version: int
+    fields: dict[str, str]
+    """Payload field name in this version -> catalog attribute it holds."""
+
+    def attribute(self, field_name: str) -> Attribute:
+        return self.entity.attribute(self.fields[field_name])
+
+
+def _current(entity_: Entity, version: int) -> PayloadVersion:
+    return PayloadVersion(entity_, version, {name: name for name in entity_.attribute_names})
+
+
+_CUSTOMER_V1 = PayloadVersion(
+    entity("customer"),
+    1,
+    {
+        "email": "email",
+        "name": "full_name",
+        "phone": "phone",
+        "country": "country",
+        "status": "status",
+        "plan": "plan",
+        "support_tier": "support_tier",
+    },
+)
+
+PAYLOAD_VERSIONS: dict[tuple[str, int], PayloadVersion] = {
+    ("customer", 1): _CUSTOMER_V1,
+    ("customer", 2): _current(entity("customer"), 2),
+    ("order", 1): _current(entity("order"), 1),
+}
+
+CURRENT_VERSION: dict[str, int] = {
+    name: max(v for (e, v) in PAYLOAD_VERSIONS if e == name) for name in ENTITIES
+}
+
+
+@dataclass(frozen=True)
+class Contract:
+    payload: PayloadVersion
+    action: str
+
+    @property
+    def entity(self) -> Entity:
+        return self.payload.entity
+
+    @property
+    def version(self) -> int:
+        return self.payload.version
+
+    @property
+    def event_type(self) -> str:
+        return f"{self.entity.name}.{self.action}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.event_type}/v{self.version}"
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The payload fields this action accepts (none for deletes)."""
+        return {} if self.action == "deleted" else self.payload.fields
+
+    def required_fields(self) -> tuple[str, ...]:
+        if self.action != "created":
+            return ()
+        return tuple(f for f, a in self.fields.items() if self.entity.attribute(a).required)
+
+    def non_nullable_fields(self) -> tuple[str, ...]:
+        return tuple(f for f, a in self.fields.items() if self.entity.attribute(a).required)
+
+    def upcast_renames(self) -> dict[str, str]:
+        return {f: a for f, a in self.fields.items() if f != a}
+
+    @functools.cached_property
+    def schema(self):  # -> pandera.polars.DataFrameSchema (imported lazily: pandera is slow)
+        return build_payload_schema(self)
+
+
+CONTRACTS: dict[tuple[str, int], Contract] = {
+    (f"{payload.entity.name}.{action}", payload.version): Contract(payload, action)
+    for payload in PAYLOAD_VERSIONS.values()
+    for action in ACTIONS
+}
+
+
+def contract_for(event_type: str, version: int) -> Contract:
+    try:
+        return CONTRACTS[(event_type, version)]
+    except KeyError:
+        known = sorted(v for (t, v) in CONTRACTS if t == event_type)
+        raise KeyError(
+            f"no contract for {event_type} version {version}; known versions: {known}"
+        ) from None
+
+
+POLARS_TYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "enum": pl.String(),
+    "decimal": pl.Float64(),
+    "timestamp": pl.Datetime("us", "UTC"),
+    "boolean": pl.Boolean(),
+}
+
+
+def _attribute_checks(attribute: Attribute) -> list:
+    import pandera.polars as pa
+
+    checks = []
+    if attribute.allowed:
+        checks.append(pa.Check.isin(list(attribute.allowed)))
+    if attribute.pattern:
+        checks.append(pa.Check.str_contains(attribute.pattern))
+    if attribute.minimum is not None:
+        checks.append(pa.Check.ge(attribute.minimum))
+    return checks
+
+
+def build_payload_schema(contract: Contract):
+    """The pandera schema of one contract, over a frame of `subject` plus one column per field."""
+    import pandera.polars as pa
+
+    entity_ = contract.entity
+    required = set(contract.required_fields())
+    columns = {
+        KEY_COLUMN: pa.Column(
+            pl.String,
+            pa.Check.str_contains(entity_.key_pattern),
+            nullable=False,
+            description=f"The {entity_.name}'s canonical key ({entity_.key}).",
+        )
+    }
+    for field_name, attribute_name in contract.fields.items():
+        attribute = entity_.attribute(attribute_name)
+        columns[field_name] = pa.Column(
+            POLARS_TYPES[attribute.type],
+            _attribute_checks(attribute),
+            nullable=field_name not in required,
+            required=True,
+            description=attribute.description,
+        )
+    return pa.DataFrameSchema(
+        columns,
+        name=contract.name,
+        description=f"Payload contract of {contract.event_type}, schema version {contract.version}",
+        strict=False,
+    )
+
+
+def build_envelope_schema():
+    """The pandera schema every event's envelope must satisfy before its payload is checked."""
+    import pandera.polars as pa
+
+    return pa.DataFrameSchema(
+        {
+            "specversion": pa.Column(pl.String, pa.Check.isin([SPECVERSION]), nullable=False),
+            "id": pa.Column(pl.String, pa.Check.str_length(min_value=1), nullable=False),
+            "source": pa.Column(pl.String, pa.Check.isin(list(SOURCES)), nullable=False),
+            "type": pa.Column(pl.String, pa.Check.isin(list(EVENT_TYPES)), nullable=False),
+            "time": pa.Column(pl.Datetime("us", "UTC"), nullable=False),
+            "subject": pa.Column(pl.String, nullable=False),
+            "datacontenttype": pa.Column(
+                pl.String, pa.Check.isin(["application/json"]), nullable=True
+            ),
+            "schemaversion": pa.Column(pl.Int64, nullable=False),
+            "correlationid": pa.Column(pl.String, nullable=False),
+            "origin": pa.Column(pl.String, pa.Check.isin(list(SYSTEMS)), nullable=False),
+        },
+        name="envelope",
+        description="CloudEvents 1.0 envelope with Syncfabric's extensions",
+        strict=False,
+    )

@@ -1,0 +1,132 @@
+"""Raw ingest: one landed batch into the append-only `raw_events` table, deduplicated by event id.
+
+Every line of the file is landed. A line whose event id was seen before (earlier in the batch or
+in any earlier batch) is recorded in `duplicate_events` and goes no further; every other line,
+parseable or not, is kept verbatim in `raw_events` for validation to judge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from sync_assets.ingest.landing import Batch
+
+
+@dataclass(frozen=True)
+class RawCounts:
+    landed: int
+    duplicates: int
+    already_ingested: bool = False
+
+    @property
+    def kept(self) -> int:
+        return self.landed - self.duplicates
+
+
+def read_lines(path: Path) -> pa.Table:
+    """The batch's lines as (line_no, line, decode_error); invalid UTF-8 is kept, and marked."""
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    if not data:
+        return pa.table({"line_no": [], "line": [], "decode_error": []}, schema=_LINES_SCHEMA)
+    try:
+        lines = data.decode("utf-8").split("\n")
+        errors: list[str | None] = [None] * len(lines)
+    except UnicodeDecodeError:
+        lines, errors = _decode_line_by_line(data.split(b"\n"))
+    return pa.table(
+        {"line_no": range(1, len(lines) + 1), "line": lines, "decode_error": errors},
+        schema=_LINES_SCHEMA,
+    )
+
+
+_LINES_SCHEMA = pa.schema(
+    [("line_no", pa.int64()), ("line", pa.string()), ("decode_error", pa.string())]
+)
+
+
+def _decode_line_by_line(raw_lines: list[bytes]) -> tuple[list[str], list[str | None]]:
+    lines: list[str] = []
+    errors: list[str | None] = []
+    for raw in raw_lines:
+        try:
+            lines.append(raw.decode("utf-8"))
+            errors.append(None)
+        except UnicodeDecodeError as exc:
+            lines.append(raw.decode("utf-8", errors="backslashreplace"))
+            errors.append(f"invalid UTF-8 byte 0x{raw[exc.start]:02x} at offset {exc.start}")
+    return lines, errors
+
+
+def ingest_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> RawCounts:
+    """Land one batch in `raw_events`; a batch already ingested is left as it is."""
+    existing = con.execute(
+        "SELECT landed, duplicates FROM batches WHERE batch_id = ?", [batch.batch_id]
+    ).fetchone()
+    if existing:
+        return RawCounts(landed=existing[0], duplicates=existing[1], already_ingested=True)
+
+    lines = read_lines(batch.path)
+    con.register("batch_lines", lines)
+    try:
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE batch_parsed AS
+            SELECT line_no, line, decode_error, strlen(line) AS size_bytes,
+                   CASE WHEN decode_error IS NULL AND json_valid(line)
+                        THEN nullif(json_extract_string(line, '$.id'), '') END AS event_id
+            FROM batch_lines
+            """
+        )
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE batch_classified AS
+            WITH firsts AS (
+                SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY line_no) AS nth,
+                       first_value(line_no) OVER (PARTITION BY event_id ORDER BY line_no) AS first_line
+                FROM batch_parsed
+            )
+            SELECT f.*, r.batch_id AS earlier_batch, r.line_no AS earlier_line
+            FROM firsts f
+            LEFT JOIN raw_events r ON f.event_id IS NOT NULL AND r.event_id = f.event_id
+            """
+        )
+        con.execute(
+            """
+            INSERT INTO duplicate_events
+            SELECT ?, line_no, event_id,
+                   coalesce(earlier_batch, ?), coalesce(earlier_line, first_line), now()
+            FROM batch_classified
+            WHERE event_id IS NOT NULL AND (earlier_batch IS NOT NULL OR nth > 1)
+            """,
+            [batch.batch_id, batch.batch_id],
+        )
+        con.execute(
+            """
+            INSERT INTO raw_events
+            SELECT ?, line_no, event_id, now(), size_bytes, decode_error, line
+            FROM batch_classified
+            WHERE event_id IS NULL OR (earlier_batch IS NULL AND nth = 1)
+            """,
+            [batch.batch_id],
+        )
+        landed = lines.num_rows
+        duplicates = con.execute(
+            "SELECT count(*) FROM duplicate_events WHERE batch_id = ?", [batch.batch_id]
+        ).fetchone()[0]
+        con.execute(
+            """
+            INSERT INTO batches (batch_id, system, file_name, landed, duplicates, ingested_at)
+            VALUES (?, ?, ?, ?, ?, now())
+            """,
+            [batch.batch_id, batch.system, batch.file_name, landed, duplicates],
+        )
+    finally:
+        con.unregister("batch_lines")
+        con.execute("DROP TABLE IF EXISTS batch_parsed; DROP TABLE IF EXISTS batch_classified")
+    return RawCounts(landed=landed, duplicates=duplicates)

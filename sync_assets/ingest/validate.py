@@ -1,0 +1,458 @@
+"""Validation: raw events of one batch become validated events or dead letters, never neither.
+
+Three gates, each naming the line, the field, the rule and the fix when an event fails it:
+1. the line: valid UTF-8, within the size limit, a JSON object;
+2. the envelope: decoded in DuckDB, then checked by the envelope's pandera schema;
+3. the payload: decoded per (event type, schema version), checked by that contract's pandera schema,
+   then upcast to the entity's current version.
+Decoding (JSON types, presence, unknown fields) runs in DuckDB; the value rules run in pandera.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import duckdb
+import polars as pl
+
+from sync_assets.catalog.contracts import (
+    CONTRACTS,
+    KEY_COLUMN,
+    Contract,
+    build_envelope_schema,
+)
+from sync_assets.catalog.entities import Attribute
+from sync_assets.catalog.events import MAX_EVENT_BYTES
+from sync_assets.warehouse import query_frame, quote
+
+FAILURE_COLUMNS = ("line_no", "event_id", "event_type", "contract", "rule", "reason")
+
+
+@dataclass
+class ValidationCounts:
+    validated: int = 0
+    dead_lettered: int = 0
+    by_rule: Counter[str] = field(default_factory=Counter)
+    by_entity: Counter[str] = field(default_factory=Counter)
+
+
+# -- gate 1: the line -----------------------------------------------------------------------------
+
+_LINE_GATE = f"""
+SELECT line_no, event_id, NULL::VARCHAR AS event_type, NULL::VARCHAR AS contract,
+    CASE WHEN decode_error IS NOT NULL THEN 'utf8'
+         WHEN size_bytes > {MAX_EVENT_BYTES} THEN 'size'
+         ELSE 'json' END AS rule,
+    CASE WHEN decode_error IS NOT NULL
+            THEN 'line ' || line_no || ': ' || decode_error
+                 || '; fix: the producer must write UTF-8'
+         WHEN size_bytes > {MAX_EVENT_BYTES}
+            THEN 'line ' || line_no || ': event is ' || size_bytes || ' bytes, over the '
+                 || '{MAX_EVENT_BYTES}-byte limit; fix: send only the fields that changed'
+         WHEN NOT json_valid(line)
+            THEN 'line ' || line_no || ': malformed JSON; fix: write one complete JSON object '
+                 || 'per line'
+         ELSE 'line ' || line_no || ': a JSON ' || lower(json_type(line))
+              || ', not an object; fix: write one event object per line' END AS reason
+FROM batch_raw
+WHERE decode_error IS NOT NULL OR size_bytes > {MAX_EVENT_BYTES}
+   OR NOT json_valid(line) OR json_type(line) <> 'OBJECT'
+"""
+
+# -- gate 2: the envelope -------------------------------------------------------------------------
+
+_ENVELOPE_DECODE = """
+SELECT line_no, event_id,
+    json_extract_string(line, '$.specversion') AS specversion,
+    json_extract_string(line, '$.id') AS id,
+    json_extract_string(line, '$.source') AS source,
+    json_extract_string(line, '$.type') AS type,
+    TRY_CAST(json_extract_string(line, '$.time') AS TIMESTAMPTZ) AS time,
+    json_extract_string(line, '$.subject') AS subject,
+    json_extract_string(line, '$.datacontenttype') AS datacontenttype,
+    CASE WHEN json_type(line, '$.schemaversion') IN ('BIGINT', 'UBIGINT')
+         THEN TRY_CAST(json_extract_string(line, '$.schemaversion') AS BIGINT) END AS schemaversion,
+    json_extract_string(line, '$.correlationid') AS correlationid,
+    json_extract_string(line, '$.causationid') AS causationid,
+    json_extract_string(line, '$.origin') AS origin,
+    json_extract(line, '$.data') AS data,
+    list_filter([
+        CASE WHEN json_type(line, '$.id') NOT IN ('VARCHAR')
+             THEN 'envelope field ''id'' must be a string, got ' || json_type(line, '$.id') END,
+        CASE WHEN json_type(line, '$.subject') NOT IN ('VARCHAR', 'NULL')
+             THEN 'envelope field ''subject'' must be a string key, got '
+                  || json_type(line, '$.subject') END,
+        CASE WHEN json_type(line, '$.schemaversion') NOT IN ('BIGINT', 'UBIGINT', 'NULL')
+             THEN 'envelope field ''schemaversion'' must be an integer, got '
+                  || json_type(line, '$.schemaversion') END,
+        CASE WHEN json_extract_string(line, '$.time') IS NOT NULL AND (
+                TRY_CAST(json_extract_string(line, '$.time') AS TIMESTAMPTZ) IS NULL
+                OR NOT regexp_matches(json_extract_string(line, '$.time'), '(Z|[+-]\\d\\d:?\\d\\d)$'))
+             THEN 'envelope field ''time'' must be an RFC 3339 timestamp with a zone, e.g. '
+                  || '2026-11-25T08:30:00Z' END,
+        CASE WHEN json_extract(line, '$.source') IS NOT NULL AND starts_with(json_extract_string(line, '$.source'), '/systems/')
+                  AND json_extract_string(line, '$.source') <> '/systems/' || coalesce(json_extract_string(line, '$.origin'), '')
+             THEN 'envelope field ''origin'' must name the system in ''source'' ('
+                  || (json_extract_string(line, '$.source')) || ')' END
+    ], lambda x: x IS NOT NULL) AS decode_errors
+FROM batch_raw
+WHERE line_no NOT IN (SELECT line_no FROM batch_failures)
+"""
+
+_ENVELOPE_HINTS = {
+    "specversion": "set it to \"1.0\"",
+    "id": "give every event a unique, non-empty id",
+    "source": "use /systems/<system> for a system's events",
+    "type": "use <entity>.created|updated|deleted|reconciled for an entity in the catalog",
+    "time": "send an RFC 3339 timestamp with a zone",
+    "subject": "put the entity's canonical key in 'subject'",
+    "datacontenttype": "set it to application/json",
+    "schemaversion": "send the integer schema version the payload follows",
+    "correlationid": "pass on the correlation id of the change, or the event id for a new one",
+    "origin": "name the system the change comes from",
+}
+
+
+# -- gate 3: the payload --------------------------------------------------------------------------
+
+_JSON_TYPES = {
+    "string": ("VARCHAR",),
+    "enum": ("VARCHAR",),
+    "decimal": ("BIGINT", "UBIGINT", "DOUBLE"),
+    "timestamp": ("VARCHAR",),
+    "boolean": ("BOOLEAN",),
+}
+_JSON_TYPE_NAMES = {
+    "string": "a string",
+    "enum": "a string",
+    "decimal": "a number",
+    "timestamp": "an RFC 3339 timestamp string",
+    "boolean": "true or false",
+}
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _typed_value(path: str, attribute: Attribute) -> str:
+    json_type = f"json_type(data, {path})"
+    ok_types = ", ".join(_sql_literal(t) for t in _JSON_TYPES[attribute.type])
+    text = f"json_extract_string(data, {path})"
+    cast = {
+        "string": text,
+        "enum": text,
+        "decimal": f"TRY_CAST({text} AS DOUBLE)",
+        "timestamp": f"TRY_CAST({text} AS TIMESTAMPTZ)",
+        "boolean": f"TRY_CAST({text} AS BOOLEAN)",
+    }[attribute.type]
+    return f"CASE WHEN {json_type} IN ({ok_types}) THEN {cast} END"
+
+
+def _decode_error(field_name: str, path: str, attribute: Attribute, contract: Contract) -> list[str]:
+    json_type = f"json_type(data, {path})"
+    ok_types = ", ".join(_sql_literal(t) for t in _JSON_TYPES[attribute.type])
+    expected = _JSON_TYPE_NAMES[attribute.type]
+    errors = [
+        f"CASE WHEN {json_type} NOT IN ({ok_types}, 'NULL') THEN "
+        f"{_sql_literal(f'field {field_name!r} must be {expected}, got JSON ')} || "
+        f"lower({json_type}) || {_sql_literal(f'; fix: send {expected}')} END"
+    ]
+    if attribute.type == "timestamp":
+        errors.append(
+            f"CASE WHEN {json_type} = 'VARCHAR' AND ({_typed_value(path, attribute)} IS NULL OR "
+            f"NOT regexp_matches(json_extract_string(data, {path}), '(Z|[+-]\\d\\d:?\\d\\d)$')) "
+            f"THEN {_sql_literal(f'field {field_name!r} is not an RFC 3339 timestamp with a zone; fix: send e.g. 2026-11-25T08:30:00Z')} END"  # noqa: E501
+        )
+    if attribute.required and contract.action != "created":
+        errors.append(
+            f"CASE WHEN {json_type} = 'NULL' THEN "
+            f"{_sql_literal(f'field {field_name!r} may not be set to null; fix: leave it out to keep the current value')} END"  # noqa: E501
+        )
+    return errors
+
+
+def payload_decode_sql(contract: Contract) -> str:
+    """DuckDB SQL that turns the payloads of one contract into typed columns plus decode errors."""
+    columns = []
+    errors = [
+        "CASE WHEN data IS NOT NULL AND json_type(data) NOT IN ('OBJECT', 'NULL') THEN "
+        "'data must be a JSON object; fix: send the payload as an object' END"
+    ]
+    known = "[" + ", ".join(_sql_literal(f) for f in contract.fields) + "]::VARCHAR[]"
+    errors.append(
+        "CASE WHEN json_type(data) = 'OBJECT' AND len(list_filter(json_keys(data), "
+        f"lambda k: NOT list_contains({known}, k))) > 0 THEN 'unknown field(s) ' || "
+        f"array_to_string(list_filter(json_keys(data), lambda k: NOT list_contains({known}, k)), ', ') "
+        f"|| {_sql_literal('; fix: remove them, or propose a new schema version')} END"  # noqa: E501
+    )
+    present = []
+    for field_name, attribute_name in contract.fields.items():
+        attribute = contract.entity.attribute(attribute_name)
+        path = _sql_literal(f"$.{field_name}")
+        columns.append(f"{_typed_value(path, attribute)} AS {quote(field_name)}")
+        errors.extend(_decode_error(field_name, path, attribute, contract))
+        present.append(
+            f"CASE WHEN json_exists(data, {path}) THEN {_sql_literal(attribute_name)} END"
+        )
+    present_list = "list_filter([" + ", ".join(present) + "]::VARCHAR[], lambda x: x IS NOT NULL)"
+    if contract.action in ("updated", "reconciled"):
+        errors.append(
+            f"CASE WHEN len({present_list}) = 0 THEN "
+            f"{_sql_literal(f'{contract.event_type} carries no attribute; fix: send at least one changed field')} END"  # noqa: E501
+        )
+    field_columns = "".join(f",\n    {c}" for c in columns)
+    return f"""
+SELECT line_no, id AS event_id, subject AS {KEY_COLUMN}, time, source, origin, correlationid,
+    causationid, schemaversion,
+    {present_list if contract.fields else "[]::VARCHAR[]"} AS set_attributes,
+    list_filter([{", ".join(errors)}], lambda x: x IS NOT NULL) AS decode_errors{field_columns}
+FROM batch_envelopes
+WHERE type = ? AND schemaversion = ?
+"""
+
+
+# -- pandera failure cases into reasons -----------------------------------------------------------
+
+
+def _hint(attribute: Attribute | None, column: str, check: str) -> str:
+    if attribute is None:
+        return _ENVELOPE_HINTS.get(column, "see the contract")
+    if check == "not_nullable":
+        return f"send {column!r}; it is required"
+    if attribute.allowed:
+        return f"use one of {', '.join(attribute.allowed)}"
+    if attribute.minimum is not None:
+        return f"send a value of at least {attribute.minimum:g}"
+    if attribute.pattern:
+        return f"send a value matching {attribute.pattern}"
+    return attribute.description
+
+
+def failure_reasons(
+    frame: pl.DataFrame, schema, contract: Contract | None, pii: frozenset[str]
+) -> pl.DataFrame:
+    """Validate `frame` with a pandera schema; return one row per failing line with its reasons."""
+    from pandera.errors import SchemaErrors
+
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as exc:
+        cases = exc.failure_cases
+    else:
+        return _empty_failures()
+    if cases.filter(pl.col("index").is_null()).height:
+        raise RuntimeError(
+            f"{schema.name}: a column-level failure, the decoder and the schema disagree:\n"
+            f"{cases.filter(pl.col('index').is_null())}"
+        )
+    rows = []
+    line_nos = frame["line_no"]
+    event_ids = frame["event_id"] if "event_id" in frame.columns else frame["id"]
+    for index, column, check, value in cases.select(
+        "index", "column", "check", "failure_case"
+    ).iter_rows():
+        attribute = None
+        if contract is not None and column in contract.fields:
+            attribute = contract.entity.attribute(contract.fields[column])
+        shown = "withheld (PII)" if column in pii else repr(value)
+        rule = check.split("(")[0]
+        label = f"field {column!r}" if contract else f"envelope field {column!r}"
+        rows.append(
+            (
+                line_nos[index],
+                event_ids[index],
+                rule,
+                f"{label} failed {check}, got {shown}; fix: {_hint(attribute, column, check)}",
+            )
+        )
+    reasons = pl.DataFrame(
+        rows, schema=["line_no", "event_id", "rule", "reason"], orient="row"
+    ).with_columns(pl.col("line_no").cast(pl.Int64))
+    return reasons.group_by("line_no").agg(
+        pl.col("event_id").first(),
+        pl.col("rule").first(),
+        pl.col("reason").unique(maintain_order=True).str.join("; "),
+    )
+
+
+def _empty_failures() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={"line_no": pl.Int64, "event_id": pl.String, "rule": pl.String, "reason": pl.String}
+    )
+
+
+def _decode_failures(frame: pl.DataFrame, rule: str, prefix: str) -> pl.DataFrame:
+    failed = frame.filter(pl.col("decode_errors").list.len() > 0)
+    return failed.select(
+        pl.col("line_no").cast(pl.Int64),
+        pl.col("event_id").cast(pl.String),
+        pl.lit(rule).alias("rule"),
+        (pl.lit(prefix) + pl.col("decode_errors").list.join("; ")).alias("reason"),
+    )
+
+
+# -- the batch ------------------------------------------------------------------------------------
+
+
+def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: str) -> ValidationCounts:
+    """Route every raw event of the batch to its entity's validated events or to the dead letters.
+
+    Runs inside the caller's transaction; a batch already validated is left as it is.
+    """
+    done = con.execute(
+        "SELECT validated, dead_lettered FROM batches WHERE batch_id = ? AND validated_at IS NOT NULL",
+        [batch_id],
+    ).fetchone()
+    if done:
+        return _recorded_counts(con, batch_id)
+
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE batch_raw AS SELECT * FROM raw_events WHERE batch_id = ?",
+        [batch_id],
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE batch_failures AS " + _LINE_GATE
+    )
+    envelopes = query_frame(con, _ENVELOPE_DECODE)
+    _record_failures(con, _decode_failures(envelopes, "envelope", ""), None)
+    decoded = envelopes.filter(pl.col("decode_errors").list.len() == 0)
+    envelope_failures = failure_reasons(
+        decoded.drop("decode_errors", "data"), build_envelope_schema(), None, frozenset()
+    )
+    _record_failures(con, envelope_failures, None)
+    good = decoded.join(envelope_failures.select("line_no"), on="line_no", how="anti")
+    con.register("batch_envelopes_frame", good)
+    con.execute("CREATE OR REPLACE TEMP TABLE batch_envelopes AS SELECT * FROM batch_envelopes_frame")
+    con.unregister("batch_envelopes_frame")
+
+    _dead_letter_unknown_contracts(con)
+    counts = ValidationCounts()
+    for (event_type, version) in con.execute(
+        "SELECT DISTINCT type, schemaversion FROM batch_envelopes ORDER BY ALL"
+    ).fetchall():
+        if (event_type, version) not in CONTRACTS:
+            continue
+        contract = CONTRACTS[(event_type, version)]
+        valid = _validate_contract(con, contract)
+        _insert_validated(con, contract, valid, batch_id)
+        counts.validated += valid.height
+        counts.by_entity[contract.entity.name] += valid.height
+
+    _write_dead_letters(con, batch_id)
+    for rule, count in con.execute(
+        "SELECT rule, count(*) FROM batch_failures GROUP BY rule"
+    ).fetchall():
+        counts.by_rule[rule] = count
+        counts.dead_lettered += count
+    con.execute(
+        """
+        UPDATE batches SET validated = ?, dead_lettered = ?, validated_at = now()
+        WHERE batch_id = ?
+        """,
+        [counts.validated, counts.dead_lettered, batch_id],
+    )
+    con.execute(
+        "DROP TABLE IF EXISTS batch_raw; DROP TABLE IF EXISTS batch_failures; "
+        "DROP TABLE IF EXISTS batch_envelopes"
+    )
+    return counts
+
+
+def _record_failures(
+    con: duckdb.DuckDBPyConnection, failures: pl.DataFrame, contract: Contract | None
+) -> None:
+    if failures.is_empty():
+        return
+    frame = failures.select(
+        pl.col("line_no").cast(pl.Int64),
+        pl.col("event_id").cast(pl.String),
+        pl.lit(contract.event_type if contract else None, dtype=pl.String).alias("event_type"),
+        pl.lit(contract.name if contract else None, dtype=pl.String).alias("contract"),
+        pl.col("rule"),
+        pl.col("reason"),
+    )
+    con.register("failures_frame", frame)
+    con.execute("INSERT INTO batch_failures SELECT * FROM failures_frame")
+    con.unregister("failures_frame")
+
+
+def _dead_letter_unknown_contracts(con: duckdb.DuckDBPyConnection) -> None:
+    known = ", ".join(f"('{t}', {v})" for (t, v) in CONTRACTS)
+    con.execute(
+        f"""
+        INSERT INTO batch_failures
+        SELECT line_no, event_id, type, NULL, 'contract',
+               'no contract for ' || type || ' schema version ' || schemaversion
+               || '; fix: send a version the catalog knows, or register the new version first'
+        FROM batch_envelopes
+        WHERE (type, schemaversion) NOT IN (SELECT * FROM (VALUES {known}))
+        """
+    )
+
+
+def _validate_contract(con: duckdb.DuckDBPyConnection, contract: Contract) -> pl.DataFrame:
+    decoded = query_frame(con, payload_decode_sql(contract), [contract.event_type, contract.version])
+    _record_failures(
+        con, _decode_failures(decoded, "payload", f"{contract.name}: "), contract
+    )
+    candidates = decoded.filter(pl.col("decode_errors").list.len() == 0)
+    failures = failure_reasons(
+        candidates.drop("decode_errors"), contract.schema, contract, contract.entity.pii_attributes
+    )
+    failures = failures.with_columns((pl.lit(f"{contract.name} ") + pl.col("reason")).alias("reason"))
+    _record_failures(con, failures, contract)
+    return candidates.join(failures.select("line_no"), on="line_no", how="anti")
+
+
+def _insert_validated(
+    con: duckdb.DuckDBPyConnection, contract: Contract, valid: pl.DataFrame, batch_id: str
+) -> None:
+    if valid.is_empty():
+        return
+    entity = contract.entity
+    frame = valid.rename(contract.upcast_renames())
+    con.register("valid_frame", frame)
+    attributes = []
+    for attribute in entity.attributes:
+        if attribute.name in frame.columns:
+            attributes.append(f"CAST({quote(attribute.name)} AS {attribute.duckdb_type})")
+        else:
+            attributes.append(f"NULL::{attribute.duckdb_type}")
+    con.execute(
+        f"""
+        INSERT INTO {quote(entity.events_table)}
+        SELECT event_id, ?, line_no, ?, {KEY_COLUMN}, time,
+               strftime(time AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') || '|' || event_id,
+               origin, source, correlationid, causationid, schemaversion, set_attributes,
+               {", ".join(attributes)}
+        FROM valid_frame
+        """,
+        [batch_id, contract.action],
+    )
+    con.unregister("valid_frame")
+
+
+def _write_dead_letters(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:
+    con.execute(
+        """
+        INSERT INTO dead_letters
+        SELECT ?, f.line_no, f.event_id, f.event_type, f.contract, f.rule, f.reason, r.line, now()
+        FROM batch_failures f JOIN batch_raw r USING (line_no)
+        """,
+        [batch_id],
+    )
+
+
+def _recorded_counts(con: duckdb.DuckDBPyConnection, batch_id: str) -> ValidationCounts:
+    counts = ValidationCounts()
+    for rule, count in con.execute(
+        "SELECT rule, count(*) FROM dead_letters WHERE batch_id = ? GROUP BY rule", [batch_id]
+    ).fetchall():
+        counts.by_rule[rule] = count
+        counts.dead_lettered += count
+    counts.validated = con.execute(
+        "SELECT validated FROM batches WHERE batch_id = ?", [batch_id]
+    ).fetchone()[0]
+    return counts

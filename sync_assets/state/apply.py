@@ -1,0 +1,212 @@
+"""Applying validated events to the golden record: idempotent and order-insensitive.
+
+Every attribute of a golden record is a last-writer-wins register: it holds the value of the newest
+event, by event time then event id (the `version` string `<RFC 3339 UTC time>|<event id>` sorts
+that way), among the events from the system that owns the attribute. Others' attempts are kept as
+ownership conflicts and change nothing. Whether the entity exists is one more register, written by
+the lifecycle owner's created, reconciled (live) and deleted (tombstone) events, so an older event
+can never resurrect a deleted record, whatever order events arrive in.
+
+Because each register keeps the maximum, applying is a merge: applying the same events again, in
+any order or grouping, gives the same state, and replaying the whole log equals incremental apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from sync_assets.catalog.entities import ENTITIES, Entity
+from sync_assets.warehouse import golden_table_ddl, quote
+
+LIFECYCLE_ACTIONS = ("created", "reconciled", "deleted")
+LIFECYCLE = "(lifecycle)"
+
+
+@dataclass(frozen=True)
+class ApplyCounts:
+    applied: int
+    conflicts: int
+    superseded: int
+
+
+def newer(candidate: str, current: str) -> str:
+    """SQL: is the `candidate` version newer than the `current` one? The ordering guard."""
+    return f"({candidate} > coalesce({current}, ''))"
+
+
+def _owned(entity: Entity, attribute: str) -> str:
+    owner = entity.owner_of(attribute)
+    return f"(origin = '{owner}' AND list_contains(set_attributes, '{attribute}'))"
+
+
+def _lifecycle(entity: Entity) -> str:
+    actions = ", ".join(f"'{a}'" for a in LIFECYCLE_ACTIONS)
+    return f"(origin = '{entity.lifecycle_owner}' AND action IN ({actions}))"
+
+
+def _merge_sql(entity: Entity, target: str) -> str:
+    """Fold the events in `apply_events` into `target`, one row per key, keeping the newest."""
+    key = quote(entity.key)
+    aggregates = []
+    updates = []
+    for attribute in entity.attributes:
+        name, version = quote(attribute.name), quote(attribute.name + "__v")
+        owned = _owned(entity, attribute.name)
+        aggregates.append(f"arg_max_null({name}, CASE WHEN {owned} THEN version END) AS {name}")
+        aggregates.append(f"max(CASE WHEN {owned} THEN version END) AS {version}")
+        updates.append(
+            f"{name} = CASE WHEN {newer(f'excluded.{version}', f't.{version}')} "
+            f"THEN excluded.{name} ELSE t.{name} END"
+        )
+        updates.append(f"{version} = greatest(excluded.{version}, t.{version})")
+    lifecycle = _lifecycle(entity)
+    aggregates += [
+        "arg_max_null(CASE WHEN action = 'deleted' THEN 'deleted' ELSE 'live' END, "
+        f"CASE WHEN {lifecycle} THEN version END) AS lifecycle_state",
+        f"max(CASE WHEN {lifecycle} THEN version END) AS lifecycle__v",
+        "max(version) AS last_version",
+        "arg_max(event_id, version) AS last_event_id",
+        "arg_max(correlation_id, version) AS last_correlation_id",
+    ]
+    updates += [
+        f"lifecycle_state = CASE WHEN {newer('excluded.lifecycle__v', 't.lifecycle__v')} "
+        "THEN excluded.lifecycle_state ELSE t.lifecycle_state END",
+        "lifecycle__v = greatest(excluded.lifecycle__v, t.lifecycle__v)",
+    ]
+    for column in ("last_event_id", "last_correlation_id"):
+        updates.append(
+            f"{column} = CASE WHEN {newer('excluded.last_version', 't.last_version')} "
+            f"THEN excluded.{column} ELSE t.{column} END"
+        )
+    updates.append("last_version = greatest(excluded.last_version, t.last_version)")
+    return f"""
+INSERT INTO {quote(target)} AS t
+SELECT entity_key AS {key}, {", ".join(aggregates)}
+FROM apply_events GROUP BY entity_key
+ON CONFLICT ({key}) DO UPDATE SET {", ".join(updates)}
+"""
+
+
+def _conflicts_sql(entity: Entity) -> str:
+    owners = " ".join(
+        f"WHEN '{a.name}' THEN '{a.owner}'" for a in entity.attributes
+    )
+    actions = ", ".join(f"'{a}'" for a in LIFECYCLE_ACTIONS)
+    return f"""
+INSERT INTO ownership_conflicts
+SELECT event_id, batch_id, '{entity.name}', entity_key, attribute, origin, owner, event_time
+FROM (
+    SELECT *, CASE attribute {owners} END AS owner
+    FROM (SELECT *, unnest(set_attributes) AS attribute FROM apply_events)
+    UNION ALL
+    SELECT *, '{LIFECYCLE}' AS attribute, '{entity.lifecycle_owner}' AS owner
+    FROM apply_events WHERE action IN ({actions})
+)
+WHERE origin <> owner
+ON CONFLICT DO NOTHING
+"""
+
+
+def _superseded_sql(entity: Entity, target: str) -> str:
+    """Events that won nothing: every register they wrote holds a newer event's value."""
+    won = " OR ".join(
+        f"(g.{quote(a.name + '__v')} = e.version)" for a in entity.attributes
+    )
+    return f"""
+SELECT count(*) FROM apply_events e JOIN {quote(target)} g ON g.{quote(entity.key)} = e.entity_key
+WHERE NOT ({won} OR g.lifecycle__v = e.version)
+"""
+
+
+def apply_events(
+    con: duckdb.DuckDBPyConnection, entity: Entity, where: str, params: Sequence[object] = ()
+) -> ApplyCounts:
+    """Apply the validated events of `entity` selected by `where` to its golden table."""
+    return _apply(con, entity, entity.golden_table, where, params)
+
+
+def _apply(
+    con: duckdb.DuckDBPyConnection,
+    entity: Entity,
+    target: str,
+    where: str,
+    params: Sequence[object] = (),
+) -> ApplyCounts:
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE apply_events AS "
+        f"SELECT * FROM {quote(entity.events_table)} WHERE {where}",
+        list(params),
+    )
+    try:
+        applied = con.execute("SELECT count(*) FROM apply_events").fetchone()[0]
+        if not applied:
+            return ApplyCounts(0, 0, 0)
+        con.execute(_conflicts_sql(entity))
+        conflicts = con.execute(
+            "SELECT count(DISTINCT event_id) FROM ownership_conflicts "
+            "WHERE event_id IN (SELECT event_id FROM apply_events)"
+        ).fetchone()[0]
+        con.execute(_merge_sql(entity, target))
+        superseded = con.execute(_superseded_sql(entity, target)).fetchone()[0]
+        return ApplyCounts(applied=applied, conflicts=conflicts, superseded=superseded)
+    finally:
+        con.execute("DROP TABLE IF EXISTS apply_events")
+
+
+def apply_pending_batches(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, ApplyCounts]]:
+    """Apply every validated batch not yet applied; returns counts per batch and entity.
+
+    Runs inside the caller's transaction, so a batch is either fully applied and recorded, or not.
+    """
+    pending = [
+        row[0]
+        for row in con.execute(
+            "SELECT batch_id FROM batches WHERE validated_at IS NOT NULL AND applied_at IS NULL "
+            "ORDER BY batch_id"
+        ).fetchall()
+    ]
+    results: dict[str, dict[str, ApplyCounts]] = {}
+    for batch_id in pending:
+        results[batch_id] = {}
+        for entity in ENTITIES.values():
+            counts = apply_events(con, entity, "batch_id = ?", [batch_id])
+            con.execute(
+                "INSERT INTO batch_applications VALUES (?, ?, ?, ?, ?, now())",
+                [batch_id, entity.name, counts.applied, counts.conflicts, counts.superseded],
+            )
+            results[batch_id][entity.name] = counts
+        applied = sum(c.applied for c in results[batch_id].values())
+        con.execute(
+            "UPDATE batches SET applied = ?, applied_at = now() WHERE batch_id = ?",
+            [applied, batch_id],
+        )
+    return results
+
+
+def replay(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rebuild every golden table from the whole validated log and swap it in.
+
+    Returns, per entity, how many rows differed between the rebuilt and the incremental state
+    (zero when incremental application was right, as it must be).
+    """
+    differences: dict[str, int] = {}
+    for entity in ENTITIES.values():
+        rebuilt = f"replay_{entity.golden_table}"
+        con.execute(f"DROP TABLE IF EXISTS {quote(rebuilt)}")
+        con.execute(golden_table_ddl(entity, table=rebuilt, temporary=True))
+        _apply(con, entity, rebuilt, "TRUE")
+        differences[entity.name] = count_differences(con, entity.golden_table, rebuilt)
+        con.execute(f"DELETE FROM {quote(entity.golden_table)}")
+        con.execute(f"INSERT INTO {quote(entity.golden_table)} SELECT * FROM {quote(rebuilt)}")
+        con.execute(f"DROP TABLE {quote(rebuilt)}")
+    return differences
+
+
+def count_differences(con: duckdb.DuckDBPyConnection, left: str, right: str) -> int:
+    return con.execute(
+        f"SELECT count(*) FROM ((SELECT * FROM {quote(left)} EXCEPT SELECT * FROM {quote(right)}) "
+        f"UNION ALL (SELECT * FROM {quote(right)} EXCEPT SELECT * FROM {quote(left)}))"
+    ).fetchone()[0]

@@ -1,0 +1,178 @@
+"""The DuckDB warehouse: its tables, derived from the catalog, and how to open it.
+
+One writer at a time: DuckDB locks the file per process, so every Dagster asset that writes here
+runs in the `duckdb_writer` pool (limit 1, see dagster.yaml) and keeps its transaction short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from sync_assets.catalog.entities import ENTITIES, Entity
+
+WRITER_POOL = "duckdb_writer"
+
+LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id      VARCHAR PRIMARY KEY,
+    system        VARCHAR NOT NULL,
+    file_name     VARCHAR NOT NULL,
+    landed        BIGINT NOT NULL,
+    duplicates    BIGINT NOT NULL,
+    dead_lettered BIGINT,
+    validated     BIGINT,
+    applied       BIGINT,
+    ingested_at   TIMESTAMPTZ NOT NULL,
+    validated_at  TIMESTAMPTZ,
+    applied_at    TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS raw_events (
+    batch_id     VARCHAR NOT NULL,
+    line_no      BIGINT NOT NULL,
+    event_id     VARCHAR,
+    arrived_at   TIMESTAMPTZ NOT NULL,
+    size_bytes   BIGINT NOT NULL,
+    decode_error VARCHAR,
+    line         VARCHAR NOT NULL,
+    PRIMARY KEY (batch_id, line_no)
+);
+CREATE TABLE IF NOT EXISTS duplicate_events (
+    batch_id       VARCHAR NOT NULL,
+    line_no        BIGINT NOT NULL,
+    event_id       VARCHAR NOT NULL,
+    first_batch_id VARCHAR NOT NULL,
+    first_line_no  BIGINT NOT NULL,
+    arrived_at     TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (batch_id, line_no)
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    batch_id        VARCHAR NOT NULL,
+    line_no         BIGINT NOT NULL,
+    event_id        VARCHAR,
+    event_type      VARCHAR,
+    contract        VARCHAR,
+    rule            VARCHAR NOT NULL,
+    reason          VARCHAR NOT NULL,
+    payload         VARCHAR NOT NULL,
+    dead_lettered_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (batch_id, line_no)
+);
+CREATE TABLE IF NOT EXISTS batch_applications (
+    batch_id   VARCHAR NOT NULL,
+    entity     VARCHAR NOT NULL,
+    applied    BIGINT NOT NULL,
+    conflicts  BIGINT NOT NULL,
+    superseded BIGINT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (batch_id, entity)
+);
+CREATE TABLE IF NOT EXISTS ownership_conflicts (
+    event_id    VARCHAR NOT NULL,
+    batch_id    VARCHAR NOT NULL,
+    entity      VARCHAR NOT NULL,
+    entity_key  VARCHAR NOT NULL,
+    attribute   VARCHAR NOT NULL,
+    origin      VARCHAR NOT NULL,
+    owner       VARCHAR NOT NULL,
+    event_time  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (event_id, attribute)
+);
+"""
+
+
+def quote(identifier: str) -> str:
+    """Quote an identifier for DuckDB; catalog names are trusted, but quote them all the same."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def events_table_ddl(entity: Entity) -> str:
+    attributes = ",\n    ".join(
+        f"{quote(a.name)} {a.duckdb_type}" for a in entity.attributes
+    )
+    return f"""
+CREATE TABLE IF NOT EXISTS {quote(entity.events_table)} (
+    event_id       VARCHAR PRIMARY KEY,
+    batch_id       VARCHAR NOT NULL,
+    line_no        BIGINT NOT NULL,
+    action         VARCHAR NOT NULL,
+    entity_key     VARCHAR NOT NULL,
+    event_time     TIMESTAMPTZ NOT NULL,
+    version        VARCHAR NOT NULL,
+    origin         VARCHAR NOT NULL,
+    source         VARCHAR NOT NULL,
+    correlation_id VARCHAR NOT NULL,
+    causation_id   VARCHAR,
+    schema_version INTEGER NOT NULL,
+    set_attributes VARCHAR[] NOT NULL,
+    {attributes}
+);"""
+
+
+def golden_table_ddl(entity: Entity, *, table: str | None = None, temporary: bool = False) -> str:
+    columns = []
+    for a in entity.attributes:
+        columns.append(f"{quote(a.name)} {a.duckdb_type}")
+        columns.append(f"{quote(a.name + '__v')} VARCHAR")
+    attribute_columns = ",\n    ".join(columns)
+    return f"""
+CREATE {"TEMP " if temporary else ""}TABLE IF NOT EXISTS {quote(table or entity.golden_table)} (
+    {quote(entity.key)} VARCHAR PRIMARY KEY,
+    {attribute_columns},
+    lifecycle_state VARCHAR,
+    lifecycle__v    VARCHAR,
+    last_version    VARCHAR NOT NULL,
+    last_event_id   VARCHAR NOT NULL,
+    last_correlation_id VARCHAR NOT NULL
+);"""
+
+
+def create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(LEDGER_DDL)
+    for entity in ENTITIES.values():
+        con.execute(events_table_ddl(entity))
+        con.execute(golden_table_ddl(entity))
+
+
+@contextlib.contextmanager
+def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    path = Path(path)
+    if read_only and not path.exists():
+        con = duckdb.connect(":memory:")
+        create_schema(con)  # nothing ingested yet: an empty warehouse reads as one
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(str(path), read_only=read_only)
+        if not read_only:
+            create_schema(con)
+    con.execute("SET TimeZone = 'UTC'")
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: a crash or an error inside leaves the last commit intact."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    else:
+        con.execute("COMMIT")
+
+
+def query_frame(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
+) -> pl.DataFrame:
+    """Run a query and hand its result to polars through Arrow, without copying row by row."""
+    result = pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())
+    assert isinstance(result, pl.DataFrame)
+    return result
