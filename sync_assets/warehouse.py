@@ -138,6 +138,10 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(golden_table_ddl(entity))
 
 
+_SCHEMA_READY: set[Path] = set()
+"""Files whose tables this process has created already: DDL on every connect costs ~10 ms."""
+
+
 @contextlib.contextmanager
 def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     path = Path(path)
@@ -146,9 +150,11 @@ def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.Duc
         create_schema(con)  # nothing ingested yet: an empty warehouse reads as one
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not path.exists()
         con = duckdb.connect(str(path), read_only=read_only)
-        if not read_only:
+        if not read_only and (fresh or path not in _SCHEMA_READY):
             create_schema(con)
+            _SCHEMA_READY.add(path)
     con.execute("SET TimeZone = 'UTC'")
     try:
         yield con

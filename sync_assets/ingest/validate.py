@@ -36,6 +36,12 @@ class ValidationCounts:
     by_rule: Counter[str] = field(default_factory=Counter)
     by_entity: Counter[str] = field(default_factory=Counter)
 
+    def add(self, other: ValidationCounts) -> None:
+        self.validated += other.validated
+        self.dead_lettered += other.dead_lettered
+        self.by_rule.update(other.by_rule)
+        self.by_entity.update(other.by_entity)
+
 
 # -- gate 1: the line -----------------------------------------------------------------------------
 

@@ -1,0 +1,37 @@
+"""Run the benchmarks: `python -m bench` runs every one, `python -m bench ingest --events 200000` one.
+
+Each benchmark module offers `add_arguments(parser)` and `run(args)`, prints its figures and writes
+them as JSON to bench/results/<name>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from bench import ingest
+
+BENCHMARKS = {ingest.NAME: ingest}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    for name, module in BENCHMARKS.items():
+        sub = subparsers.add_parser(name, help=(module.__doc__ or "").splitlines()[0])
+        module.add_arguments(sub)
+    args = parser.parse_args(argv)
+    if args.benchmark:
+        selected = [(args.benchmark, args)]
+    else:  # every benchmark at its default size
+        selected = [(name, subparsers.choices[name].parse_args([])) for name in BENCHMARKS]
+    for name, benchmark_args in selected:
+        started = time.perf_counter()
+        BENCHMARKS[name].run(benchmark_args)
+        print(f"{name}: done in {time.perf_counter() - started:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""`syncctl`: the command line for the data team, on-call and CI.
+
+Every command works on the data folder named by SYNCFABRIC_HOME (`.syncfabric/` by default).
+Heavy imports (dagster, pandera) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import click
+
+from sync_assets.settings import DataFolder
+
+
+def _folder() -> DataFolder:
+    return DataFolder.from_env()
+
+
+@click.group()
+def main() -> None:
+    """Keep business systems in sync: ingest change events, keep golden records."""
+
+
+@main.command()
+@click.option("--customers", default=10_000, show_default=True)
+@click.option("--orders", default=50_000, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--force", is_flag=True, help="Build a new landscape even if one exists.")
+def demo(customers: int, orders: int, seed: int, force: bool) -> None:
+    """Create the demo landscape (three systems and their landed events) if there is none."""
+    from sync_assets.demo.landscape import build_demo_landscape, landscape_exists
+
+    folder = _folder()
+    if landscape_exists(folder) and not force:
+        click.echo(f"demo landscape already in {folder.root}; leaving it as it is")
+        return
+    started = time.perf_counter()
+    landscape = build_demo_landscape(folder, customers=customers, orders=orders, seed=seed)
+    click.echo(
+        f"demo landscape in {folder.root}: {landscape.customers} customers, "
+        f"{landscape.orders} orders, {landscape.events_landed} events landed in "
+        f"{len(landscape.batches)} batches ({time.perf_counter() - started:.1f} s)"
+    )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def run(as_json: bool) -> None:
+    """Run the pipeline once over whatever the data folder holds, then print the summary."""
+    from sync_assets.runner import run_pending_batches
+
+    folder = _folder()
+    started = time.perf_counter()
+    report = run_pending_batches(folder)
+    elapsed = time.perf_counter() - started
+    summary = _summary(folder)
+    if as_json:
+        click.echo(json.dumps({**summary.as_dict(), "runs": report.batches, "failed": report.failed}))
+    else:
+        click.echo(f"ran {len(report.batches)} batch(es) in {elapsed:.1f} s")
+        _print_summary(summary)
+    if not report.ok:
+        click.echo(f"failed runs for batches: {', '.join(report.failed)}", err=True)
+    if not report.ok or not summary.balanced:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def summary(as_json: bool) -> None:
+    """Counts for the whole data folder: landed, applied, duplicates, dead letters, golden."""
+    result = _summary(_folder())
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        _print_summary(result)
+    if not result.balanced:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def replay(as_json: bool) -> None:
+    """Rebuild every golden record from the event log and compare with the incremental state."""
+    from sync_assets.state.apply import replay as replay_log
+    from sync_assets.warehouse import connect, transaction
+
+    folder = _folder()
+    with connect(folder.warehouse) as con, transaction(con):
+        differences = replay_log(con)
+    if as_json:
+        click.echo(json.dumps({"differences": differences}))
+    else:
+        for entity, count in differences.items():
+            verdict = "identical" if count == 0 else f"{count} rows differed (now rebuilt)"
+            click.echo(f"golden_{entity}: replay of the log {verdict}")
+    if any(differences.values()):
+        sys.exit(1)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--port", default=3000, show_default=True)
+def ui(port: int) -> None:
+    """Start the Dagster UI on 127.0.0.1 over the data folder."""
+    from sync_assets.runner import use_data_folder
+
+    use_data_folder(_folder())
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    os.execv(
+        dagster,
+        [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "sync_assets.definitions"],
+    )
+
+
+def _summary(folder: DataFolder):
+    from sync_assets.ledger import summarize
+    from sync_assets.warehouse import connect
+
+    with connect(folder.warehouse, read_only=True) as con:
+        return summarize(con)
+
+
+def _print_summary(summary) -> None:
+    rows = [
+        ("batches", summary.batches),
+        ("events landed", summary.landed),
+        ("applied", summary.applied),
+        ("duplicates", summary.duplicates),
+        ("dead letters", summary.dead_lettered),
+        ("pending", summary.pending),
+        ("ownership conflicts (applied, owner kept)", summary.conflicts),
+    ]
+    for entity, live in summary.golden.items():
+        rows.append((f"golden {entity} records (live)", live))
+        rows.append((f"golden {entity} records (deleted)", summary.deleted[entity]))
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        click.echo(f"{label:<{width}}  {value:>10,}")
+    verdict = "yes" if summary.balanced else f"NO: {', '.join(summary.unbalanced_batches)}"
+    click.echo(f"{'counts add up':<{width}}  {verdict:>10}")

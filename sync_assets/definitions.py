@@ -1,0 +1,25 @@
+"""The code location: assembles the assets, checks, sensors and resources of each stage."""
+
+import dagster as dg
+
+from checks.ingest import dead_letter_rate, every_event_accounted_for
+from checks.state import golden_checks
+from sensors.ingest import landed_batches_sensor
+from sync_assets.ingest.assets import raw_events, validate_events
+from sync_assets.jobs import ingest_batch_job
+from sync_assets.resources import default_resources
+from sync_assets.settings import DataFolder
+from sync_assets.state.assets import batch_ledger, golden_records
+
+
+def build_definitions(folder: DataFolder | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[raw_events, validate_events, golden_records, batch_ledger],
+        asset_checks=[every_event_accounted_for, dead_letter_rate, *golden_checks],
+        jobs=[ingest_batch_job],
+        sensors=[landed_batches_sensor],
+        resources=default_resources(folder),
+    )
+
+
+defs = build_definitions()

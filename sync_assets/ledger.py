@@ -1,0 +1,83 @@
+"""The batch ledger: every landed event is applied, a duplicate, or a dead letter, and it adds up.
+
+`landed = applied + duplicates + dead_lettered` must hold for every batch that has been applied;
+`applied` counts events that a newer write superseded and ownership conflicts too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import duckdb
+
+from sync_assets.catalog.entities import ENTITIES
+from sync_assets.warehouse import quote
+
+
+@dataclass(frozen=True)
+class Summary:
+    batches: int
+    landed: int
+    applied: int
+    duplicates: int
+    dead_lettered: int
+    pending: int
+    """Events in batches ingested but not yet applied (a run in progress, or one that failed)."""
+    golden: dict[str, int] = field(default_factory=dict)
+    """Live golden records per entity."""
+    deleted: dict[str, int] = field(default_factory=dict)
+    conflicts: int = 0
+    unbalanced_batches: tuple[str, ...] = ()
+
+    @property
+    def balanced(self) -> bool:
+        return not self.unbalanced_batches
+
+    def as_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["unbalanced_batches"] = list(self.unbalanced_batches)
+        return data
+
+
+def unbalanced_batches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int, int, int]]:
+    """Applied batches whose counts do not add up: (batch, landed, applied, duplicates, dead)."""
+    return con.execute(
+        """
+        SELECT batch_id, landed, applied, duplicates, dead_lettered FROM batches
+        WHERE applied_at IS NOT NULL AND landed <> applied + duplicates + dead_lettered
+        ORDER BY batch_id
+        """
+    ).fetchall()
+
+
+def summarize(con: duckdb.DuckDBPyConnection) -> Summary:
+    (batches, landed, applied, duplicates, dead, pending) = con.execute(
+        """
+        SELECT count(*), coalesce(sum(landed), 0),
+               coalesce(sum(applied) FILTER (WHERE applied_at IS NOT NULL), 0),
+               coalesce(sum(duplicates), 0), coalesce(sum(dead_lettered), 0),
+               coalesce(sum(landed - duplicates - coalesce(dead_lettered, 0))
+                        FILTER (WHERE applied_at IS NULL), 0)
+        FROM batches
+        """
+    ).fetchone()
+    golden, deleted = {}, {}
+    for entity in ENTITIES.values():
+        live, gone = con.execute(
+            f"SELECT count(*) FILTER (WHERE lifecycle_state = 'live'), "
+            f"count(*) FILTER (WHERE lifecycle_state = 'deleted') FROM {quote(entity.golden_table)}"
+        ).fetchone()
+        golden[entity.name], deleted[entity.name] = live, gone
+    conflicts = con.execute("SELECT count(DISTINCT event_id) FROM ownership_conflicts").fetchone()[0]
+    return Summary(
+        batches=batches,
+        landed=landed,
+        applied=applied,
+        duplicates=duplicates,
+        dead_lettered=dead,
+        pending=pending,
+        golden=golden,
+        deleted=deleted,
+        conflicts=conflicts,
+        unbalanced_batches=tuple(row[0] for row in unbalanced_batches(con)),
+    )

@@ -1,0 +1,104 @@
+"""Shared, generic helpers for the tests of the pure (non-Dagster) core.
+
+Keep this small: helpers to build events, land batches and run ingest -> validate -> apply on a
+data folder under pytest's tmp_path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from sync_assets.catalog.contracts import CURRENT_VERSION
+from sync_assets.catalog.events import make_event, to_line
+from sync_assets.ingest.landing import Batch, LandingZone
+from sync_assets.ingest.raw import ingest_batch
+from sync_assets.ingest.validate import validate_batch
+from sync_assets.settings import DataFolder
+from sync_assets.state.apply import apply_pending_batches
+from sync_assets.warehouse import connect, transaction
+
+BASE_TIME = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def data_folder(tmp_path) -> DataFolder:
+    """A fresh, empty data folder under tmp_path."""
+    return DataFolder(tmp_path / "syncfabric")
+
+
+def at(seconds: float = 0) -> datetime:
+    """A fixed point in time, `seconds` after BASE_TIME."""
+    return BASE_TIME + timedelta(seconds=seconds)
+
+
+def event(
+    event_type: str,
+    subject: str,
+    data: dict[str, Any] | None = None,
+    *,
+    origin: str = "crm",
+    time: datetime | None = None,
+    event_id: str | None = None,
+    schema_version: int | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A valid-by-default event envelope; `overrides` replace envelope fields as they are."""
+    entity_name = event_type.split(".")[0]
+    built = make_event(
+        event_type=event_type,
+        subject=subject,
+        origin=origin,
+        data={} if data is None else data,
+        time=time or BASE_TIME,
+        schema_version=schema_version or CURRENT_VERSION[entity_name],
+        event_id=event_id,
+    )
+    built.update(overrides)
+    return built
+
+
+def customer_created(subject: str = "C-000001", **kwargs: Any) -> dict[str, Any]:
+    """A complete, valid customer.created (current version) from the CRM."""
+    data = {
+        "email": "ada@example.com",
+        "full_name": "Ada Lovelace",
+        "country": "GB",
+        "status": "active",
+    }
+    data.update(kwargs.pop("data", {}))
+    return event("customer.created", subject, data, **kwargs)
+
+
+def land(
+    folder: DataFolder, stem: str, lines: Iterable[str | bytes | dict], *, system: str = "crm"
+) -> Batch:
+    """Land a batch file; dict lines are serialised as events, str/bytes are written verbatim."""
+    rendered = [to_line(line) if isinstance(line, dict) else line for line in lines]
+    return LandingZone(folder.landing).write_batch(system, stem, rendered)
+
+
+def run_core(folder: DataFolder, batch_ids: Sequence[str]) -> dict[str, Any]:
+    """Ingest, validate and apply the given landed batches, one transaction per batch, in order.
+
+    Returns, per batch id, the raw, validation and apply counts.
+    """
+    zone = LandingZone(folder.landing)
+    results: dict[str, Any] = {}
+    with connect(folder.warehouse) as con:
+        for batch_id in batch_ids:
+            with transaction(con):
+                raw = ingest_batch(con, zone.locate(batch_id))
+                validation = validate_batch(con, batch_id)
+                applied = apply_pending_batches(con)
+            results[batch_id] = {"raw": raw, "validation": validation, "applied": applied}
+    return results
+
+
+def rows(folder: DataFolder, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+    """Run a read query against the folder's warehouse."""
+    with connect(folder.warehouse) as con:
+        return con.execute(sql, list(params)).fetchall()
