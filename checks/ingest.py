@@ -1,6 +1,5 @@
 """Checks on the batch ledger: nothing lost, and dead letters within bounds."""
 
-
 import dagster as dg
 
 from sync_assets.ledger import summarize, unbalanced_batches

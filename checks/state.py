@@ -1,11 +1,10 @@
 """Checks beside the golden records: a live record has every attribute the catalog requires."""
 
-
 import dagster as dg
 
 from sync_assets.catalog.entities import ENTITIES, Entity
 from sync_assets.resources import WarehouseResource
-from sync_assets.warehouse import WRITER_POOL, quote
+from sync_assets.warehouse import WRITER_POOL, quote, scalar
 
 RUNBOOK = "docs/runbooks/incomplete-golden-records.md"
 
@@ -25,10 +24,11 @@ def required_attributes_check(entity: Entity) -> dg.AssetChecksDefinition:
     def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         missing = " OR ".join(f"{quote(name)} IS NULL" for name in required)
         with warehouse.connect() as con:
-            incomplete = con.execute(
+            incomplete = scalar(
+                con,
                 f"SELECT count(*) FROM {quote(entity.golden_table)} "
-                f"WHERE lifecycle_state = 'live' AND ({missing})"
-            ).fetchone()[0]
+                f"WHERE lifecycle_state = 'live' AND ({missing})",
+            )
         return dg.AssetCheckResult(
             passed=incomplete == 0,
             severity=dg.AssetCheckSeverity.WARN,

@@ -6,7 +6,6 @@ batch id as its run key, so even a cursor lost between the request and its updat
 restart) cannot start a batch twice: Dagster drops a run key it has seen.
 """
 
-
 import json
 
 import dagster as dg
@@ -39,7 +38,9 @@ def landed_batches_sensor(
         context.log.info(f"{len(new)} new batch(es): {new}")
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(run_key=batch_id, partition_key=batch_id, tags={"syncfabric/batch": batch_id})
+            dg.RunRequest(
+                run_key=batch_id, partition_key=batch_id, tags={"syncfabric/batch": batch_id}
+            )
             for batch_id in new
         ],
         dynamic_partitions_requests=[landed_batches.build_add_request(new)] if new else [],

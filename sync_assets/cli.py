@@ -59,7 +59,9 @@ def run(as_json: bool) -> None:
     elapsed = time.perf_counter() - started
     summary = _summary(folder)
     if as_json:
-        click.echo(json.dumps({**summary.as_dict(), "runs": report.batches, "failed": report.failed}))
+        click.echo(
+            json.dumps({**summary.as_dict(), "runs": report.batches, "failed": report.failed})
+        )
     else:
         click.echo(f"ran {len(report.batches)} batch(es) in {elapsed:.1f} s")
         _print_summary(summary)

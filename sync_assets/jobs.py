@@ -1,6 +1,5 @@
 """Jobs: what one run does."""
 
-
 import dagster as dg
 
 from sync_assets.ingest.assets import landed_batches

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import duckdb
 
 from sync_assets.catalog.entities import ENTITIES
-from sync_assets.warehouse import quote
+from sync_assets.warehouse import one, quote, scalar
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ def unbalanced_batches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, i
 
 
 def summarize(con: duckdb.DuckDBPyConnection) -> Summary:
-    (batches, landed, applied, duplicates, dead, pending) = con.execute(
+    (batches, landed, applied, duplicates, dead, pending) = one(
+        con,
         """
         SELECT count(*), coalesce(sum(landed), 0),
                coalesce(sum(applied) FILTER (WHERE applied_at IS NOT NULL), 0),
@@ -59,16 +60,17 @@ def summarize(con: duckdb.DuckDBPyConnection) -> Summary:
                coalesce(sum(landed - duplicates - coalesce(dead_lettered, 0))
                         FILTER (WHERE applied_at IS NULL), 0)
         FROM batches
-        """
-    ).fetchone()
+        """,
+    )
     golden, deleted = {}, {}
     for entity in ENTITIES.values():
-        live, gone = con.execute(
+        live, gone = one(
+            con,
             f"SELECT count(*) FILTER (WHERE lifecycle_state = 'live'), "
-            f"count(*) FILTER (WHERE lifecycle_state = 'deleted') FROM {quote(entity.golden_table)}"
-        ).fetchone()
+            f"count(*) FILTER (WHERE lifecycle_state = 'deleted') FROM {quote(entity.golden_table)}",
+        )
         golden[entity.name], deleted[entity.name] = live, gone
-    conflicts = con.execute("SELECT count(DISTINCT event_id) FROM ownership_conflicts").fetchone()[0]
+    conflicts = scalar(con, "SELECT count(DISTINCT event_id) FROM ownership_conflicts")
     return Summary(
         batches=batches,
         landed=landed,

@@ -1,6 +1,5 @@
 """Dagster resources: the DuckDB warehouse and the landing zone, both under the data folder."""
 
-
 import contextlib
 from collections.abc import Iterator
 

@@ -34,8 +34,8 @@ def run_pending_batches(folder: DataFolder) -> RunReport:
     import dagster as dg
 
     from sensors.ingest import landed_batches_sensor
-    from sync_assets.ingest.assets import landed_batches
     from sync_assets.definitions import build_definitions
+    from sync_assets.ingest.assets import LANDED_BATCHES
     from sync_assets.jobs import INGEST_BATCH_JOB
     from sync_assets.resources import default_resources
 
@@ -47,9 +47,9 @@ def run_pending_batches(folder: DataFolder) -> RunReport:
         context = dg.build_sensor_context(instance=instance, resources=resources)
         result = landed_batches_sensor(context)
         assert isinstance(result, dg.SensorResult)
-        batch_ids = [request.partition_key for request in result.run_requests or []]
+        batch_ids = [str(request.partition_key) for request in result.run_requests or []]
         if batch_ids:
-            instance.add_dynamic_partitions(landed_batches.name, batch_ids)
+            instance.add_dynamic_partitions(LANDED_BATCHES, batch_ids)
         if not batch_ids:
             return report
         run = defs.resolve_job_def(INGEST_BATCH_JOB).execute_in_process(

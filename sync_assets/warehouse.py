@@ -91,9 +91,7 @@ def quote(identifier: str) -> str:
 
 
 def events_table_ddl(entity: Entity) -> str:
-    attributes = ",\n    ".join(
-        f"{quote(a.name)} {a.duckdb_type}" for a in entity.attributes
-    )
+    attributes = ",\n    ".join(f"{quote(a.name)} {a.duckdb_type}" for a in entity.attributes)
     return f"""
 CREATE TABLE IF NOT EXISTS {quote(entity.events_table)} (
     event_id       VARCHAR PRIMARY KEY,
@@ -173,6 +171,18 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         raise
     else:
         con.execute("COMMIT")
+
+
+def one(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> tuple:
+    """The single row an aggregate query returns."""
+    row = con.execute(sql, params or []).fetchone()
+    if row is None:
+        raise LookupError(f"expected one row from: {sql}")
+    return row
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None):
+    return one(con, sql, params)[0]
 
 
 def query_frame(

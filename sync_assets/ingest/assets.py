@@ -6,7 +6,6 @@ each batch is still ingested and validated in its own short transaction. Re-runn
 nothing: both steps are recorded in the batch ledger and skipped when already done.
 """
 
-
 import warnings
 
 import dagster as dg
@@ -19,7 +18,8 @@ from sync_assets.warehouse import WRITER_POOL, transaction
 # The single-run backfill policy is marked beta; it has been stable for these assets.
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")
 
-landed_batches = dg.DynamicPartitionsDefinition(name="landed_batches")
+LANDED_BATCHES = "landed_batches"
+landed_batches = dg.DynamicPartitionsDefinition(name=LANDED_BATCHES)
 
 OWNERS = ["team:data-platform"]
 RUNBOOK = "docs/runbooks/dead-letters.md"

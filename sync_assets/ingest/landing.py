@@ -70,7 +70,10 @@ class LandingZone:
         """Find a batch whether it is pending or already archived (for re-runs and replays)."""
         system, stem = parse_batch_id(batch_id)
         folder = self.system_folder(system)
-        for candidate in (folder / f"{stem}{BATCH_SUFFIX}", folder / ARCHIVE / f"{stem}{BATCH_SUFFIX}"):
+        for candidate in (
+            folder / f"{stem}{BATCH_SUFFIX}",
+            folder / ARCHIVE / f"{stem}{BATCH_SUFFIX}",
+        ):
             if candidate.is_file():
                 return Batch(batch_id, system, candidate)
         raise FileNotFoundError(

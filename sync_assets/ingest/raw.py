@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from sync_assets.ingest.landing import Batch
+from sync_assets.warehouse import scalar
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,9 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> RawCounts:
             [batch.batch_id],
         )
         landed = lines.num_rows
-        duplicates = con.execute(
-            "SELECT count(*) FROM duplicate_events WHERE batch_id = ?", [batch.batch_id]
-        ).fetchone()[0]
+        duplicates = scalar(
+            con, "SELECT count(*) FROM duplicate_events WHERE batch_id = ?", [batch.batch_id]
+        )
         con.execute(
             """
             INSERT INTO batches (batch_id, system, file_name, landed, duplicates, ingested_at)

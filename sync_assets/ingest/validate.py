@@ -24,7 +24,7 @@ from sync_assets.catalog.contracts import (
 )
 from sync_assets.catalog.entities import Attribute
 from sync_assets.catalog.events import MAX_EVENT_BYTES
-from sync_assets.warehouse import query_frame, quote
+from sync_assets.warehouse import query_frame, quote, scalar
 
 FAILURE_COLUMNS = ("line_no", "event_id", "event_type", "contract", "rule", "reason")
 
@@ -107,7 +107,7 @@ WHERE line_no NOT IN (SELECT line_no FROM batch_failures)
 """
 
 _ENVELOPE_HINTS = {
-    "specversion": "set it to \"1.0\"",
+    "specversion": 'set it to "1.0"',
     "id": "give every event a unique, non-empty id",
     "source": "use /systems/<system> for a system's events",
     "type": "use <entity>.created|updated|deleted|reconciled for an entity in the catalog",
@@ -156,7 +156,9 @@ def _typed_value(path: str, attribute: Attribute) -> str:
     return f"CASE WHEN {json_type} IN ({ok_types}) THEN {cast} END"
 
 
-def _decode_error(field_name: str, path: str, attribute: Attribute, contract: Contract) -> list[str]:
+def _decode_error(
+    field_name: str, path: str, attribute: Attribute, contract: Contract
+) -> list[str]:
     json_type = f"json_type(data, {path})"
     ok_types = ", ".join(_sql_literal(t) for t in _JSON_TYPES[attribute.type])
     expected = _JSON_TYPE_NAMES[attribute.type]
@@ -169,12 +171,12 @@ def _decode_error(field_name: str, path: str, attribute: Attribute, contract: Co
         errors.append(
             f"CASE WHEN {json_type} = 'VARCHAR' AND ({_typed_value(path, attribute)} IS NULL OR "
             f"NOT regexp_matches(json_extract_string(data, {path}), '(Z|[+-]\\d\\d:?\\d\\d)$')) "
-            f"THEN {_sql_literal(f'field {field_name!r} is not an RFC 3339 timestamp with a zone; fix: send e.g. 2026-11-25T08:30:00Z')} END"  # noqa: E501
+            f"THEN {_sql_literal(f'field {field_name!r} is not an RFC 3339 timestamp with a zone; fix: send e.g. 2026-11-25T08:30:00Z')} END"
         )
     if attribute.required and contract.action != "created":
         errors.append(
             f"CASE WHEN {json_type} = 'NULL' THEN "
-            f"{_sql_literal(f'field {field_name!r} may not be set to null; fix: leave it out to keep the current value')} END"  # noqa: E501
+            f"{_sql_literal(f'field {field_name!r} may not be set to null; fix: leave it out to keep the current value')} END"
         )
     return errors
 
@@ -191,7 +193,7 @@ def payload_decode_sql(contract: Contract) -> str:
         "CASE WHEN json_type(data) = 'OBJECT' AND len(list_filter(json_keys(data), "
         f"lambda k: NOT list_contains({known}, k))) > 0 THEN 'unknown field(s) ' || "
         f"array_to_string(list_filter(json_keys(data), lambda k: NOT list_contains({known}, k)), ', ') "
-        f"|| {_sql_literal('; fix: remove them, or propose a new schema version')} END"  # noqa: E501
+        f"|| {_sql_literal('; fix: remove them, or propose a new schema version')} END"
     )
     present = []
     for field_name, attribute_name in contract.fields.items():
@@ -206,7 +208,7 @@ def payload_decode_sql(contract: Contract) -> str:
     if contract.action in ("updated", "reconciled"):
         errors.append(
             f"CASE WHEN len({present_list}) = 0 THEN "
-            f"{_sql_literal(f'{contract.event_type} carries no attribute; fix: send at least one changed field')} END"  # noqa: E501
+            f"{_sql_literal(f'{contract.event_type} carries no attribute; fix: send at least one changed field')} END"
         )
     field_columns = "".join(f",\n    {c}" for c in columns)
     return f"""
@@ -318,9 +320,7 @@ def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: str) -> ValidationC
         "CREATE OR REPLACE TEMP TABLE batch_raw AS SELECT * FROM raw_events WHERE batch_id = ?",
         [batch_id],
     )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE batch_failures AS " + _LINE_GATE
-    )
+    con.execute("CREATE OR REPLACE TEMP TABLE batch_failures AS " + _LINE_GATE)
     envelopes = query_frame(con, _ENVELOPE_DECODE)
     _record_failures(con, _decode_failures(envelopes, "envelope", ""), None)
     decoded = envelopes.filter(pl.col("decode_errors").list.len() == 0)
@@ -330,12 +330,14 @@ def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: str) -> ValidationC
     _record_failures(con, envelope_failures, None)
     good = decoded.join(envelope_failures.select("line_no"), on="line_no", how="anti")
     con.register("batch_envelopes_frame", good)
-    con.execute("CREATE OR REPLACE TEMP TABLE batch_envelopes AS SELECT * FROM batch_envelopes_frame")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE batch_envelopes AS SELECT * FROM batch_envelopes_frame"
+    )
     con.unregister("batch_envelopes_frame")
 
     _dead_letter_unknown_contracts(con)
     counts = ValidationCounts()
-    for (event_type, version) in con.execute(
+    for event_type, version in con.execute(
         "SELECT DISTINCT type, schemaversion FROM batch_envelopes ORDER BY ALL"
     ).fetchall():
         if (event_type, version) not in CONTRACTS:
@@ -399,15 +401,17 @@ def _dead_letter_unknown_contracts(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _validate_contract(con: duckdb.DuckDBPyConnection, contract: Contract) -> pl.DataFrame:
-    decoded = query_frame(con, payload_decode_sql(contract), [contract.event_type, contract.version])
-    _record_failures(
-        con, _decode_failures(decoded, "payload", f"{contract.name}: "), contract
+    decoded = query_frame(
+        con, payload_decode_sql(contract), [contract.event_type, contract.version]
     )
+    _record_failures(con, _decode_failures(decoded, "payload", f"{contract.name}: "), contract)
     candidates = decoded.filter(pl.col("decode_errors").list.len() == 0)
     failures = failure_reasons(
         candidates.drop("decode_errors"), contract.schema, contract, contract.entity.pii_attributes
     )
-    failures = failures.with_columns((pl.lit(f"{contract.name} ") + pl.col("reason")).alias("reason"))
+    failures = failures.with_columns(
+        (pl.lit(f"{contract.name} ") + pl.col("reason")).alias("reason")
+    )
     _record_failures(con, failures, contract)
     return candidates.join(failures.select("line_no"), on="line_no", how="anti")
 
@@ -458,7 +462,5 @@ def _recorded_counts(con: duckdb.DuckDBPyConnection, batch_id: str) -> Validatio
     ).fetchall():
         counts.by_rule[rule] = count
         counts.dead_lettered += count
-    counts.validated = con.execute(
-        "SELECT validated FROM batches WHERE batch_id = ?", [batch_id]
-    ).fetchone()[0]
+    counts.validated = scalar(con, "SELECT validated FROM batches WHERE batch_id = ?", [batch_id])
     return counts

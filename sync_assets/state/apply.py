@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import duckdb
 
 from sync_assets.catalog.entities import ENTITIES, Entity
-from sync_assets.warehouse import golden_table_ddl, quote
+from sync_assets.warehouse import golden_table_ddl, quote, scalar
 
 LIFECYCLE_ACTIONS = ("created", "reconciled", "deleted")
 LIFECYCLE = "(lifecycle)"
@@ -91,9 +91,7 @@ ON CONFLICT ({key}) DO UPDATE SET {", ".join(updates)}
 
 
 def _conflicts_sql(entity: Entity) -> str:
-    owners = " ".join(
-        f"WHEN '{a.name}' THEN '{a.owner}'" for a in entity.attributes
-    )
+    owners = " ".join(f"WHEN '{a.name}' THEN '{a.owner}'" for a in entity.attributes)
     actions = ", ".join(f"'{a}'" for a in LIFECYCLE_ACTIONS)
     return f"""
 INSERT INTO ownership_conflicts
@@ -112,9 +110,7 @@ ON CONFLICT DO NOTHING
 
 def _superseded_sql(entity: Entity, target: str) -> str:
     """Events that won nothing: every register they wrote holds a newer event's value."""
-    won = " OR ".join(
-        f"(g.{quote(a.name + '__v')} = e.version)" for a in entity.attributes
-    )
+    won = " OR ".join(f"(g.{quote(a.name + '__v')} = e.version)" for a in entity.attributes)
     return f"""
 SELECT count(*) FROM apply_events e JOIN {quote(target)} g ON g.{quote(entity.key)} = e.entity_key
 WHERE NOT ({won} OR g.lifecycle__v = e.version)
@@ -141,16 +137,17 @@ def _apply(
         list(params),
     )
     try:
-        applied = con.execute("SELECT count(*) FROM apply_events").fetchone()[0]
+        applied = scalar(con, "SELECT count(*) FROM apply_events")
         if not applied:
             return ApplyCounts(0, 0, 0)
         con.execute(_conflicts_sql(entity))
-        conflicts = con.execute(
+        conflicts = scalar(
+            con,
             "SELECT count(DISTINCT event_id) FROM ownership_conflicts "
-            "WHERE event_id IN (SELECT event_id FROM apply_events)"
-        ).fetchone()[0]
+            "WHERE event_id IN (SELECT event_id FROM apply_events)",
+        )
         con.execute(_merge_sql(entity, target))
-        superseded = con.execute(_superseded_sql(entity, target)).fetchone()[0]
+        superseded = scalar(con, _superseded_sql(entity, target))
         return ApplyCounts(applied=applied, conflicts=conflicts, superseded=superseded)
     finally:
         con.execute("DROP TABLE IF EXISTS apply_events")
@@ -206,7 +203,8 @@ def replay(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 def count_differences(con: duckdb.DuckDBPyConnection, left: str, right: str) -> int:
-    return con.execute(
+    return scalar(
+        con,
         f"SELECT count(*) FROM ((SELECT * FROM {quote(left)} EXCEPT SELECT * FROM {quote(right)}) "
-        f"UNION ALL (SELECT * FROM {quote(right)} EXCEPT SELECT * FROM {quote(left)}))"
-    ).fetchone()[0]
+        f"UNION ALL (SELECT * FROM {quote(right)} EXCEPT SELECT * FROM {quote(left)}))",
+    )

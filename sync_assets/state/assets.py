@@ -1,13 +1,12 @@
 """State assets: golden records per entity, and the batch ledger that proves nothing was lost."""
 
-
 import dagster as dg
 
 from sync_assets.catalog.entities import ENTITIES, Entity
 from sync_assets.ledger import summarize, unbalanced_batches
 from sync_assets.resources import WarehouseResource
 from sync_assets.state.apply import ApplyCounts, apply_pending_batches
-from sync_assets.warehouse import WRITER_POOL, quote, transaction
+from sync_assets.warehouse import WRITER_POOL, one, quote, transaction
 
 OWNERS = ["team:data-platform"]
 
@@ -98,12 +97,13 @@ def _totals(entity: str, applied: dict[str, dict[str, ApplyCounts]]) -> ApplyCou
 def _states(con) -> dict[str, dict[str, int]]:
     states = {}
     for entity in ENTITIES.values():
-        live, deleted, pending = con.execute(
+        live, deleted, pending = one(
+            con,
             f"""SELECT count(*) FILTER (WHERE lifecycle_state = 'live'),
                        count(*) FILTER (WHERE lifecycle_state = 'deleted'),
                        count(*) FILTER (WHERE lifecycle_state IS NULL)
-                FROM {quote(entity.golden_table)}"""
-        ).fetchone()
+                FROM {quote(entity.golden_table)}""",
+        )
         states[entity.name] = {"live": live, "deleted": deleted, "not_yet_created": pending}
     return states
 

@@ -1,0 +1,78 @@
+"""The landed-batches sensor: a run per new batch, none for a batch already requested."""
+
+import json
+
+import dagster as dg
+import pytest
+from conftest import customer_created, land
+
+from sensors.ingest import landed_batches_sensor, plan_batches
+from sync_assets.ingest.landing import LandingZone
+from sync_assets.resources import default_resources
+
+
+def evaluate(folder, cursor=None) -> dg.SensorResult:
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources=default_resources(folder)
+        )
+        result = landed_batches_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def test_a_new_batch_gets_one_run_keyed_by_its_batch_id(data_folder):
+    land(data_folder, "0001", [customer_created()])
+
+    result = evaluate(data_folder)
+
+    assert [(r.run_key, r.partition_key) for r in result.run_requests] == [
+        ("crm__0001", "crm__0001")
+    ]
+    [partition_request] = result.dynamic_partitions_requests
+    assert list(partition_request.partition_keys) == ["crm__0001"]
+
+
+def test_the_same_batch_again_gets_no_run(data_folder):
+    land(data_folder, "0001", [customer_created()])
+    first = evaluate(data_folder)
+
+    second = evaluate(data_folder, cursor=first.cursor)
+
+    assert second.run_requests == []
+    assert second.dynamic_partitions_requests == []
+
+
+def test_cursor_survives_a_restart_and_only_new_batches_run(data_folder):
+    land(data_folder, "0001", [customer_created()])
+    stored_cursor = evaluate(data_folder).cursor  # what Dagster persists between ticks
+    land(data_folder, "0002", [customer_created("C-000002")], system="billing")
+
+    after_restart = evaluate(data_folder, cursor=stored_cursor)
+
+    assert [r.run_key for r in after_restart.run_requests] == ["billing__0002"]
+
+
+def test_cursor_forgets_batches_once_ingested(data_folder):
+    batch = land(data_folder, "0001", [customer_created()])
+    cursor = evaluate(data_folder).cursor
+    LandingZone(data_folder.landing).archive(batch)
+
+    result = evaluate(data_folder, cursor=cursor)
+
+    assert result.run_requests == []
+    assert json.loads(result.cursor)["requested"] == []
+
+
+def test_a_lost_cursor_requests_again_under_the_same_run_key():
+    # A crash between the run request and the cursor update: Dagster drops the repeated run key.
+    first, _ = plan_batches(["crm__0001"], None)
+    again, _ = plan_batches(["crm__0001"], None)
+    assert first == again == ["crm__0001"]
+
+
+@pytest.mark.parametrize("cursor", [None, json.dumps({"requested": ["crm__0009"]})])
+def test_plan_batches_never_skips_a_pending_batch(cursor):
+    new, stored = plan_batches(["crm__0001", "crm__0002"], cursor)
+    assert new == ["crm__0001", "crm__0002"]
+    assert json.loads(stored)["requested"] == ["crm__0001", "crm__0002"]
