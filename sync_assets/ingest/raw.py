@@ -74,60 +74,60 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> RawCounts:
 
     lines = read_lines(batch.path)
     con.register("batch_lines", lines)
-    try:
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE batch_parsed AS
-            SELECT line_no, line, decode_error, strlen(line) AS size_bytes,
-                   CASE WHEN decode_error IS NULL AND json_valid(line)
-                        THEN nullif(json_extract_string(line, '$.id'), '') END AS event_id
-            FROM batch_lines
-            """
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE batch_parsed AS
+        SELECT line_no, line, decode_error, strlen(line) AS size_bytes,
+               CASE WHEN decode_error IS NULL AND json_valid(line)
+                    THEN nullif(json_extract_string(line, '$.id'), '') END AS event_id
+        FROM batch_lines
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE batch_classified AS
+        WITH firsts AS (
+            SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY line_no) AS nth,
+                   first_value(line_no) OVER (PARTITION BY event_id ORDER BY line_no) AS first_line
+            FROM batch_parsed
         )
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE batch_classified AS
-            WITH firsts AS (
-                SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY line_no) AS nth,
-                       first_value(line_no) OVER (PARTITION BY event_id ORDER BY line_no) AS first_line
-                FROM batch_parsed
-            )
-            SELECT f.*, r.batch_id AS earlier_batch, r.line_no AS earlier_line
-            FROM firsts f
-            LEFT JOIN raw_events r ON f.event_id IS NOT NULL AND r.event_id = f.event_id
-            """
-        )
-        con.execute(
-            """
-            INSERT INTO duplicate_events
-            SELECT ?, line_no, event_id,
-                   coalesce(earlier_batch, ?), coalesce(earlier_line, first_line), now()
-            FROM batch_classified
-            WHERE event_id IS NOT NULL AND (earlier_batch IS NOT NULL OR nth > 1)
-            """,
-            [batch.batch_id, batch.batch_id],
-        )
-        con.execute(
-            """
-            INSERT INTO raw_events
-            SELECT ?, line_no, event_id, now(), size_bytes, decode_error, line
-            FROM batch_classified
-            WHERE event_id IS NULL OR (earlier_batch IS NULL AND nth = 1)
-            """,
-            [batch.batch_id],
-        )
-        landed = lines.num_rows
-        duplicates = scalar(
-            con, "SELECT count(*) FROM duplicate_events WHERE batch_id = ?", [batch.batch_id]
-        )
-        con.execute(
-            """
-            INSERT INTO batches (batch_id, system, file_name, landed, duplicates, ingested_at)
-            VALUES (?, ?, ?, ?, ?, now())
-            """,
-            [batch.batch_id, batch.system, batch.file_name, landed, duplicates],
-        )
-    finally:
-        con.unregister("batch_lines")
-        con.execute("DROP TABLE IF EXISTS batch_parsed; DROP TABLE IF EXISTS batch_classified")
+        SELECT f.*, r.batch_id AS earlier_batch, r.line_no AS earlier_line
+        FROM firsts f
+        LEFT JOIN raw_events r ON f.event_id IS NOT NULL AND r.event_id = f.event_id
+        """
+    )
+    con.execute(
+        """
+        INSERT INTO duplicate_events
+        SELECT ?, line_no, event_id,
+               coalesce(earlier_batch, ?), coalesce(earlier_line, first_line), now()
+        FROM batch_classified
+        WHERE event_id IS NOT NULL AND (earlier_batch IS NOT NULL OR nth > 1)
+        """,
+        [batch.batch_id, batch.batch_id],
+    )
+    con.execute(
+        """
+        INSERT INTO raw_events
+        SELECT ?, line_no, event_id, now(), size_bytes, decode_error, line
+        FROM batch_classified
+        WHERE event_id IS NULL OR (earlier_batch IS NULL AND nth = 1)
+        """,
+        [batch.batch_id],
+    )
+    landed = lines.num_rows
+    duplicates = scalar(
+        con, "SELECT count(*) FROM duplicate_events WHERE batch_id = ?", [batch.batch_id]
+    )
+    con.execute(
+        """
+        INSERT INTO batches (batch_id, system, file_name, landed, duplicates, ingested_at)
+        VALUES (?, ?, ?, ?, ?, now())
+        """,
+        [batch.batch_id, batch.system, batch.file_name, landed, duplicates],
+    )
+    # Cleaned up on success only: after an error the transaction is aborted, and any statement
+    # here would replace the real error with "transaction is aborted".
+    con.unregister("batch_lines")
+    con.execute("DROP TABLE batch_parsed; DROP TABLE batch_classified")
     return RawCounts(landed=landed, duplicates=duplicates)

@@ -23,10 +23,10 @@ from sync_assets.catalog.contracts import (
     build_envelope_schema,
 )
 from sync_assets.catalog.entities import Attribute
-from sync_assets.catalog.events import MAX_EVENT_BYTES
+from sync_assets.catalog.events import ENVELOPE_FIELDS, MAX_EVENT_BYTES
 from sync_assets.warehouse import query_frame, quote, scalar
 
-FAILURE_COLUMNS = ("line_no", "event_id", "event_type", "contract", "rule", "reason")
+TIMEZONE_SUFFIX = r"(Z|[+-]\d\d:?\d\d)$"
 
 
 @dataclass
@@ -68,42 +68,56 @@ WHERE decode_error IS NOT NULL OR size_bytes > {MAX_EVENT_BYTES}
 
 # -- gate 2: the envelope -------------------------------------------------------------------------
 
-_ENVELOPE_DECODE = """
+
+def _json_struct(fields) -> str:
+    """A from_json structure that parses a document once, keeping each field as raw JSON."""
+    return "'{" + ", ".join(f'"{name}": "JSON"' for name in fields) + "}'"
+
+
+def _text(json_value: str) -> str:
+    return f"json_extract_string({json_value}, '$')"
+
+
+_ENVELOPE_DECODE = f"""
+WITH parsed AS (
+    SELECT line_no, event_id, from_json(line, {_json_struct((*ENVELOPE_FIELDS, "data"))}) AS e
+    FROM batch_raw
+    WHERE line_no NOT IN (SELECT line_no FROM batch_failures)
+)
 SELECT line_no, event_id,
-    json_extract_string(line, '$.specversion') AS specversion,
-    json_extract_string(line, '$.id') AS id,
-    json_extract_string(line, '$.source') AS source,
-    json_extract_string(line, '$.type') AS type,
-    TRY_CAST(json_extract_string(line, '$.time') AS TIMESTAMPTZ) AS time,
-    json_extract_string(line, '$.subject') AS subject,
-    json_extract_string(line, '$.datacontenttype') AS datacontenttype,
-    CASE WHEN json_type(line, '$.schemaversion') IN ('BIGINT', 'UBIGINT')
-         THEN TRY_CAST(json_extract_string(line, '$.schemaversion') AS BIGINT) END AS schemaversion,
-    json_extract_string(line, '$.correlationid') AS correlationid,
-    json_extract_string(line, '$.causationid') AS causationid,
-    json_extract_string(line, '$.origin') AS origin,
-    json_extract(line, '$.data') AS data,
+    {_text("e.specversion")} AS specversion,
+    {_text("e.id")} AS id,
+    {_text("e.source")} AS source,
+    {_text('e."type"')} AS type,
+    TRY_CAST({_text('e."time"')} AS TIMESTAMPTZ) AS time,
+    {_text("e.subject")} AS subject,
+    {_text("e.datacontenttype")} AS datacontenttype,
+    CASE WHEN json_type(e.schemaversion) IN ('BIGINT', 'UBIGINT')
+         THEN TRY_CAST({_text("e.schemaversion")} AS BIGINT) END AS schemaversion,
+    {_text("e.correlationid")} AS correlationid,
+    {_text("e.causationid")} AS causationid,
+    {_text("e.origin")} AS origin,
+    e.data AS data,
     list_filter([
-        CASE WHEN json_type(line, '$.id') NOT IN ('VARCHAR')
-             THEN 'envelope field ''id'' must be a string, got ' || json_type(line, '$.id') END,
-        CASE WHEN json_type(line, '$.subject') NOT IN ('VARCHAR', 'NULL')
+        CASE WHEN json_type(e.id) <> 'VARCHAR'
+             THEN 'envelope field ''id'' must be a string, got ' || json_type(e.id) END,
+        CASE WHEN json_type(e.subject) <> 'VARCHAR'
              THEN 'envelope field ''subject'' must be a string key, got '
-                  || json_type(line, '$.subject') END,
-        CASE WHEN json_type(line, '$.schemaversion') NOT IN ('BIGINT', 'UBIGINT', 'NULL')
+                  || json_type(e.subject) END,
+        CASE WHEN json_type(e.schemaversion) NOT IN ('BIGINT', 'UBIGINT')
              THEN 'envelope field ''schemaversion'' must be an integer, got '
-                  || json_type(line, '$.schemaversion') END,
-        CASE WHEN json_extract_string(line, '$.time') IS NOT NULL AND (
-                TRY_CAST(json_extract_string(line, '$.time') AS TIMESTAMPTZ) IS NULL
-                OR NOT regexp_matches(json_extract_string(line, '$.time'), '(Z|[+-]\\d\\d:?\\d\\d)$'))
+                  || json_type(e.schemaversion) END,
+        CASE WHEN e."time" IS NOT NULL AND (
+                TRY_CAST({_text('e."time"')} AS TIMESTAMPTZ) IS NULL
+                OR NOT regexp_matches({_text('e."time"')}, '{TIMEZONE_SUFFIX}'))
              THEN 'envelope field ''time'' must be an RFC 3339 timestamp with a zone, e.g. '
                   || '2026-11-25T08:30:00Z' END,
-        CASE WHEN json_extract(line, '$.source') IS NOT NULL AND starts_with(json_extract_string(line, '$.source'), '/systems/')
-                  AND json_extract_string(line, '$.source') <> '/systems/' || coalesce(json_extract_string(line, '$.origin'), '')
+        CASE WHEN starts_with({_text("e.source")}, '/systems/')
+                  AND {_text("e.source")} <> '/systems/' || coalesce({_text("e.origin")}, '')
              THEN 'envelope field ''origin'' must name the system in ''source'' ('
-                  || (json_extract_string(line, '$.source')) || ')' END
+                  || {_text("e.source")} || ')' END
     ], lambda x: x IS NOT NULL) AS decode_errors
-FROM batch_raw
-WHERE line_no NOT IN (SELECT line_no FROM batch_failures)
+FROM parsed
 """
 
 _ENVELOPE_HINTS = {
@@ -142,82 +156,89 @@ def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _typed_value(path: str, attribute: Attribute) -> str:
-    json_type = f"json_type(data, {path})"
+def _typed_value(value: str, attribute: Attribute) -> str:
     ok_types = ", ".join(_sql_literal(t) for t in _JSON_TYPES[attribute.type])
-    text = f"json_extract_string(data, {path})"
     cast = {
-        "string": text,
-        "enum": text,
-        "decimal": f"TRY_CAST({text} AS DOUBLE)",
-        "timestamp": f"TRY_CAST({text} AS TIMESTAMPTZ)",
-        "boolean": f"TRY_CAST({text} AS BOOLEAN)",
+        "string": _text(value),
+        "enum": _text(value),
+        "decimal": f"TRY_CAST({_text(value)} AS DOUBLE)",
+        "timestamp": f"TRY_CAST({_text(value)} AS TIMESTAMPTZ)",
+        "boolean": f"TRY_CAST({_text(value)} AS BOOLEAN)",
     }[attribute.type]
-    return f"CASE WHEN {json_type} IN ({ok_types}) THEN {cast} END"
+    return f"CASE WHEN json_type({value}) IN ({ok_types}) THEN {cast} END"
 
 
-def _decode_error(
-    field_name: str, path: str, attribute: Attribute, contract: Contract
+def _decode_errors(
+    field_name: str, value: str, attribute: Attribute, contract: Contract
 ) -> list[str]:
-    json_type = f"json_type(data, {path})"
     ok_types = ", ".join(_sql_literal(t) for t in _JSON_TYPES[attribute.type])
     expected = _JSON_TYPE_NAMES[attribute.type]
     errors = [
-        f"CASE WHEN {json_type} NOT IN ({ok_types}, 'NULL') THEN "
+        f"CASE WHEN json_type({value}) NOT IN ({ok_types}) THEN "
         f"{_sql_literal(f'field {field_name!r} must be {expected}, got JSON ')} || "
-        f"lower({json_type}) || {_sql_literal(f'; fix: send {expected}')} END"
+        f"lower(json_type({value})) || {_sql_literal(f'; fix: send {expected}')} END"
     ]
     if attribute.type == "timestamp":
         errors.append(
-            f"CASE WHEN {json_type} = 'VARCHAR' AND ({_typed_value(path, attribute)} IS NULL OR "
-            f"NOT regexp_matches(json_extract_string(data, {path}), '(Z|[+-]\\d\\d:?\\d\\d)$')) "
+            f"CASE WHEN json_type({value}) = 'VARCHAR' AND ({_typed_value(value, attribute)} IS NULL "
+            f"OR NOT regexp_matches({_text(value)}, '{TIMEZONE_SUFFIX}')) "
             f"THEN {_sql_literal(f'field {field_name!r} is not an RFC 3339 timestamp with a zone; fix: send e.g. 2026-11-25T08:30:00Z')} END"
         )
     if attribute.required and contract.action != "created":
         errors.append(
-            f"CASE WHEN {json_type} = 'NULL' THEN "
+            f"CASE WHEN list_contains(keys, {_sql_literal(field_name)}) AND {value} IS NULL THEN "
             f"{_sql_literal(f'field {field_name!r} may not be set to null; fix: leave it out to keep the current value')} END"
         )
     return errors
 
 
 def payload_decode_sql(contract: Contract) -> str:
-    """DuckDB SQL that turns the payloads of one contract into typed columns plus decode errors."""
-    columns = []
-    errors = [
-        "CASE WHEN data IS NOT NULL AND json_type(data) NOT IN ('OBJECT', 'NULL') THEN "
-        "'data must be a JSON object; fix: send the payload as an object' END"
-    ]
+    """DuckDB SQL that turns the payloads of one contract into typed columns plus decode errors.
+
+    Each payload is parsed once (`from_json` into a struct of raw JSON values); presence comes from
+    its keys, since an explicit null and an absent field both read as NULL from the struct.
+    """
     known = "[" + ", ".join(_sql_literal(f) for f in contract.fields) + "]::VARCHAR[]"
-    errors.append(
-        "CASE WHEN json_type(data) = 'OBJECT' AND len(list_filter(json_keys(data), "
-        f"lambda k: NOT list_contains({known}, k))) > 0 THEN 'unknown field(s) ' || "
-        f"array_to_string(list_filter(json_keys(data), lambda k: NOT list_contains({known}, k)), ', ') "
-        f"|| {_sql_literal('; fix: remove them, or propose a new schema version')} END"
-    )
-    present = []
+    unknown = f"list_filter(keys, lambda k: NOT list_contains({known}, k))"
+    errors = [
+        "CASE WHEN data IS NOT NULL AND json_type(data) <> 'OBJECT' THEN "
+        "'data must be a JSON object; fix: send the payload as an object' END",
+        f"CASE WHEN len({unknown}) > 0 THEN 'unknown field(s) ' || array_to_string({unknown}, ', ') "
+        f"|| {_sql_literal('; fix: remove them, or propose a new schema version')} END",
+    ]
+    columns, present = [], []
     for field_name, attribute_name in contract.fields.items():
         attribute = contract.entity.attribute(attribute_name)
-        path = _sql_literal(f"$.{field_name}")
-        columns.append(f"{_typed_value(path, attribute)} AS {quote(field_name)}")
-        errors.extend(_decode_error(field_name, path, attribute, contract))
+        value = f"p.{quote(field_name)}"
+        columns.append(f"{_typed_value(value, attribute)} AS {quote(field_name)}")
+        errors.extend(_decode_errors(field_name, value, attribute, contract))
         present.append(
-            f"CASE WHEN json_exists(data, {path}) THEN {_sql_literal(attribute_name)} END"
+            f"CASE WHEN list_contains(keys, {_sql_literal(field_name)}) "
+            f"THEN {_sql_literal(attribute_name)} END"
         )
-    present_list = "list_filter([" + ", ".join(present) + "]::VARCHAR[], lambda x: x IS NOT NULL)"
+    set_attributes = (
+        "list_filter([" + ", ".join(present) + "]::VARCHAR[], lambda x: x IS NOT NULL)"
+        if present
+        else "[]::VARCHAR[]"
+    )
     if contract.action in ("updated", "reconciled"):
         errors.append(
-            f"CASE WHEN len({present_list}) = 0 THEN "
+            f"CASE WHEN len({set_attributes}) = 0 THEN "
             f"{_sql_literal(f'{contract.event_type} carries no attribute; fix: send at least one changed field')} END"
         )
+    parsed = f"from_json(data, {_json_struct(contract.fields)})" if contract.fields else "NULL"
     field_columns = "".join(f",\n    {c}" for c in columns)
     return f"""
+WITH parsed AS (
+    SELECT *, {parsed} AS p,
+        CASE WHEN json_type(data) = 'OBJECT' THEN json_keys(data) ELSE []::VARCHAR[] END AS keys
+    FROM batch_envelopes
+    WHERE type = ? AND schemaversion = ?
+)
 SELECT line_no, id AS event_id, subject AS {KEY_COLUMN}, time, source, origin, correlationid,
-    causationid, schemaversion,
-    {present_list if contract.fields else "[]::VARCHAR[]"} AS set_attributes,
+    causationid, schemaversion, {set_attributes} AS set_attributes,
     list_filter([{", ".join(errors)}], lambda x: x IS NOT NULL) AS decode_errors{field_columns}
-FROM batch_envelopes
-WHERE type = ? AND schemaversion = ?
+FROM parsed
 """
 
 

@@ -110,17 +110,23 @@ ON CONFLICT DO NOTHING
 
 def _superseded_sql(entity: Entity, target: str) -> str:
     """Events that won nothing: every register they wrote holds a newer event's value."""
-    won = " OR ".join(f"(g.{quote(a.name + '__v')} = e.version)" for a in entity.attributes)
+    registers = [quote(a.name + "__v") for a in entity.attributes] + ["lifecycle__v"]
+    won = " OR ".join(f"g.{register} IS NOT DISTINCT FROM e.version" for register in registers)
     return f"""
-SELECT count(*) FROM apply_events e JOIN {quote(target)} g ON g.{quote(entity.key)} = e.entity_key
-WHERE NOT ({won} OR g.lifecycle__v = e.version)
+SELECT e.batch_id, count(*) FROM apply_events e
+JOIN {quote(target)} g ON g.{quote(entity.key)} = e.entity_key
+WHERE NOT ({won})
+GROUP BY e.batch_id
 """
 
 
 def apply_events(
     con: duckdb.DuckDBPyConnection, entity: Entity, where: str, params: Sequence[object] = ()
-) -> ApplyCounts:
-    """Apply the validated events of `entity` selected by `where` to its golden table."""
+) -> dict[str, ApplyCounts]:
+    """Apply the validated events of `entity` selected by `where` to its golden table.
+
+    Returns the counts per batch of the events applied.
+    """
     return _apply(con, entity, entity.golden_table, where, params)
 
 
@@ -130,33 +136,41 @@ def _apply(
     target: str,
     where: str,
     params: Sequence[object] = (),
-) -> ApplyCounts:
+) -> dict[str, ApplyCounts]:
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE apply_events AS "
         f"SELECT * FROM {quote(entity.events_table)} WHERE {where}",
         list(params),
     )
-    try:
-        applied = scalar(con, "SELECT count(*) FROM apply_events")
-        if not applied:
-            return ApplyCounts(0, 0, 0)
+    applied = _per_batch(con, "SELECT batch_id, count(*) FROM apply_events GROUP BY batch_id")
+    conflicts: dict[str, int] = {}
+    superseded: dict[str, int] = {}
+    if applied:
         con.execute(_conflicts_sql(entity))
-        conflicts = scalar(
+        conflicts = _per_batch(
             con,
-            "SELECT count(DISTINCT event_id) FROM ownership_conflicts "
-            "WHERE event_id IN (SELECT event_id FROM apply_events)",
+            "SELECT batch_id, count(DISTINCT event_id) FROM ownership_conflicts "
+            "WHERE event_id IN (SELECT event_id FROM apply_events) GROUP BY batch_id",
         )
         con.execute(_merge_sql(entity, target))
-        superseded = scalar(con, _superseded_sql(entity, target))
-        return ApplyCounts(applied=applied, conflicts=conflicts, superseded=superseded)
-    finally:
-        con.execute("DROP TABLE IF EXISTS apply_events")
+        superseded = _per_batch(con, _superseded_sql(entity, target))
+    con.execute("DROP TABLE apply_events")
+    return {
+        batch_id: ApplyCounts(count, conflicts.get(batch_id, 0), superseded.get(batch_id, 0))
+        for batch_id, count in applied.items()
+    }
+
+
+def _per_batch(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, int]:
+    return dict(con.execute(sql).fetchall())
 
 
 def apply_pending_batches(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, ApplyCounts]]:
     """Apply every validated batch not yet applied; returns counts per batch and entity.
 
-    Runs inside the caller's transaction, so a batch is either fully applied and recorded, or not.
+    All pending batches are merged in one pass per entity (the merge is order-insensitive, so
+    this equals applying them one by one, and costs one aggregation instead of one per batch).
+    Runs inside the caller's transaction: a batch is either fully applied and recorded, or not.
     """
     pending = [
         row[0]
@@ -165,20 +179,22 @@ def apply_pending_batches(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str,
             "ORDER BY batch_id"
         ).fetchall()
     ]
-    results: dict[str, dict[str, ApplyCounts]] = {}
-    for batch_id in pending:
-        results[batch_id] = {}
-        for entity in ENTITIES.values():
-            counts = apply_events(con, entity, "batch_id = ?", [batch_id])
+    if not pending:
+        return {}
+    results: dict[str, dict[str, ApplyCounts]] = {batch_id: {} for batch_id in pending}
+    for entity in ENTITIES.values():
+        per_batch = apply_events(con, entity, "list_contains(?, batch_id)", [pending])
+        for batch_id in pending:
+            counts = per_batch.get(batch_id, ApplyCounts(0, 0, 0))
+            results[batch_id][entity.name] = counts
             con.execute(
                 "INSERT INTO batch_applications VALUES (?, ?, ?, ?, ?, now())",
                 [batch_id, entity.name, counts.applied, counts.conflicts, counts.superseded],
             )
-            results[batch_id][entity.name] = counts
-        applied = sum(c.applied for c in results[batch_id].values())
+    for batch_id, counts in results.items():
         con.execute(
             "UPDATE batches SET applied = ?, applied_at = now() WHERE batch_id = ?",
-            [applied, batch_id],
+            [sum(c.applied for c in counts.values()), batch_id],
         )
     return results
 
@@ -195,16 +211,19 @@ def replay(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         con.execute(f"DROP TABLE IF EXISTS {quote(rebuilt)}")
         con.execute(golden_table_ddl(entity, table=rebuilt, temporary=True))
         _apply(con, entity, rebuilt, "TRUE")
-        differences[entity.name] = count_differences(con, entity.golden_table, rebuilt)
+        differences[entity.name] = count_differences(con, entity, entity.golden_table, rebuilt)
         con.execute(f"DELETE FROM {quote(entity.golden_table)}")
         con.execute(f"INSERT INTO {quote(entity.golden_table)} SELECT * FROM {quote(rebuilt)}")
         con.execute(f"DROP TABLE {quote(rebuilt)}")
     return differences
 
 
-def count_differences(con: duckdb.DuckDBPyConnection, left: str, right: str) -> int:
+def count_differences(con: duckdb.DuckDBPyConnection, entity: Entity, left: str, right: str) -> int:
+    """Keys whose rows are not identical in both tables (present in one only, or different)."""
+    key = quote(entity.key)
     return scalar(
         con,
-        f"SELECT count(*) FROM ((SELECT * FROM {quote(left)} EXCEPT SELECT * FROM {quote(right)}) "
-        f"UNION ALL (SELECT * FROM {quote(right)} EXCEPT SELECT * FROM {quote(left)}))",
+        f"SELECT count(DISTINCT {key}) FROM ("
+        f"(SELECT * FROM {quote(left)} EXCEPT SELECT * FROM {quote(right)}) UNION ALL "
+        f"(SELECT * FROM {quote(right)} EXCEPT SELECT * FROM {quote(left)}))",
     )

@@ -1,0 +1,82 @@
+"""`make demo`'s pipeline end to end, through the installed `syncctl`, on a temp data folder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SYNCCTL = str(Path(sys.executable).with_name("syncctl"))
+
+pytestmark = pytest.mark.slow
+
+
+def syncctl(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SYNCFABRIC_HOME": str(home)}
+    return subprocess.run(
+        [SYNCCTL, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("demo") / "syncfabric"
+    built = syncctl(home, "demo", "--customers", "400", "--orders", "2000")
+    assert built.returncode == 0, built.stderr
+    ran = syncctl(home, "run", "--json")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    return home
+
+
+def summary(home: Path) -> dict:
+    result = syncctl(home, "summary", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_demo_pipeline_accounts_for_every_event(demo_home):
+    counts = summary(demo_home)
+
+    assert counts["landed"] > 2400
+    assert counts["landed"] == counts["applied"] + counts["duplicates"] + counts["dead_lettered"]
+    assert counts["pending"] == 0
+    assert counts["duplicates"] > 0 and counts["dead_lettered"] > 0
+    assert counts["golden"]["customer"] + counts["deleted"]["customer"] == 400
+    assert counts["golden"]["order"] + counts["deleted"]["order"] == 2000
+    assert not list((demo_home / "landing").glob("*/*.jsonl")), "every batch is archived"
+
+
+def test_running_demo_and_run_again_doubles_nothing(demo_home):
+    before = summary(demo_home)
+
+    again_demo = syncctl(demo_home, "demo")
+    again_run = syncctl(demo_home, "run", "--json")
+
+    assert again_demo.returncode == 0 and "already" in again_demo.stdout
+    assert again_run.returncode == 0, again_run.stderr[-3000:]
+    assert json.loads(again_run.stdout)["runs"] == []
+    assert summary(demo_home) == before
+
+
+def test_replay_rebuilds_the_same_golden_records(demo_home):
+    replayed = syncctl(demo_home, "replay", "--json")
+
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout) == {"differences": {"customer": 0, "order": 0}}
+
+
+def test_the_runs_are_recorded_in_the_dagster_instance(demo_home):
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = str(demo_home / "dagster")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs()
+            materialized = instance.get_latest_materialization_event(dg.AssetKey("golden_customer"))
+    finally:
+        del os.environ["DAGSTER_HOME"]
+    assert [run.job_name for run in runs] == ["ingest_batch"]
+    assert runs[0].is_success
+    assert materialized is not None
