@@ -191,10 +191,10 @@ def apply_pending_batches(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str,
                 "INSERT INTO batch_applications VALUES (?, ?, ?, ?, ?, now())",
                 [batch_id, entity.name, counts.applied, counts.conflicts, counts.superseded],
             )
-    for batch_id, counts in results.items():
+    for batch_id, by_entity in results.items():
         con.execute(
             "UPDATE batches SET applied = ?, applied_at = now() WHERE batch_id = ?",
-            [sum(c.applied for c in counts.values()), batch_id],
+            [sum(c.applied for c in by_entity.values()), batch_id],
         )
     return results
 
