@@ -90,6 +90,14 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sql_list(values: list[str]) -> str:
+    return ", ".join(sql_literal(value) for value in values)
+
+
 def events_table_ddl(entity: Entity) -> str:
     attributes = ",\n    ".join(f"{quote(a.name)} {a.duckdb_type}" for a in entity.attributes)
     return f"""

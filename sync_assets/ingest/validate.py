@@ -100,22 +100,23 @@ SELECT line_no, event_id,
     e.data AS data,
     list_filter([
         CASE WHEN json_type(e.id) <> 'VARCHAR'
-             THEN 'envelope field ''id'' must be a string, got ' || json_type(e.id) END,
+             THEN 'envelope field ''id'' must be a string, got ' || json_type(e.id)
+                  || '; fix: send the event id as a string' END,
         CASE WHEN json_type(e.subject) <> 'VARCHAR'
              THEN 'envelope field ''subject'' must be a string key, got '
-                  || json_type(e.subject) END,
+                  || json_type(e.subject) || '; fix: send the canonical key as a string' END,
         CASE WHEN json_type(e.schemaversion) NOT IN ('BIGINT', 'UBIGINT')
              THEN 'envelope field ''schemaversion'' must be an integer, got '
-                  || json_type(e.schemaversion) END,
+                  || json_type(e.schemaversion) || '; fix: send e.g. 2, not "2"' END,
         CASE WHEN e."time" IS NOT NULL AND (
                 TRY_CAST({_text('e."time"')} AS TIMESTAMPTZ) IS NULL
                 OR NOT regexp_matches({_text('e."time"')}, '{TIMEZONE_SUFFIX}'))
-             THEN 'envelope field ''time'' must be an RFC 3339 timestamp with a zone, e.g. '
-                  || '2026-11-25T08:30:00Z' END,
+             THEN 'envelope field ''time'' must be an RFC 3339 timestamp with a zone; '
+                  || 'fix: send e.g. 2026-11-25T08:30:00Z' END,
         CASE WHEN starts_with({_text("e.source")}, '/systems/')
                   AND {_text("e.source")} <> '/systems/' || coalesce({_text("e.origin")}, '')
              THEN 'envelope field ''origin'' must name the system in ''source'' ('
-                  || {_text("e.source")} || ')' END
+                  || {_text("e.source")} || '); fix: set origin to that system' END
     ], lambda x: x IS NOT NULL) AS decode_errors
 FROM parsed
 """
@@ -285,7 +286,8 @@ def failure_reasons(
         attribute = None
         if contract is not None and column in contract.fields:
             attribute = contract.entity.attribute(contract.fields[column])
-        shown = "withheld (PII)" if column in pii else repr(value)
+        attribute_name = contract.fields.get(column, column) if contract else column
+        shown = "withheld (PII)" if attribute_name in pii else repr(value)
         rule = check.split("(")[0]
         label = f"field {column!r}" if contract else f"envelope field {column!r}"
         rows.append(
@@ -400,7 +402,7 @@ def _record_failures(
         pl.lit(contract.event_type if contract else None, dtype=pl.String).alias("event_type"),
         pl.lit(contract.name if contract else None, dtype=pl.String).alias("contract"),
         pl.col("rule"),
-        pl.col("reason"),
+        (pl.lit("line ") + pl.col("line_no").cast(pl.String) + pl.lit(": ") + pl.col("reason")),
     )
     con.register("failures_frame", frame)
     con.execute("INSERT INTO batch_failures SELECT * FROM failures_frame")
@@ -413,7 +415,7 @@ def _dead_letter_unknown_contracts(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         INSERT INTO batch_failures
         SELECT line_no, event_id, type, NULL, 'contract',
-               'no contract for ' || type || ' schema version ' || schemaversion
+               'line ' || line_no || ': no contract for ' || type || ' schema version ' || schemaversion
                || '; fix: send a version the catalog knows, or register the new version first'
         FROM batch_envelopes
         WHERE (type, schemaversion) NOT IN (SELECT * FROM (VALUES {known}))
