@@ -27,6 +27,12 @@ class Attribute:
     pattern: str | None = None
     minimum: float | None = None
     pii: bool = False
+    compare: Literal["exact", "whitespace", "casefold"] = "exact"
+    """How reconciliation compares text: exactly, ignoring runs of spaces, or also ignoring case."""
+    tolerance: float = 0
+    """Reconciliation ignores a numeric difference up to this much."""
+    timestamp_precision: str | None = None
+    """Reconciliation compares timestamps truncated to this unit (e.g. 'minute'), if set."""
 
     @property
     def nullable(self) -> bool:
@@ -93,6 +99,7 @@ CUSTOMER = Entity(
             required=True,
             pii=True,
             pattern=r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$",
+            compare="casefold",
             description="Primary contact address, lower case.",
         ),
         Attribute(
@@ -102,6 +109,7 @@ CUSTOMER = Entity(
             required=True,
             pii=True,
             pattern=r"\S",
+            compare="whitespace",
             description="Display name; called `name` in schema version 1.",
         ),
         Attribute(
@@ -180,6 +188,7 @@ ORDER = Entity(
             owner="billing",
             required=True,
             minimum=0,
+            tolerance=0.01,  # a system rounding a converted amount may differ by a cent
             description="Order total in `currency`, two decimals.",
         ),
         Attribute(
@@ -195,6 +204,7 @@ ORDER = Entity(
             "timestamp",
             owner="billing",
             required=True,
+            timestamp_precision="minute",  # billing keeps the minute only
             description="When the customer placed the order (UTC).",
         ),
     ),

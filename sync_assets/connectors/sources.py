@@ -1,0 +1,125 @@
+"""Reading a system's rows: through SQLAlchemy, read-only, in bounded chunks of Arrow.
+
+The embedded default is a SQLite file (`sqlite:///path`); real deployments name a PostgreSQL
+(`postgresql+psycopg://`) or MySQL/MariaDB (`mysql+pymysql://`) URL. The drivers are imported by
+SQLAlchemy only when such an engine is created. Every session is read-only, whatever the URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote as percent_encode
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from sync_assets.connectors.mappings import Lookup, Mapping, raw_name
+
+DEFAULT_CHUNK_SIZE = 50_000
+
+READ_ONLY_SESSION = {
+    "sqlite": "PRAGMA query_only = ON",
+    "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+    "mysql": "SET SESSION TRANSACTION READ ONLY",
+    "mariadb": "SET SESSION TRANSACTION READ ONLY",
+}
+
+
+def sqlite_url(path: Path | str) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def open_source(url: str | sa.URL) -> sa.Engine:
+    """An engine whose sessions can only read."""
+    url = sa.make_url(url)
+    backend = url.get_backend_name()
+    if backend not in READ_ONLY_SESSION:
+        raise ValueError(f"no read-only setup known for {backend!r} ({url!r})")
+    connect_args: dict[str, Any] = {}
+    if backend == "sqlite":
+        url = _sqlite_read_only(url)
+    elif backend == "postgresql":
+        connect_args["options"] = "-c default_transaction_read_only=on"
+    engine = sa.create_engine(url, connect_args=connect_args)
+    statement = READ_ONLY_SESSION[backend]
+
+    def read_only(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
+        dbapi_connection.commit()  # PostgreSQL: a SET inside a rolled-back transaction is undone
+
+    sa.event.listen(engine, "connect", read_only)
+    return engine
+
+
+def _sqlite_read_only(url: sa.URL) -> sa.URL:
+    """Open the file in SQLite's read-only mode: not even a journal can be written."""
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        return url  # nothing to protect; query_only still applies
+    if not database.startswith("file:"):
+        database = "file:" + percent_encode(str(Path(database).resolve()))
+    return url.set(database=database).update_query_dict({"mode": "ro", "uri": "true"})
+
+
+def select_rows(mapping: Mapping) -> sa.Select:
+    """SELECT the mapping's raw columns, lookups joined in; SQLAlchemy quotes every name."""
+    lookups = _lookups(mapping)
+    local = _local_columns(mapping)
+    base = sa.table(mapping.table, *(sa.column(c) for c in local), schema=mapping.schema)
+    joined: sa.FromClause = base
+    selected: dict[str, sa.ColumnElement] = {c: base.c[c] for c in local}
+    for i, lookup in enumerate(lookups):
+        there = sa.table(
+            lookup.table,
+            *(sa.column(c) for c in dict.fromkeys([*lookup.on.values(), lookup.value])),
+            schema=mapping.schema,
+        ).alias(f"lookup_{i}")
+        condition = sa.and_(*(base.c[here] == there.c[col] for here, col in lookup.on.items()))
+        joined = joined.outerjoin(there, condition)
+        selected[raw_name(lookup)] = there.c[lookup.value].label(raw_name(lookup))
+    return sa.select(*selected.values()).select_from(joined)
+
+
+def _lookups(mapping: Mapping) -> list[Lookup]:
+    sources = [mapping.canonical_key.source, *(f.source for f in mapping.fields)]
+    unique = {raw_name(s): s for s in sources if isinstance(s, Lookup)}
+    return list(unique.values())
+
+
+def _local_columns(mapping: Mapping) -> list[str]:
+    names = [*mapping.key]
+    for source in [mapping.canonical_key.source, *(f.source for f in mapping.fields)]:
+        names += list(source.on) if isinstance(source, Lookup) else [source]
+    if mapping.soft_delete:
+        names.append(mapping.soft_delete.column)
+    return list(dict.fromkeys(names))
+
+
+def stream_batches(
+    engine: sa.Engine, mapping: Mapping, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> Iterator[pa.RecordBatch]:
+    """The mapping's raw rows, `chunk_size` at a time, from a server-side cursor."""
+    with engine.connect() as conn:
+        result = conn.execution_options(yield_per=chunk_size).execute(select_rows(mapping))
+        names = list(result.keys())
+        for rows in result.partitions():
+            yield to_batch(names, rows)
+
+
+def to_batch(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> pa.RecordBatch:
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    return pa.RecordBatch.from_arrays([_array(values) for values in columns], names=list(names))
+
+
+def _array(values: Sequence[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        # SQLite columns may mix types from row to row: fall back to text, normalized later.
+        return pa.array([None if v is None else str(v) for v in values], pa.string())

@@ -1,0 +1,284 @@
+"""The reconciliation diff: system snapshots against the golden records, and against each other.
+
+Every divergence found becomes a row of `discrepancies`, appended per run (a retried run replaces
+its own rows, never another run's):
+
+| kind       | what                                                              |
+| ---------- | ----------------------------------------------------------------- |
+| missing    | golden record live and in the system's scope; its row is absent or deleted |
+| extra      | the system has a live row; the golden record is absent or deleted  |
+| mismatch   | both live; an attribute differs (expected = golden, actual = system) |
+| divergence | two systems both live; an attribute both hold differs             |
+
+and who is right (`resolution`):
+
+| resolution   | meaning                                                                 |
+| ------------ | ----------------------------------------------------------------------- |
+| missed_event | the system owns it (the attribute, or the lifecycle for missing/extra): an event was missed; its value enters the golden record through a `<entity>.reconciled` event |
+| drift        | the system does not own it: correct the system back to the owner's value |
+| unowned      | divergence between two systems neither of which owns the attribute; the owner's own diff decides |
+
+For a divergence, `system` is the one to correct and `other_system` the owner, whose value is
+`expected` (when unowned, `other_system` is simply the other one). Callers run these inside their
+own transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from sync_assets.catalog.entities import Attribute, entity
+from sync_assets.connectors.mappings import Mapping, shared_attributes
+from sync_assets.reconcile.snapshot import literal, snapshot_table
+from sync_assets.warehouse import quote
+
+KINDS = ("missing", "extra", "mismatch", "divergence")
+
+DISCREPANCIES_DDL = """
+CREATE TABLE IF NOT EXISTS discrepancies (
+    run_id       VARCHAR NOT NULL,
+    detected_at  TIMESTAMPTZ NOT NULL,
+    kind         VARCHAR NOT NULL,
+    resolution   VARCHAR NOT NULL,
+    system       VARCHAR NOT NULL,
+    entity       VARCHAR NOT NULL,
+    entity_key   VARCHAR NOT NULL,
+    attribute    VARCHAR,
+    expected     VARCHAR,
+    actual       VARCHAR,
+    other_system VARCHAR
+)"""
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    run_id: str
+    entity: str
+    system: str
+    other_system: str | None
+    counts: dict[str, int]
+    """Discrepancies found, by kind (every kind listed, zeros included)."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class Summary:
+    run_id: str
+    counts: dict[str, int]
+    """By kind."""
+    by_resolution: dict[str, int]
+    sample: list[dict[str, object]]
+
+
+def create_reconcile_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(DISCREPANCIES_DDL)
+
+
+def diff_system(con: duckdb.DuckDBPyConnection, mapping: Mapping, run_id: str) -> DiffResult:
+    """Diff a system's snapshot against the golden records; append what differs."""
+    create_reconcile_schema(con)
+    params = {"run_id": run_id, "system": mapping.system, "entity": mapping.entity}
+    con.execute(
+        "DELETE FROM discrepancies WHERE run_id = $run_id AND system = $system"
+        " AND entity = $entity AND other_system IS NULL",
+        params,
+    )
+    parts = [_missing(mapping), _extra(mapping)]
+    parts += [_mismatch(mapping, name) for name in mapping.attributes]
+    con.execute("INSERT INTO discrepancies " + "\nUNION ALL\n".join(parts), {"run_id": run_id})
+    return _result(con, run_id, mapping.entity, mapping.system, None)
+
+
+def diff_systems(
+    con: duckdb.DuckDBPyConnection, left: Mapping, right: Mapping, run_id: str
+) -> DiffResult:
+    """Diff two systems' snapshots on the attributes both hold, for keys live in both."""
+    if left.entity != right.entity:
+        raise ValueError(f"{left.name} and {right.name} hold different entities")
+    create_reconcile_schema(con)
+    con.execute(
+        "DELETE FROM discrepancies WHERE run_id = $run_id AND entity = $entity"
+        " AND kind = 'divergence' AND [system, other_system] IN ([$left, $right], [$right, $left])",
+        {"run_id": run_id, "entity": left.entity, "left": left.system, "right": right.system},
+    )
+    parts = [_divergence(left, right, name) for name in shared_attributes(left, right)]
+    if parts:
+        con.execute("INSERT INTO discrepancies " + "\nUNION ALL\n".join(parts), {"run_id": run_id})
+    pair = sorted([left.system, right.system])
+    return _result(con, run_id, left.entity, pair[0], pair[1])
+
+
+def summarize(con: duckdb.DuckDBPyConnection, run_id: str, sample_size: int = 20) -> Summary:
+    """Counts by kind and by resolution of one run's discrepancies, and a sample of them."""
+    create_reconcile_schema(con)
+    where = "FROM discrepancies WHERE run_id = $run_id"
+    by_kind = con.execute(f"SELECT kind, count(*) {where} GROUP BY kind", {"run_id": run_id})
+    counts = {kind: 0 for kind in KINDS} | dict(by_kind.fetchall())
+    by_resolution = con.execute(
+        f"SELECT resolution, count(*) {where} GROUP BY resolution ORDER BY resolution",
+        {"run_id": run_id},
+    ).fetchall()
+    sample = con.execute(
+        f"SELECT * {where} ORDER BY kind, system, entity, entity_key, attribute LIMIT $n",
+        {"run_id": run_id, "n": sample_size},
+    )
+    names = [d[0] for d in sample.description]
+    rows = [dict(zip(names, row, strict=True)) for row in sample.fetchall()]
+    return Summary(run_id, counts, dict(by_resolution), rows)
+
+
+def _result(
+    con: duckdb.DuckDBPyConnection, run_id: str, entity_name: str, system: str, other: str | None
+) -> DiffResult:
+    pair = "other_system IS NULL AND system = $system"
+    if other is not None:
+        pair = "kind = 'divergence' AND [system, other_system] IN ([$system, $other], [$other, $system])"
+    params = {"run_id": run_id, "entity": entity_name, "system": system}
+    if other is not None:
+        params["other"] = other
+    found = con.execute(
+        f"SELECT kind, count(*) FROM discrepancies WHERE run_id = $run_id AND entity = $entity"
+        f" AND {pair} GROUP BY kind",
+        params,
+    ).fetchall()
+    return DiffResult(run_id, entity_name, system, other, {kind: 0 for kind in KINDS} | dict(found))
+
+
+# -- the SQL of each kind --------------------------------------------------------------------------
+
+
+def _row(
+    kind: str,
+    resolution: str,
+    system: str,
+    mapping: Mapping,
+    key: str,
+    attribute: str | None,
+    expected: str,
+    actual: str,
+    other: str | None = None,
+) -> str:
+    """The SELECT list of one discrepancy row, in the column order of the table."""
+    values = [
+        "$run_id",
+        "now()",
+        literal(kind),
+        literal(resolution),
+        literal(system),
+        literal(mapping.entity),
+        key,
+        "NULL" if attribute is None else literal(attribute),
+        expected,
+        actual,
+        "NULL" if other is None else literal(other),
+    ]
+    return "SELECT " + ", ".join(values)
+
+
+def _lifecycle_resolution(mapping: Mapping) -> str:
+    owns = entity(mapping.entity).lifecycle_owner == mapping.system
+    return "missed_event" if owns else "drift"
+
+
+def _tables(mapping: Mapping) -> tuple[str, str, str]:
+    catalog = entity(mapping.entity)
+    return quote(catalog.golden_table), quote(snapshot_table(mapping)), quote(catalog.key)
+
+
+def _missing(mapping: Mapping) -> str:
+    golden, snapshot, key = _tables(mapping)
+    scope = "".join(f" AND g.{quote(name)} IS NOT NULL" for name in mapping.scope)
+    actual = f"CASE WHEN s.{key} IS NULL THEN 'absent' ELSE 'deleted' END"
+    select = _row(
+        "missing", _lifecycle_resolution(mapping), mapping.system, mapping, f"g.{key}", None,
+        "'live'", actual,
+    )  # fmt: skip
+    return f"""{select}
+FROM {golden} g LEFT JOIN {snapshot} s ON s.{key} = g.{key}
+WHERE g.lifecycle_state = 'live'{scope} AND (s.{key} IS NULL OR s.is_deleted)"""
+
+
+def _extra(mapping: Mapping) -> str:
+    golden, snapshot, key = _tables(mapping)
+    select = _row(
+        "extra", _lifecycle_resolution(mapping), mapping.system, mapping, f"s.{key}", None,
+        "coalesce(g.lifecycle_state, 'absent')", "'live'",
+    )  # fmt: skip
+    return f"""{select}
+FROM {snapshot} s LEFT JOIN {golden} g ON g.{key} = s.{key}
+WHERE NOT s.is_deleted AND g.lifecycle_state IS DISTINCT FROM 'live'"""
+
+
+def _mismatch(mapping: Mapping, name: str) -> str:
+    golden, snapshot, key = _tables(mapping)
+    attribute = entity(mapping.entity).attribute(name)
+    resolution = "missed_event" if attribute.owner == mapping.system else "drift"
+    g, s = f"g.{quote(name)}", f"s.{quote(name)}"
+    select = _row(
+        "mismatch", resolution, mapping.system, mapping, f"g.{key}", name,
+        display(attribute, g), display(attribute, s),
+    )  # fmt: skip
+    return f"""{select}
+FROM {golden} g JOIN {snapshot} s ON s.{key} = g.{key}
+WHERE g.lifecycle_state = 'live' AND NOT s.is_deleted AND NOT {equal(attribute, g, s)}"""
+
+
+def _divergence(left: Mapping, right: Mapping, name: str) -> str:
+    catalog = entity(left.entity)
+    key = quote(catalog.key)
+    attribute = catalog.attribute(name)
+    if attribute.owner == right.system:
+        left, right = right, left  # the owner on the left: its value is the expected one
+    resolution = "drift" if attribute.owner == left.system else "unowned"
+    a, b = f"a.{quote(name)}", f"b.{quote(name)}"
+    select = _row(
+        "divergence", resolution, right.system, left, f"a.{key}", name,
+        display(attribute, a), display(attribute, b), other=left.system,
+    )  # fmt: skip
+    return f"""{select}
+FROM {quote(snapshot_table(left))} a JOIN {quote(snapshot_table(right))} b ON b.{key} = a.{key}
+WHERE NOT a.is_deleted AND NOT b.is_deleted AND NOT {equal(attribute, a, b)}"""
+
+
+# -- comparing values ------------------------------------------------------------------------------
+
+
+def equal(attribute: Attribute, left: str, right: str) -> str:
+    """SQL true when two values of the attribute agree under the catalog's comparison rules."""
+    if attribute.type == "decimal":
+        both_null = f"({left} IS NULL AND {right} IS NULL)"
+        return f"({both_null} OR coalesce(abs({left} - {right}) <= {attribute.tolerance!r}, false))"
+    if attribute.type == "timestamp":
+        if attribute.timestamp_precision:
+            unit = literal(attribute.timestamp_precision)
+            left = f"date_trunc({unit}, timezone('UTC', {left}))"
+            right = f"date_trunc({unit}, timezone('UTC', {right}))"
+        return f"({left} IS NOT DISTINCT FROM {right})"
+    if attribute.type == "boolean":
+        return f"({left} IS NOT DISTINCT FROM {right})"
+    left, right = comparable_text(attribute, left), comparable_text(attribute, right)
+    if attribute.type == "enum":
+        # A lossy vocabulary gives 'inactive|suspended': equal when any value is shared.
+        shared = f"list_has_any(string_split({left}, '|'), string_split({right}, '|'))"
+        return f"(({left} IS NULL AND {right} IS NULL) OR coalesce({shared}, false))"
+    return f"({left} IS NOT DISTINCT FROM {right})"
+
+
+def comparable_text(attribute: Attribute, value: str) -> str:
+    """Text as compared: NULL and '' alike; per the catalog, spaces and case ignored."""
+    if attribute.compare == "exact":
+        return f"NULLIF({value}, '')"
+    spaced = f"NULLIF(regexp_replace(trim({value}), '\\s+', ' ', 'g'), '')"
+    return f"lower({spaced})" if attribute.compare == "casefold" else spaced
+
+
+def display(attribute: Attribute, value: str) -> str:
+    """A value as text for the discrepancies table; timestamps in UTC, ISO 8601."""
+    if attribute.type == "timestamp":
+        return f"strftime(timezone('UTC', {value}), '%Y-%m-%dT%H:%M:%SZ')"
+    return f"CAST({value} AS VARCHAR)"

@@ -1,0 +1,142 @@
+"""System snapshots: a system's raw rows landed in DuckDB and normalized to the catalog's form.
+
+`snapshot_<system>_<entity>` has the entity's key, `system_key` (the system's own key, '|'-joined),
+one column per catalog attribute the system holds, typed like the golden table, and `is_deleted`.
+Normalization is DuckDB SQL, the same whichever database the rows came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import duckdb
+import pyarrow as pa
+import sqlalchemy as sa
+
+from sync_assets.catalog.entities import entity
+from sync_assets.connectors.mappings import Field, Mapping, raw_columns, raw_name
+from sync_assets.connectors.sources import DEFAULT_CHUNK_SIZE, stream_batches
+from sync_assets.warehouse import quote, scalar
+
+
+def literal(value: str) -> str:
+    """A SQL string literal (for values from the catalog and the mappings)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def snapshot_table(mapping: Mapping) -> str:
+    return f"snapshot_{mapping.system}_{mapping.entity}"
+
+
+def load_snapshot(
+    con: duckdb.DuckDBPyConnection, mapping: Mapping, batches: Iterable[pa.RecordBatch]
+) -> int:
+    """Replace the (system, entity) snapshot with these raw rows, normalized; the row count.
+
+    Chunks are appended to a temporary raw table as they arrive, so memory stays bounded; the
+    snapshot itself is replaced in one statement at the end.
+    """
+    raw = f"raw_{snapshot_table(mapping)}"
+    columns = raw_columns(mapping)
+    definitions = ", ".join(f"{quote(c)} VARCHAR" for c in columns)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {quote(raw)} ({definitions})")
+    as_text = ", ".join(f"CAST({quote(c)} AS VARCHAR)" for c in columns)
+    for batch in batches:
+        con.register("raw_chunk", pa.Table.from_batches([batch]))
+        try:
+            con.execute(f"INSERT INTO {quote(raw)} SELECT {as_text} FROM raw_chunk")
+        finally:
+            con.unregister("raw_chunk")
+    target = quote(snapshot_table(mapping))
+    con.execute(f"CREATE OR REPLACE TABLE {target} AS {normalize_sql(mapping, raw)}")
+    con.execute(f"DROP TABLE {quote(raw)}")
+    return int(scalar(con, f"SELECT count(*) FROM {target}"))
+
+
+def snapshot_system(
+    con: duckdb.DuckDBPyConnection,
+    engine: sa.Engine,
+    mapping: Mapping,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> int:
+    """Stream the mapping's rows from the system and load them as its snapshot."""
+    return load_snapshot(con, mapping, stream_batches(engine, mapping, chunk_size))
+
+
+def normalize_sql(mapping: Mapping, raw: str) -> str:
+    catalog = entity(mapping.entity)
+    key = quote(catalog.key)
+    system_key = "concat_ws('|', " + ", ".join(quote(c) for c in mapping.key) + ")"
+    values = [
+        f"CAST({normalize(f)} AS {catalog.attribute(f.attribute).duckdb_type}) AS {quote(f.attribute)}"
+        for f in mapping.fields
+    ]
+    # One row per key: a system holding a key twice keeps its live row (then its lowest own key).
+    return f"""
+WITH normalized AS (
+    SELECT
+        {normalize(mapping.canonical_key)} AS {key},
+        {system_key} AS system_key,
+        {", ".join(values)},
+        {deleted_sql(mapping)} AS is_deleted
+    FROM {quote(raw)}
+)
+SELECT * EXCLUDE (copy) FROM (
+    SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY is_deleted, system_key) AS copy
+    FROM normalized
+    WHERE {key} IS NOT NULL
+)
+WHERE copy = 1"""
+
+
+def deleted_sql(mapping: Mapping) -> str:
+    marker = mapping.soft_delete
+    if marker is None:
+        return "false"  # hard deletes: a deleted record has no row
+    column = quote(marker.column)
+    return f"coalesce(upper(trim({column})) = upper({literal(marker.value)}), false)"
+
+
+def normalize(f: Field) -> str:
+    """SQL turning the raw text of a field into its catalog form."""
+    x = quote(raw_name(f.source))
+    text = f"NULLIF(trim({x}), '')"
+    match f.rule:
+        case "text":
+            return text
+        case "lower":
+            return f"lower({text})"
+        case "upper":
+            return f"upper({text})"
+        case "phone":
+            return f"NULLIF(regexp_replace(regexp_replace({text}, '^00', '+'), '[^0-9+]', '', 'g'), '')"
+        case "cents":
+            return f"TRY_CAST({text} AS DECIMAL(18, 0)) * 0.01"  # stays decimal: exact
+        case "decimal":
+            return f"TRY_CAST({text} AS DECIMAL(38, 2))"
+        case "boolean":
+            return (
+                f"CASE WHEN lower({text}) IN ('1', 'true', 't', 'yes', 'y') THEN true "
+                f"WHEN lower({text}) IN ('0', 'false', 'f', 'no', 'n') THEN false END"
+            )
+        case "epoch":
+            return f"to_timestamp(TRY_CAST({text} AS DOUBLE))"
+        case "timestamp" if f.format:
+            return f"timezone('UTC', try_strptime({text}, {literal(f.format)}))"
+        case "timestamp":
+            return f"TRY_CAST({text} AS TIMESTAMPTZ)"
+        case "vocabulary":
+            return _vocabulary(f, text)
+    raise ValueError(f"unknown rule {f.rule!r} for {f.attribute}")
+
+
+def _vocabulary(f: Field, text: str) -> str:
+    """Each system word to its catalog value; a lossy word to its values joined by '|'.
+
+    A word outside the vocabulary is kept, lower case, so it shows up as a mismatch.
+    """
+    cases = []
+    for word, meaning in f.vocabulary.items():
+        values = (meaning,) if isinstance(meaning, str) else meaning
+        cases.append(f"WHEN {literal(word.upper())} THEN {literal('|'.join(sorted(values)))}")
+    return f"CASE upper({text}) {' '.join(cases)} ELSE lower({text}) END"
