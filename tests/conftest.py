@@ -81,10 +81,14 @@ def land(
     return LandingZone(folder.landing).write_batch(system, stem, rendered)
 
 
-def run_core(folder: DataFolder, batch_ids: Sequence[str]) -> dict[str, Any]:
+def run_core(
+    folder: DataFolder, batch_ids: Sequence[str], *, apply_each: bool = True
+) -> dict[str, Any]:
     """Ingest, validate and apply the given landed batches, one transaction per batch, in order.
 
-    Returns, per batch id, the raw, validation and apply counts.
+    With `apply_each=False`, the batches are only ingested and validated one by one, then applied
+    all together in a last transaction. Returns, per batch id, the raw and validation counts and
+    what `apply_pending_batches` returned (counts per batch id and entity).
     """
     zone = LandingZone(folder.landing)
     results: dict[str, Any] = {}
@@ -93,8 +97,13 @@ def run_core(folder: DataFolder, batch_ids: Sequence[str]) -> dict[str, Any]:
             with transaction(con):
                 raw = ingest_batch(con, zone.locate(batch_id))
                 validation = validate_batch(con, batch_id)
-                applied = apply_pending_batches(con)
+                applied = apply_pending_batches(con) if apply_each else None
             results[batch_id] = {"raw": raw, "validation": validation, "applied": applied}
+        if not apply_each:
+            with transaction(con):
+                applied = apply_pending_batches(con)
+            for result in results.values():
+                result["applied"] = applied
     return results
 
 
@@ -102,3 +111,12 @@ def rows(folder: DataFolder, sql: str, params: Sequence[object] = ()) -> list[tu
     """Run a read query against the folder's warehouse."""
     with connect(folder.warehouse) as con:
         return con.execute(sql, list(params)).fetchall()
+
+
+# Real database servers (PostgreSQL, MariaDB): fixtures and their markers, see tests/databases.py.
+from databases import mariadb_engine, mark_database_tests, postgres_engine  # noqa: E402, F401
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests that use `postgres_engine` / `mariadb_engine` with `postgres` / `mariadb`."""
+    mark_database_tests(items)
