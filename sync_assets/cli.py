@@ -51,23 +51,65 @@ def demo(customers: int, orders: int, seed: int, force: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(as_json: bool) -> None:
     """Run the pipeline once over whatever the data folder holds, then print the summary."""
-    from sync_assets.runner import run_pending_batches
+    from sync_assets.runner import run_pending_batches, run_reconciliation
 
     folder = _folder()
     started = time.perf_counter()
     report = run_pending_batches(folder)
+    reconciled = run_reconciliation(folder)
     elapsed = time.perf_counter() - started
     summary = _summary(folder)
     if as_json:
         click.echo(
-            json.dumps({**summary.as_dict(), "runs": report.batches, "failed": report.failed})
+            json.dumps(
+                {
+                    **summary.as_dict(),
+                    "runs": report.batches,
+                    "failed": report.failed,
+                    "reconciliation": _checks_json(reconciled, with_values=False),
+                }
+            )
         )
     else:
-        click.echo(f"ran {len(report.batches)} batch(es) in {elapsed:.1f} s")
+        click.echo(f"ran {len(report.batches)} batch(es) and a reconciliation in {elapsed:.1f} s")
         _print_summary(summary)
+        _print_checks(reconciled)
     if not report.ok:
         click.echo(f"failed runs for batches: {', '.join(report.failed)}", err=True)
-    if not report.ok or not summary.balanced:
+    if not reconciled.success:
+        click.echo(f"the reconciliation run {reconciled.run_id} failed", err=True)
+    if not report.ok or not summary.balanced or not reconciled.success:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Each check with its counts and findings.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warn"]),
+    default="error",
+    show_default=True,
+    help="Exit non-zero when a check fails at this level or above.",
+)
+def check(as_json: bool, fail_on: str) -> None:
+    """Snapshot every system, diff it, run the reconciliation checks; exit 1 on failure.
+
+    The JSON output carries the full values of the discrepancies (PII included), for an operator
+    who can read the systems anyway; the Dagster UI shows them masked.
+    """
+    from sync_assets.runner import run_reconciliation
+
+    reconciled = run_reconciliation(_folder())
+    if as_json:
+        click.echo(json.dumps(_checks_json(reconciled, with_values=True), default=str))
+    else:
+        _print_checks(reconciled)
+    if not reconciled.checks:
+        click.echo(f"the reconciliation run {reconciled.run_id} failed", err=True)
+        sys.exit(2)
+    failing = reconciled.failing(fail_on)
+    if failing:
+        click.echo(f"{len(failing)} check(s) failed at {fail_on} level or above", err=True)
         sys.exit(1)
 
 
@@ -116,6 +158,45 @@ def ui(port: int) -> None:
         dagster,
         [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "sync_assets.definitions"],
     )
+
+
+def _checks_json(reconciled, *, with_values: bool) -> dict[str, object]:
+    findings = _findings(reconciled) if with_values else {}
+    checks = []
+    for outcome in reconciled.checks:
+        entry: dict[str, object] = {
+            "check": outcome.name,
+            "passed": outcome.passed,
+            "severity": outcome.severity,
+            "discrepancies": outcome.discrepancies,
+            "rows_compared": outcome.rows_compared,
+            "counts": outcome.counts,
+        }
+        if with_values:
+            entry["found"] = findings.get(outcome.name, [])
+        checks.append(entry)
+    return {"run_id": reconciled.run_id, "success": reconciled.success, "checks": checks}
+
+
+def _findings(reconciled) -> dict[str, list[dict[str, object]]]:
+    from sync_assets.reconcile.comparisons import comparisons, found
+    from sync_assets.warehouse import connect
+
+    with connect(_folder().warehouse, read_only=True) as con:
+        return {
+            comparison.check_name: found(con, reconciled.run_id, comparison)
+            for comparison in comparisons(con, reconciled.run_id)
+        }
+
+
+def _print_checks(reconciled) -> None:
+    for outcome in reconciled.checks:
+        verdict = "passed" if outcome.passed else f"FAILED ({outcome.severity})"
+        kinds = ", ".join(f"{kind} {n}" for kind, n in outcome.counts.items() if n)
+        click.echo(
+            f"{outcome.name:<40} {verdict:<16} {outcome.discrepancies:>6} of "
+            f"{outcome.rows_compared:>7} rows" + (f"  ({kinds})" if kinds else "")
+        )
 
 
 def _summary(folder: DataFolder):

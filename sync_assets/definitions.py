@@ -1,12 +1,14 @@
-"""The code location: assembles the assets, checks, sensors and resources of each stage."""
+"""The code location: assembles the assets, checks, sensors, schedules and resources of each stage."""
 
 import dagster as dg
 
 from checks.ingest import dead_letter_rate, every_event_accounted_for
+from checks.reconcile import reconciliation_checks
 from checks.state import golden_checks
 from sensors.ingest import landed_batches_sensor
 from sync_assets.ingest.assets import raw_events, validate_events
-from sync_assets.jobs import ingest_batch_job
+from sync_assets.jobs import ingest_batch_job, reconcile_job, reconcile_schedule
+from sync_assets.reconcile.assets import discrepancies, snapshot_assets, source_systems
 from sync_assets.resources import default_resources
 from sync_assets.settings import DataFolder
 from sync_assets.state.assets import batch_ledger, golden_records
@@ -14,9 +16,23 @@ from sync_assets.state.assets import batch_ledger, golden_records
 
 def build_definitions(folder: DataFolder | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[raw_events, validate_events, golden_records, batch_ledger],
-        asset_checks=[every_event_accounted_for, dead_letter_rate, *golden_checks],
-        jobs=[ingest_batch_job],
+        assets=[
+            *source_systems,
+            raw_events,
+            validate_events,
+            golden_records,
+            batch_ledger,
+            *snapshot_assets,
+            discrepancies,
+        ],
+        asset_checks=[
+            every_event_accounted_for,
+            dead_letter_rate,
+            *golden_checks,
+            reconciliation_checks,
+        ],
+        jobs=[ingest_batch_job, reconcile_job],
+        schedules=[reconcile_schedule],
         sensors=[landed_batches_sensor],
         resources=default_resources(folder),
     )

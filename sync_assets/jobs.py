@@ -1,10 +1,14 @@
-"""Jobs: what one run does."""
+"""Jobs and schedules: what one run does, and when it runs by itself."""
+
+import os
 
 import dagster as dg
 
 from sync_assets.ingest.assets import landed_batches
 
 INGEST_BATCH_JOB = "ingest_batch"
+RECONCILE_JOB = "reconcile"
+RECONCILE_CRON_ENV = "SYNCFABRIC_RECONCILE_CRON"
 
 ingest_batch_job = dg.define_asset_job(
     INGEST_BATCH_JOB,
@@ -15,4 +19,22 @@ ingest_batch_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("ingest", "state"),
     partitions_def=landed_batches,
     tags={"syncfabric/flow": "ingest"},
+)
+
+reconcile_job = dg.define_asset_job(
+    RECONCILE_JOB,
+    description=(
+        "Snapshot every system, normalize, diff against the golden records and between systems, "
+        "and run the reconciliation checks."
+    ),
+    selection=dg.AssetSelection.groups("reconcile"),
+    tags={"syncfabric/flow": "reconcile"},
+)
+
+reconcile_schedule = dg.ScheduleDefinition(
+    name="hourly_reconciliation",
+    job=reconcile_job,
+    cron_schedule=os.environ.get(RECONCILE_CRON_ENV, "0 * * * *"),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=f"Reconciles every system hourly; set {RECONCILE_CRON_ENV} to change the cron.",
 )

@@ -10,8 +10,32 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from sync_assets.settings import DataFolder
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    severity: str
+    """ERROR or WARN: what a failure of this check means."""
+    discrepancies: int
+    rows_compared: int
+    counts: dict[str, int]
+
+
+@dataclass
+class ReconcileReport:
+    run_id: str
+    success: bool
+    checks: list[CheckOutcome] = field(default_factory=list)
+
+    def failing(self, fail_on: str) -> list[CheckOutcome]:
+        """Failed checks at or above `fail_on` ('error' or 'warn')."""
+        levels = {"ERROR"} if fail_on == "error" else {"ERROR", "WARN"}
+        return [c for c in self.checks if not c.passed and c.severity in levels]
 
 
 @dataclass
@@ -65,4 +89,40 @@ def run_pending_batches(folder: DataFolder) -> RunReport:
         report.batches = batch_ids
         if not run.success:
             report.failed = batch_ids
+    return report
+
+
+def run_reconciliation(folder: DataFolder) -> ReconcileReport:
+    """Fresh snapshots of every system, the diff and the checks, as one in-process Dagster run."""
+    import dagster as dg
+
+    from sync_assets.definitions import build_definitions
+    from sync_assets.jobs import RECONCILE_JOB
+
+    use_data_folder(folder)
+    defs = build_definitions(folder)
+    with dg.DagsterInstance.get() as instance:
+        run = defs.resolve_job_def(RECONCILE_JOB).execute_in_process(
+            instance=instance,
+            tags={"syncfabric/launched_by": "syncctl"},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            raise_on_error=False,
+        )
+    report = ReconcileReport(run_id=run.run_id, success=run.success)
+    for evaluation in run.get_asset_check_evaluations():
+        if evaluation.asset_key != dg.AssetKey("discrepancies"):
+            continue
+        metadata: dict[str, Any] = {key: value.value for key, value in evaluation.metadata.items()}
+        report.checks.append(
+            CheckOutcome(
+                name=evaluation.check_name,
+                passed=evaluation.passed,
+                severity=evaluation.severity.value,
+                discrepancies=int(metadata["discrepancies"]),
+                rows_compared=int(metadata["rows_compared"]),
+                counts={
+                    k: int(metadata[k]) for k in ("missing", "extra", "mismatch", "divergence")
+                },
+            )
+        )
     return report

@@ -10,6 +10,7 @@ import warnings
 
 import dagster as dg
 
+from sync_assets.catalog.entities import SYSTEMS
 from sync_assets.ingest.raw import ingest_batch
 from sync_assets.ingest.validate import ValidationCounts, validate_batch
 from sync_assets.resources import LandingZoneResource, WarehouseResource
@@ -28,6 +29,7 @@ RUNBOOK = "docs/runbooks/dead-letters.md"
 @dg.asset(
     partitions_def=landed_batches,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[f"system_{system}" for system in SYSTEMS],
     pool=WRITER_POOL,
     group_name="ingest",
     kinds={"duckdb"},

@@ -1,0 +1,104 @@
+"""Reconciliation checks beside the `discrepancies` asset: one per system, one per pair of systems.
+
+Each passes at zero discrepancies, warns below its threshold and errs above it (see
+sync_assets/reconcile/policy.py). They are blocking: an ERROR stops whatever runs downstream of the
+discrepancies (the corrections). PII values are fingerprinted in the sample shown here.
+"""
+
+import dagster as dg
+
+from sync_assets.catalog.entities import ENTITIES
+from sync_assets.connectors.mappings import MAPPINGS, comparable_pairs
+from sync_assets.reconcile.comparisons import Comparison, comparisons, found, latest_run
+from sync_assets.reconcile.policy import Thresholds, masked_row, verdict
+from sync_assets.resources import WarehouseResource
+from sync_assets.warehouse import WRITER_POOL
+
+RUNBOOK = "docs/runbooks/reconciliation.md"
+SAMPLE_SIZE = 20
+THRESHOLDS = Thresholds()
+
+SAMPLE_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn(name, "string")
+        for name in (
+            "kind",
+            "resolution",
+            "system",
+            "entity_key",
+            "attribute",
+            "expected",
+            "actual",
+        )
+    ]
+)
+
+
+def _check_names() -> list[tuple[str, str]]:
+    names = [
+        (f"{m.system}_{m.entity}_in_sync", f"{m.system} against the golden {m.entity} records")
+        for m in MAPPINGS.values()
+    ]
+    for entity in ENTITIES.values():
+        for left, right in comparable_pairs(entity.name):
+            first, second = sorted((left.system, right.system))
+            names.append(
+                (
+                    f"{first}_vs_{second}_{entity.name}_in_sync",
+                    f"{first} against {second} on the {entity.name} attributes both hold",
+                )
+            )
+    return names
+
+
+CHECK_SPECS = [
+    dg.AssetCheckSpec(name, asset="discrepancies", blocking=True, description=description)
+    for name, description in _check_names()
+]
+
+
+def check_result(comparison: Comparison, sample: list[dict[str, object]]) -> dg.AssetCheckResult:
+    outcome = verdict(comparison.discrepancies, comparison.rows_compared, THRESHOLDS)
+    records = [
+        dg.TableRecord({k: _text(v) for k, v in masked_row(row).items() if k in _SAMPLE_COLUMNS})
+        for row in sample
+    ]
+    return dg.AssetCheckResult(
+        check_name=comparison.check_name,
+        passed=outcome == "pass",
+        severity=dg.AssetCheckSeverity.ERROR if outcome == "error" else dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{comparison.discrepancies} discrepancies in {comparison.rows_compared} rows "
+            f"({outcome}; ERROR above {THRESHOLDS.error_above(comparison.rows_compared)})"
+        ),
+        metadata={
+            "discrepancies": comparison.discrepancies,
+            "rows_compared": comparison.rows_compared,
+            **comparison.counts,
+            "sample": dg.MetadataValue.table(records, schema=SAMPLE_SCHEMA),
+            "runbook": dg.MetadataValue.path(RUNBOOK),
+        },
+    )
+
+
+_SAMPLE_COLUMNS = {column.name for column in SAMPLE_SCHEMA.columns}
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+@dg.multi_asset_check(
+    specs=CHECK_SPECS,
+    pool=WRITER_POOL,
+    description="Judges the latest reconciliation run, per system and per pair of systems.",
+)
+def reconciliation_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+    with warehouse.connect() as con:
+        this_run = context.run.run_id
+        run_id = this_run if comparisons(con, this_run) else latest_run(con)
+        if run_id is None:
+            raise dg.Failure("no reconciliation has run yet: materialize `discrepancies` first")
+        for comparison in comparisons(con, run_id):
+            sample = found(con, run_id, comparison, limit=SAMPLE_SIZE)
+            yield check_result(comparison, sample)

@@ -1,0 +1,137 @@
+"""The record of every comparison a reconciliation run made, found or not found anything.
+
+`discrepancies` only holds what differs; this table also says what was compared, when, and how
+many rows, so a check can tell "in sync" from "not checked".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from sync_assets.connectors.mappings import Mapping
+from sync_assets.reconcile.diff import KINDS, DiffResult
+from sync_assets.reconcile.snapshot import snapshot_table
+from sync_assets.warehouse import quote, scalar
+
+COMPARISONS_DDL = f"""
+CREATE TABLE IF NOT EXISTS reconcile_comparisons (
+    run_id        VARCHAR NOT NULL,
+    compared_at   TIMESTAMPTZ NOT NULL,
+    check_name    VARCHAR NOT NULL,
+    entity        VARCHAR NOT NULL,
+    system        VARCHAR NOT NULL,
+    other_system  VARCHAR,
+    rows_compared BIGINT NOT NULL,
+    {", ".join(f"{kind} BIGINT NOT NULL" for kind in KINDS)},
+    PRIMARY KEY (run_id, check_name)
+)"""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    check_name: str
+    entity: str
+    system: str
+    other_system: str | None
+    rows_compared: int
+    counts: dict[str, int]
+
+    @property
+    def discrepancies(self) -> int:
+        return sum(self.counts.values())
+
+
+def check_name(result: DiffResult) -> str:
+    if result.other_system is None:
+        return f"{result.system}_{result.entity}_in_sync"
+    return f"{result.system}_vs_{result.other_system}_{result.entity}_in_sync"
+
+
+def rows_in(con: duckdb.DuckDBPyConnection, *mappings: Mapping) -> int:
+    return max(
+        int(scalar(con, f"SELECT count(*) FROM {quote(snapshot_table(m))}")) for m in mappings
+    )
+
+
+def record(
+    con: duckdb.DuckDBPyConnection, run_id: str, result: DiffResult, rows_compared: int
+) -> None:
+    con.execute(COMPARISONS_DDL)
+    con.execute(
+        f"INSERT OR REPLACE INTO reconcile_comparisons VALUES (?, now(), ?, ?, ?, ?, ?, "
+        f"{', '.join('?' for _ in KINDS)})",
+        [
+            run_id,
+            check_name(result),
+            result.entity,
+            result.system,
+            result.other_system,
+            rows_compared,
+            *(result.counts.get(kind, 0) for kind in KINDS),
+        ],
+    )
+
+
+def _recorded(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether any comparison was ever recorded (readers may hold a read-only connection)."""
+    return bool(
+        scalar(
+            con,
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reconcile_comparisons'",
+        )
+    )
+
+
+def latest_run(con: duckdb.DuckDBPyConnection) -> str | None:
+    if not _recorded(con):
+        return None
+    row = con.execute(
+        "SELECT run_id FROM reconcile_comparisons ORDER BY compared_at DESC LIMIT 1"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def comparisons(con: duckdb.DuckDBPyConnection, run_id: str) -> list[Comparison]:
+    if not _recorded(con):
+        return []
+    rows = con.execute(
+        f"SELECT check_name, entity, system, other_system, rows_compared, {', '.join(KINDS)} "
+        "FROM reconcile_comparisons WHERE run_id = ? ORDER BY check_name",
+        [run_id],
+    ).fetchall()
+    return [
+        Comparison(row[0], row[1], row[2], row[3], row[4], dict(zip(KINDS, row[5:], strict=True)))
+        for row in rows
+    ]
+
+
+def found(
+    con: duckdb.DuckDBPyConnection, run_id: str, comparison: Comparison, limit: int | None = None
+) -> list[dict[str, object]]:
+    """The discrepancies behind one comparison of a run, full values included."""
+    if comparison.other_system is None:
+        pair = "other_system IS NULL AND system = $system"
+    else:
+        pair = (
+            "kind = 'divergence' AND [system, other_system] IN "
+            "([$system, $other], [$other, $system])"
+        )
+    params: dict[str, object] = {
+        "run_id": run_id,
+        "entity": comparison.entity,
+        "system": comparison.system,
+    }
+    if comparison.other_system is not None:
+        params["other"] = comparison.other_system
+    sql = (
+        "SELECT kind, resolution, system, other_system, entity, entity_key, attribute, expected, "
+        f"actual FROM discrepancies WHERE run_id = $run_id AND entity = $entity AND {pair} "
+        "ORDER BY kind, entity_key, attribute"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    result = con.execute(sql, params)
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, row, strict=True)) for row in result.fetchall()]

@@ -1,0 +1,59 @@
+"""How a reconciliation check judges what the diff found, and what it may show of it.
+
+- pass: no discrepancy;
+- WARN: some, up to `error_rate` of the rows compared (at least `error_floor`): drift to correct;
+- ERROR: more: a broken connector or integration, which must stop the work downstream.
+
+Values of attributes the catalog marks PII never reach UI metadata or logs: they are replaced by a
+short, stable fingerprint, enough to see whether two values are the same without reading them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+from sync_assets.catalog.entities import entity
+
+Verdict = Literal["pass", "warn", "error"]
+
+DEFAULT_ERROR_RATE = 0.01
+DEFAULT_ERROR_FLOOR = 10
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    error_rate: float = DEFAULT_ERROR_RATE
+    error_floor: int = DEFAULT_ERROR_FLOOR
+
+    def error_above(self, rows_compared: int) -> int:
+        return max(self.error_floor, int(rows_compared * self.error_rate))
+
+
+def verdict(discrepancies: int, rows_compared: int, thresholds: Thresholds) -> Verdict:
+    if discrepancies == 0:
+        return "pass"
+    if discrepancies <= thresholds.error_above(rows_compared):
+        return "warn"
+    return "error"
+
+
+def masked(entity_name: str, attribute: str | None, value: object) -> object:
+    """The value as UI metadata may show it: PII becomes a fingerprint."""
+    if value is None or attribute is None:
+        return value
+    if attribute not in entity(entity_name).pii_attributes:
+        return value
+    digest = hashlib.sha256(str(value).encode()).hexdigest()[:8]
+    return f"pii:{digest}"
+
+
+def masked_row(row: dict[str, object]) -> dict[str, object]:
+    entity_name, attribute = str(row["entity"]), row.get("attribute")
+    attribute = str(attribute) if attribute is not None else None
+    return {
+        **row,
+        "expected": masked(entity_name, attribute, row.get("expected")),
+        "actual": masked(entity_name, attribute, row.get("actual")),
+    }
