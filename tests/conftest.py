@@ -6,6 +6,7 @@ data folder under pytest's tmp_path.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +14,9 @@ from typing import Any
 import pytest
 
 from sync_assets.catalog.contracts import CURRENT_VERSION
+from sync_assets.catalog.entities import SYSTEMS
 from sync_assets.catalog.events import make_event, to_line
+from sync_assets.demo.landscape import build_demo_landscape
 from sync_assets.ingest.landing import Batch, LandingZone
 from sync_assets.ingest.raw import ingest_batch
 from sync_assets.ingest.validate import validate_batch
@@ -111,6 +114,26 @@ def rows(folder: DataFolder, sql: str, params: Sequence[object] = ()) -> list[tu
     """Run a read query against the folder's warehouse."""
     with connect(folder.warehouse) as con:
         return con.execute(sql, list(params)).fetchall()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> DataFolder:
+    """A demo landscape, ingested and applied: systems and golden records that agree."""
+    folder = DataFolder(tmp_path_factory.mktemp("reconcile") / "syncfabric")
+    build_demo_landscape(folder, customers=300, orders=1200)
+    run_core(folder, [b.batch_id for b in LandingZone(folder.landing).pending()])
+    return folder
+
+
+@pytest.fixture
+def landscape(demo, tmp_path) -> DataFolder:
+    """A copy of the demo's warehouse and systems that a test may change."""
+    copy = DataFolder(tmp_path / "copy")
+    copy.systems.mkdir(parents=True)
+    shutil.copy(demo.warehouse, copy.warehouse)
+    for system in SYSTEMS:
+        shutil.copy(demo.system_database(system), copy.system_database(system))
+    return copy
 
 
 # Real database servers (PostgreSQL, MariaDB): fixtures and their markers, see tests/databases.py.

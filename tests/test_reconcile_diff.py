@@ -3,42 +3,14 @@ found exactly (no more, no fewer) with the right kind and resolution."""
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 
-import pytest
-from conftest import run_core
-
-from sync_assets.catalog.entities import SYSTEMS
 from sync_assets.connectors.mappings import MAPPINGS, comparable_pairs
 from sync_assets.connectors.sources import open_source, sqlite_url
-from sync_assets.demo.landscape import build_demo_landscape
-from sync_assets.ingest.landing import LandingZone
 from sync_assets.reconcile.diff import diff_system, diff_systems, summarize
 from sync_assets.reconcile.snapshot import snapshot_system
 from sync_assets.settings import DataFolder
 from sync_assets.warehouse import connect
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> DataFolder:
-    """A demo landscape, ingested and applied: systems and golden records that agree."""
-    folder = DataFolder(tmp_path_factory.mktemp("reconcile") / "syncfabric")
-    build_demo_landscape(folder, customers=300, orders=1200)
-    run_core(folder, [b.batch_id for b in LandingZone(folder.landing).pending()])
-    return folder
-
-
-@pytest.fixture
-def landscape(demo, tmp_path) -> DataFolder:
-    """A copy of the demo's warehouse and systems that a test may change."""
-    copy = DataFolder(tmp_path / "copy")
-    copy.systems.mkdir(parents=True)
-    shutil.copy(demo.warehouse, copy.warehouse)
-    for system in SYSTEMS:
-        shutil.copy(demo.system_database(system), copy.system_database(system))
-    return copy
-
 
 Found = tuple[str, str, str, str, str | None, str | None]
 """(kind, resolution, system, entity_key, attribute, other_system)"""

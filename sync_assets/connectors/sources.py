@@ -41,7 +41,11 @@ def open_source(url: str | sa.URL) -> sa.Engine:
     if backend == "sqlite":
         url = _sqlite_read_only(url)
     elif backend == "postgresql":
-        connect_args["options"] = "-c default_transaction_read_only=on"
+        # Keep the URL's own options (a search_path, say) beside the read-only flag.
+        own = url.query.get("options", "")
+        own = own if isinstance(own, str) else " ".join(own)
+        connect_args["options"] = f"{own} -c default_transaction_read_only=on".strip()
+        url = url.difference_update_query(["options"])
     engine = sa.create_engine(url, connect_args=connect_args)
     statement = READ_ONLY_SESSION[backend]
 

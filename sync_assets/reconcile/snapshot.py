@@ -122,7 +122,9 @@ def normalize(f: Field) -> str:
         case "epoch":
             return f"to_timestamp(TRY_CAST({text} AS DOUBLE))"
         case "timestamp" if f.format:
-            return f"timezone('UTC', try_strptime({text}, {literal(f.format)}))"
+            # A native DATETIME/TIMESTAMP column arrives in ISO form whatever `format` says.
+            parsed = f"coalesce(try_strptime({text}, {literal(f.format)}), TRY_CAST({text} AS TIMESTAMP))"
+            return f"timezone('UTC', {parsed})"
         case "timestamp":
             return f"TRY_CAST({text} AS TIMESTAMPTZ)"
         case "vocabulary":

@@ -1,0 +1,107 @@
+"""Reconciliation through Dagster: snapshots, the discrepancies asset and its blocking checks."""
+
+import sqlite3
+
+import dagster as dg
+import pytest
+
+from checks.reconcile import reconciliation_checks
+from sync_assets.jobs import reconcile_schedule
+from sync_assets.reconcile.assets import discrepancies, snapshot_assets
+from sync_assets.resources import SystemsResource, default_resources, system_url
+from sync_assets.warehouse import connect
+
+
+def reconcile(folder) -> dg.ExecuteInProcessResult:
+    with dg.DagsterInstance.ephemeral() as instance:
+        return dg.materialize(
+            [*snapshot_assets, discrepancies, reconciliation_checks],
+            instance=instance,
+            resources=default_resources(folder),
+            raise_on_error=False,
+        )
+
+
+def evaluations(result) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def change_crm(folder, sql: str) -> None:
+    with sqlite3.connect(folder.system_database("crm")) as con:
+        con.execute(sql)
+
+
+def test_a_fresh_demo_passes_every_reconciliation_check(landscape):
+    result = reconcile(landscape)
+
+    assert result.success
+    checks = evaluations(result)
+    assert set(checks) == {
+        "crm_customer_in_sync",
+        "billing_customer_in_sync",
+        "billing_order_in_sync",
+        "support_customer_in_sync",
+        "billing_vs_crm_customer_in_sync",
+        "billing_vs_support_customer_in_sync",
+        "crm_vs_support_customer_in_sync",
+    }
+    assert all(check.passed for check in checks.values())
+    assert checks["crm_customer_in_sync"].metadata["rows_compared"].value == 300
+
+
+def test_a_little_drift_warns_and_the_ui_sample_hides_pii(landscape):
+    change_crm(
+        landscape,
+        "UPDATE contacts SET email_address = 'mallory@evil.example' "
+        "WHERE contact_id = (SELECT min(contact_id) FROM contacts WHERE deleted = 0)",
+    )
+
+    result = reconcile(landscape)
+
+    check = evaluations(result)["crm_customer_in_sync"]
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["mismatch"].value == 1
+    [record] = check.metadata["sample"].value.records
+    assert record.data["attribute"] == "email"
+    assert record.data["actual"].startswith("pii:")
+    assert "mallory" not in str(check.metadata)
+    with connect(landscape.warehouse) as con:  # the full value stays in the warehouse
+        assert con.execute(
+            "SELECT actual FROM discrepancies WHERE attribute = 'email' AND system = 'crm'"
+        ).fetchall() == [("mallory@evil.example",)]
+
+
+def test_broad_drift_is_an_error_that_blocks(landscape):
+    change_crm(landscape, "UPDATE contacts SET country_code = 'zz'")
+
+    result = reconcile(landscape)
+
+    check = evaluations(result)["crm_customer_in_sync"]
+    assert not check.passed
+    assert check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["mismatch"].value > 200
+    spec = next(s for s in reconciliation_checks.check_specs if s.name == "crm_customer_in_sync")
+    assert spec.blocking
+
+
+def test_reconciliation_is_scheduled_hourly():
+    assert reconcile_schedule.cron_schedule == "0 * * * *"
+    assert reconcile_schedule.job_name == "reconcile"
+
+
+def test_a_system_url_from_the_environment_stays_an_env_var(data_folder, monkeypatch):
+    secret = "postgresql+psycopg://crm:s3cret@db.internal/crm"
+    monkeypatch.setenv("SYNCFABRIC_CRM_URL", secret)
+
+    url = system_url(data_folder, "crm")
+
+    assert isinstance(url, dg.EnvVar)
+    assert url.env_var_name == "SYNCFABRIC_CRM_URL"
+    resource = SystemsResource(crm_url=url, billing_url="sqlite://", support_url="sqlite://")
+    assert resource.url("crm") == "SYNCFABRIC_CRM_URL" or secret not in repr(resource)
+
+
+@pytest.mark.parametrize("system", ["billing", "support"])
+def test_the_embedded_default_reads_the_demo_sqlite_files(data_folder, system):
+    assert system_url(data_folder, system).endswith(f"systems/{system}.sqlite")
