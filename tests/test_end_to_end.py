@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +79,46 @@ def test_the_runs_are_recorded_in_the_dagster_instance(demo_home):
             materialized = instance.get_latest_materialization_event(dg.AssetKey("golden_customer"))
     finally:
         del os.environ["DAGSTER_HOME"]
-    assert [run.job_name for run in runs] == ["ingest_batch"]
-    assert runs[0].is_success
+    ingest = [run for run in runs if run.job_name == "ingest_batch"]
+    reconcile = [run for run in runs if run.job_name == "reconcile"]
+    assert len(ingest) == 1, "the second syncctl run found no new batch and started no ingest run"
+    assert reconcile, "syncctl run ends with a reconciliation"
+    assert all(run.is_success for run in runs)
     assert materialized is not None
+
+
+def test_syncctl_check_passes_on_the_demo(demo_home):
+    checked = syncctl(demo_home, "check", "--json")
+
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    report = json.loads(checked.stdout)
+    assert len(report["checks"]) == 7
+    assert all(check["passed"] and check["found"] == [] for check in report["checks"])
+
+
+def test_syncctl_check_reports_hand_made_drift_and_fails_on_request(demo_home, tmp_path):
+    drifted = tmp_path / "drifted"
+    shutil.copytree(demo_home, drifted)
+    with sqlite3.connect(drifted / "systems" / "crm.sqlite") as crm:
+        crm.execute(
+            "UPDATE contacts SET email_address = 'by.hand@example.com' "
+            "WHERE contact_id = (SELECT min(contact_id) FROM contacts WHERE deleted = 0)"
+        )
+
+    default = syncctl(drifted, "check", "--json")
+    strict = syncctl(drifted, "check", "--fail-on", "warn")
+
+    assert default.returncode == 0, default.stderr[-3000:]  # one drifted row: a WARN
+    crm = next(
+        c for c in json.loads(default.stdout)["checks"] if c["check"] == "crm_customer_in_sync"
+    )
+    assert (crm["passed"], crm["severity"]) == (False, "WARN")
+    [finding] = crm["found"]
+    assert (finding["kind"], finding["resolution"], finding["attribute"]) == (
+        "mismatch",
+        "missed_event",
+        "email",
+    )
+    assert finding["actual"] == "by.hand@example.com"  # full values, for the operator
+    assert strict.returncode == 1
+    assert "crm_customer_in_sync" in strict.stdout

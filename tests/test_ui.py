@@ -57,7 +57,13 @@ def webserver(tmp_path_factory):
     dagster_home.mkdir(parents=True)
     (dagster_home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
     port = free_port()
-    env = {**os.environ, "SYNCFABRIC_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
+    env = {
+        **os.environ,
+        "SYNCFABRIC_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        # A credentialed URL must reach the resource through EnvVar, never as a visible value.
+        "SYNCFABRIC_CRM_URL": "postgresql+psycopg://crm:s3cret@127.0.0.1:1/crm",
+    }
     server = subprocess.Popen(
         [DAGSTER_WEBSERVER, "-h", "127.0.0.1", "-p", str(port), "-m", "sync_assets.definitions"],
         env=env,
@@ -78,24 +84,54 @@ def test_the_ui_shows_every_asset_in_its_group_with_lineage(webserver):
 
     groups = {key[0]: node["groupName"] for key, node in nodes.items()}
     assert groups == {
+        "system_crm": "sources",
+        "system_billing": "sources",
+        "system_support": "sources",
         "raw_events": "ingest",
         "validated_events": "ingest",
         "dead_letters": "ingest",
         "golden_customer": "state",
         "golden_order": "state",
         "batch_ledger": "state",
+        "snapshot_crm_customer": "reconcile",
+        "snapshot_billing_customer": "reconcile",
+        "snapshot_billing_order": "reconcile",
+        "snapshot_support_customer": "reconcile",
+        "discrepancies": "reconcile",
     }
     upstream = {key[0]: {d["path"][0] for d in n["dependencyKeys"]} for key, n in nodes.items()}
+    assert upstream["raw_events"] == {"system_crm", "system_billing", "system_support"}
     assert upstream["validated_events"] == {"raw_events"}
     assert upstream["golden_customer"] == {"validated_events"}
     assert upstream["batch_ledger"] == {"golden_customer", "golden_order"}
+    assert upstream["snapshot_crm_customer"] == {"system_crm"}
+    assert {"golden_customer", "snapshot_support_customer"} <= upstream["discrepancies"]
     assert "duckdb" in nodes[("raw_events",)]["kinds"]
 
 
-def test_the_ledger_check_that_stops_ci_is_blocking(webserver):
+def test_the_checks_that_must_stop_work_are_blocking(webserver):
     nodes = {tuple(n["assetKey"]["path"]): n for n in graphql(webserver, ASSET_QUERY)["assetNodes"]}
 
-    checks = {
-        c["name"]: c["blocking"] for c in nodes[("batch_ledger",)]["assetChecksOrError"]["checks"]
-    }
-    assert checks == {"every_event_accounted_for": True, "dead_letter_rate": False}
+    def checks(asset):
+        return {c["name"]: c["blocking"] for c in nodes[(asset,)]["assetChecksOrError"]["checks"]}
+
+    assert checks("batch_ledger") == {"every_event_accounted_for": True, "dead_letter_rate": False}
+    reconciliation = checks("discrepancies")
+    assert len(reconciliation) == 7 and all(reconciliation.values())
+
+
+def test_system_urls_are_not_exposed_through_the_ui(webserver):
+    resources = graphql(
+        webserver,
+        "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { "
+        "... on RepositoryLocation { repositories { allTopLevelResourceDetails { name "
+        "configFields { name } configuredValues { key value type } } } } } } } } }",
+    )
+    [location] = resources["workspaceOrError"]["locationEntries"]
+    [repository] = location["locationOrLoadError"]["repositories"]
+    systems = next(r for r in repository["allTopLevelResourceDetails"] if r["name"] == "systems")
+    assert {f["name"] for f in systems["configFields"]} == {"crm_url", "billing_url", "support_url"}
+    values = {v["key"]: v for v in systems["configuredValues"]}
+    assert values["crm_url"]["type"] == "ENV_VAR"
+    assert values["crm_url"]["value"] == "SYNCFABRIC_CRM_URL"
+    assert "s3cret" not in json.dumps(resources)
