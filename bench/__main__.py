@@ -10,9 +10,9 @@ import argparse
 import sys
 import time
 
-from bench import ingest
+from bench import ingest, reconcile
 
-BENCHMARKS = {ingest.NAME: ingest}
+BENCHMARKS = {ingest.NAME: ingest, reconcile.NAME: reconcile}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -27,10 +28,8 @@ def machine_info() -> dict[str, Any]:
             return None
 
     memory_gb = None
-    try:
+    with contextlib.suppress(ValueError, OSError):
         memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
     return {
         "cpu_count": os.cpu_count(),
         "memory_gb": memory_gb,
@@ -42,6 +41,25 @@ def machine_info() -> dict[str, Any]:
         "pandera": version("pandera"),
         "pyarrow": version("pyarrow"),
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "git": git_state(),
+    }
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, and the files changed since (the figures are for the working tree)."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or None,
+        "changed": [
+            line[3:] for line in git("status", "--porcelain", "--", "sync_assets").splitlines()
+        ],
     }
 
 
@@ -105,6 +123,4 @@ def format_table(headers: list[str], rows: list[list[Any]]) -> str:
             for v, w, num in zip(values, widths, numeric, strict=True)
         ).rstrip()
 
-    return "\n".join(
-        [line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)]
-    )
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
