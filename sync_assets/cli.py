@@ -51,12 +51,13 @@ def demo(customers: int, orders: int, seed: int, force: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(as_json: bool) -> None:
     """Run the pipeline once over whatever the data folder holds, then print the summary."""
-    from sync_assets.runner import run_pending_batches, run_reconciliation
+    from sync_assets.runner import pipeline
 
     folder = _folder()
     started = time.perf_counter()
-    report = run_pending_batches(folder)
-    reconciled = run_reconciliation(folder)
+    with pipeline(folder) as runs:
+        report = runs.ingest_pending()
+        reconciled = runs.reconcile()
     elapsed = time.perf_counter() - started
     summary = _summary(folder)
     if as_json:
@@ -97,9 +98,10 @@ def check(as_json: bool, fail_on: str) -> None:
     The JSON output carries the full values of the discrepancies (PII included), for an operator
     who can read the systems anyway; the Dagster UI shows them masked.
     """
-    from sync_assets.runner import run_reconciliation
+    from sync_assets.runner import pipeline
 
-    reconciled = run_reconciliation(_folder())
+    with pipeline(_folder()) as runs:
+        reconciled = runs.reconcile()
     if as_json:
         click.echo(json.dumps(_checks_json(reconciled, with_values=True), default=str))
     else:

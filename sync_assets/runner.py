@@ -8,7 +8,9 @@ well under 30 s). The run is recorded in the instance, so `make ui` shows the sa
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,30 +56,35 @@ def use_data_folder(folder: DataFolder) -> None:
     os.environ["DAGSTER_HOME"] = str(folder.prepare_dagster_home())
 
 
-def run_pending_batches(folder: DataFolder) -> RunReport:
-    import dagster as dg
+@dataclass
+class Pipeline:
+    """The Dagster definitions and instance for one data folder, shared by the runs of a command."""
 
-    from sensors.ingest import landed_batches_sensor
-    from sync_assets.definitions import build_definitions
-    from sync_assets.ingest.assets import LANDED_BATCHES
-    from sync_assets.jobs import INGEST_BATCH_JOB
-    from sync_assets.resources import default_resources
+    folder: DataFolder
+    defs: Any
+    instance: Any
 
-    use_data_folder(folder)
-    defs = build_definitions(folder)
-    resources = default_resources(folder)
-    report = RunReport()
-    with dg.DagsterInstance.get() as instance:
-        context = dg.build_sensor_context(instance=instance, resources=resources)
+    def ingest_pending(self) -> RunReport:
+        """Ask the landed-batches sensor what is new, and ingest all of it in one range run."""
+        import dagster as dg
+
+        from sensors.ingest import landed_batches_sensor
+        from sync_assets.ingest.assets import LANDED_BATCHES
+        from sync_assets.jobs import INGEST_BATCH_JOB
+        from sync_assets.resources import default_resources
+
+        context = dg.build_sensor_context(
+            instance=self.instance, resources=default_resources(self.folder)
+        )
         result = landed_batches_sensor(context)
         assert isinstance(result, dg.SensorResult)
         batch_ids = [str(request.partition_key) for request in result.run_requests or []]
-        if batch_ids:
-            instance.add_dynamic_partitions(LANDED_BATCHES, batch_ids)
+        report = RunReport()
         if not batch_ids:
             return report
-        run = defs.resolve_job_def(INGEST_BATCH_JOB).execute_in_process(
-            instance=instance,
+        self.instance.add_dynamic_partitions(LANDED_BATCHES, batch_ids)
+        run = self.defs.resolve_job_def(INGEST_BATCH_JOB).execute_in_process(
+            instance=self.instance,
             tags={
                 "dagster/asset_partition_range_start": batch_ids[0],
                 "dagster/asset_partition_range_end": batch_ids[-1],
@@ -89,40 +96,46 @@ def run_pending_batches(folder: DataFolder) -> RunReport:
         report.batches = batch_ids
         if not run.success:
             report.failed = batch_ids
-    return report
+        return report
 
+    def reconcile(self) -> ReconcileReport:
+        """Fresh snapshots of every system, the diff and the checks, as one run."""
+        import dagster as dg
 
-def run_reconciliation(folder: DataFolder) -> ReconcileReport:
-    """Fresh snapshots of every system, the diff and the checks, as one in-process Dagster run."""
-    import dagster as dg
+        from sync_assets.jobs import RECONCILE_JOB
 
-    from sync_assets.definitions import build_definitions
-    from sync_assets.jobs import RECONCILE_JOB
-
-    use_data_folder(folder)
-    defs = build_definitions(folder)
-    with dg.DagsterInstance.get() as instance:
-        run = defs.resolve_job_def(RECONCILE_JOB).execute_in_process(
-            instance=instance,
+        run = self.defs.resolve_job_def(RECONCILE_JOB).execute_in_process(
+            instance=self.instance,
             tags={"syncfabric/launched_by": "syncctl"},
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
         )
-    report = ReconcileReport(run_id=run.run_id, success=run.success)
-    for evaluation in run.get_asset_check_evaluations():
-        if evaluation.asset_key != dg.AssetKey("discrepancies"):
-            continue
-        metadata: dict[str, Any] = {key: value.value for key, value in evaluation.metadata.items()}
-        report.checks.append(
-            CheckOutcome(
-                name=evaluation.check_name,
-                passed=evaluation.passed,
-                severity=evaluation.severity.value,
-                discrepancies=int(metadata["discrepancies"]),
-                rows_compared=int(metadata["rows_compared"]),
-                counts={
-                    k: int(metadata[k]) for k in ("missing", "extra", "mismatch", "divergence")
-                },
-            )
-        )
-    return report
+        report = ReconcileReport(run_id=run.run_id, success=run.success)
+        for evaluation in run.get_asset_check_evaluations():
+            if evaluation.asset_key == dg.AssetKey("discrepancies"):
+                report.checks.append(_outcome(evaluation))
+        return report
+
+
+def _outcome(evaluation: Any) -> CheckOutcome:
+    metadata: dict[str, Any] = {key: value.value for key, value in evaluation.metadata.items()}
+    return CheckOutcome(
+        name=evaluation.check_name,
+        passed=evaluation.passed,
+        severity=evaluation.severity.value,
+        discrepancies=int(metadata["discrepancies"]),
+        rows_compared=int(metadata["rows_compared"]),
+        counts={k: int(metadata[k]) for k in ("missing", "extra", "mismatch", "divergence")},
+    )
+
+
+@contextlib.contextmanager
+def pipeline(folder: DataFolder) -> Iterator[Pipeline]:
+    """Open the data folder's Dagster instance once (opening it costs about a second)."""
+    use_data_folder(folder)
+    import dagster as dg
+
+    from sync_assets.definitions import build_definitions
+
+    with dg.DagsterInstance.get() as instance:
+        yield Pipeline(folder, build_definitions(folder), instance)

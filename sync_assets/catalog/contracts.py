@@ -176,6 +176,7 @@ def build_payload_schema(contract: Contract):
     )
 
 
+@functools.cache
 def build_envelope_schema():
     """The pandera schema every event's envelope must satisfy before its payload is checked."""
     import pandera.polars as pa

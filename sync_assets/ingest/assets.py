@@ -1,9 +1,9 @@
 """Ingest assets: a landed batch becomes raw events, then validated events and dead letters.
 
 Both are partitioned by batch (a dynamic partition per landed file). The sensor runs one batch per
-run; a backfill or `syncctl run` hands several batches to one run (single-run backfill policy), and
-each batch is still ingested and validated in its own short transaction. Re-running a batch changes
-nothing: both steps are recorded in the batch ledger and skipped when already done.
+run; a backfill or `syncctl run` hands several batches to one run (single-run backfill policy),
+and each step commits all of them at once (a commit costs a sync to disk). Re-running a batch
+changes nothing: both steps are recorded in the batch ledger and skipped when already done.
 """
 
 import warnings
@@ -45,17 +45,17 @@ def raw_events(
     landing_zone: LandingZoneResource,
 ) -> dg.MaterializeResult:
     zone = landing_zone.zone()
+    batches = [zone.locate(batch_id) for batch_id in context.partition_keys]
     landed = duplicates = 0
-    with warehouse.connect() as con:
-        for batch_id in context.partition_keys:
-            batch = zone.locate(batch_id)
-            with transaction(con):
-                counts = ingest_batch(con, batch)
-            zone.archive(batch)
+    with warehouse.connect() as con, transaction(con):
+        for batch in batches:
+            counts = ingest_batch(con, batch)
             if counts.already_ingested:
-                context.log.info(f"batch {batch_id} was already ingested; nothing changed")
+                context.log.info(f"batch {batch.batch_id} was already ingested; nothing changed")
             landed += counts.landed
             duplicates += counts.duplicates
+    for batch in batches:  # only once their events are committed
+        zone.archive(batch)
     return dg.MaterializeResult(
         metadata={
             "batches": len(context.partition_keys),
@@ -99,10 +99,9 @@ def raw_events(
 )
 def validate_events(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     counts = ValidationCounts()
-    with warehouse.connect() as con:
+    with warehouse.connect() as con, transaction(con):
         for batch_id in context.partition_keys:
-            with transaction(con):
-                batch_counts = validate_batch(con, batch_id)
+            batch_counts = validate_batch(con, batch_id)
             if batch_counts.dead_lettered:
                 context.log.warning(
                     f"batch {batch_id}: {batch_counts.dead_lettered} dead letters by rule "

@@ -106,9 +106,15 @@ def _merge_sql(entity: Entity, target: str) -> list[str]:
             f"THEN f.{column} ELSE t.{column} END"
         )
     updates.append("last_version = greatest(f.last_version, t.last_version)")
+    # The UPDATE's source holds only keys already in the target: with new keys in it, DuckDB's
+    # UPDATE ... FROM took minutes instead of seconds (172 s against 2 s on 60k keys).
+    existing = (
+        f"(SELECT * FROM apply_folded SEMI JOIN {quote(target)} AS g "
+        f"ON g.{key} = apply_folded.{key})"
+    )
     return [
         f"UPDATE {quote(target)} AS t SET {', '.join(updates)} "
-        f"FROM apply_folded AS f WHERE t.{key} = f.{key}",
+        f"FROM {existing} AS f WHERE t.{key} = f.{key}",
         f"INSERT INTO {quote(target)} SELECT f.* FROM apply_folded AS f "
         f"ANTI JOIN {quote(target)} AS t ON t.{key} = f.{key}",
     ]
