@@ -136,6 +136,29 @@ def landscape(demo, tmp_path) -> DataFolder:
     return copy
 
 
+def first_unused_key(
+    candidates: Iterable[tuple],
+    used: set[str],
+    *,
+    accounts: set[str],
+    users: set[str],
+    account: bool | None = None,
+    user: bool | None = None,
+) -> str:
+    """For drift seeding: the first candidate key not taken yet, with or without a live billing
+    account or a support user as asked; marks it taken."""
+    for (key,) in candidates:
+        if key in used:
+            continue
+        if account is not None and (key in accounts) != account:
+            continue
+        if user is not None and (key in users) != user:
+            continue
+        used.add(key)
+        return key
+    raise LookupError("no candidate key left")
+
+
 # Real database servers (PostgreSQL, MariaDB): fixtures and their markers, see tests/databases.py.
 from databases import mariadb_engine, mark_database_tests, postgres_engine  # noqa: E402, F401
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from conftest import first_unused_key
+
 from sync_assets.connectors.mappings import MAPPINGS, comparable_pairs
 from sync_assets.connectors.sources import open_source, sqlite_url
 from sync_assets.reconcile.diff import diff_system, diff_systems, summarize
@@ -74,16 +76,10 @@ class Seeder:
         accounts = self.keys("billing", "SELECT customer_ref FROM accounts WHERE account_state <> 'CLOSED'")  # fmt: skip
         users = self.keys("support", "SELECT external_id FROM users")
         with connect(self.folder.warehouse) as con:
-            for (key,) in con.execute(query).fetchall():
-                if key in self.used:
-                    continue
-                if account is not None and (key in accounts) != account:
-                    continue
-                if user is not None and (key in users) != user:
-                    continue
-                self.used.add(key)
-                return key
-        raise LookupError(f"nothing left for {query}")
+            candidates = con.execute(query).fetchall()
+        return first_unused_key(
+            candidates, self.used, accounts=accounts, users=users, account=account, user=user
+        )
 
 
 LIVE = "SELECT customer_id FROM golden_customer WHERE lifecycle_state = 'live'"

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from conftest import run_core
+from conftest import first_unused_key, run_core
 from databases import copy_sqlite_table
 
 from sync_assets.connectors.mappings import (
@@ -217,16 +217,14 @@ class Seeder:
         con = sqlite3.connect(self.landscape.folder.system_database("support"))
         users = {key for (key,) in con.execute("SELECT external_id FROM users")}
         con.close()
-        for (key,) in self.landscape.golden(query):
-            if key in self.used:
-                continue
-            if account is not None and (key in accounts) != account:
-                continue
-            if user is not None and (key in users) != user:
-                continue
-            self.used.add(key)
-            return key
-        raise LookupError(f"nothing left for {query}")
+        return first_unused_key(
+            self.landscape.golden(query),
+            self.used,
+            accounts=accounts,
+            users=users,
+            account=account,
+            user=user,
+        )
 
 
 LIVE = "SELECT customer_id FROM golden_customer WHERE lifecycle_state = 'live'"
