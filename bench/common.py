@@ -53,7 +53,7 @@ def git_state() -> dict[str, Any]:
         result = subprocess.run(
             ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
         )
-        return result.stdout.strip()
+        return result.stdout.rstrip()  # keep the leading blank of porcelain lines
 
     return {
         "commit": git("rev-parse", "--short", "HEAD") or None,
