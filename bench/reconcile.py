@@ -672,7 +672,7 @@ def measure(rows: int, args: argparse.Namespace, folder: Path, modes: list[str])
         configurations[mode] = result
         print(
             f"reconcile:   {end_to_end:.1f} s end to end (diff {phases['diff']:.2f} s, "
-            f"join {join:.2f} s), peak RSS {result['process_peak_rss_mb']:,.0f} MiB",
+            f"join {join:.2f} s), peak RSS {result['peak_rss_mb']:,.0f} MiB",
             flush=True,
         )
     rela: dict[str, Any] | None = None
@@ -727,7 +727,7 @@ def _summarize(
         "phases": primary["phases"],
         "end_to_end_seconds": primary["end_to_end_seconds"],
         "rows_per_second": primary["rows_per_second"],
-        "peak_rss_mb": primary["process_peak_rss_mb"],
+        "peak_rss_mb": primary["peak_rss_mb"],
         "duckdb_join_seconds": primary["duckdb_join_seconds"],
         "ratio_diff_to_join": primary["ratio_diff_to_join"],
         "reladiff_seconds": rela_seconds,
@@ -848,7 +848,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "MySQL/MariaDB ('Cannot use a column of type Text() as a key'); that index is built "
             "in the untimed setup, and Syncfabric does not need it",
             "rows_per_second = customers / end-to-end seconds; peak_rss_mb = the worker "
-            "process's wait4 ru_maxrss",
+            "process's VmHWM; process_peak_rss_mb beside it is wait4's ru_maxrss, which can "
+            "include the parent's RSS at fork when the parent is large (e.g. after `python -m "
+            "bench` ran ingest in it)",
         ],
         "runs": runs,
     }
@@ -861,11 +863,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def report(result: dict[str, Any]) -> None:
     for run_ in result["runs"]:
         _report_run(run_)
-    load = result["load_average"]
-    if max(load["before"][0], load["after"][0]) > 1.0:
+    loads = [
+        value
+        for run_ in result["runs"]
+        for c in [*run_["configurations"].values(), run_["reladiff"] or {}]
+        for value in c.get("load_average_1m", [])
+    ]
+    if loads and max(loads) > 1.0:
         print(
-            f"note: the machine was busy (1-minute load {load['before'][0]:.1f} before, "
-            f"{load['after'][0]:.1f} after, {result['versions']['cpu_count']} CPUs); figures are "
+            f"note: the machine was busy (1-minute load {min(loads):.1f} to {max(loads):.1f} "
+            f"around the measurements, {result['versions']['cpu_count']} CPUs); figures are "
             "pessimistic"
         )
     if result["skipped_large"]:
@@ -887,7 +894,7 @@ def _report_run(run_: dict[str, Any]) -> None:
         row("diff (diff_systems) s", lambda c: c["phases"]["diff"]),
         row("end to end s", lambda c: c["end_to_end_seconds"]),
         row("customers / s", lambda c: round(c["rows_per_second"])),
-        row("peak RSS MiB", lambda c: c["process_peak_rss_mb"]),
+        row("peak RSS MiB", lambda c: c["peak_rss_mb"]),
         row("duckdb full outer join s", lambda c: c["duckdb_join_seconds"]),
         row("ratio diff / join", lambda c: c["ratio_diff_to_join"]),
         row("single-join diff s", lambda c: c["single_join_diff_seconds_runs"][0]),
@@ -895,7 +902,7 @@ def _report_run(run_: dict[str, Any]) -> None:
         row("load avg 1m (before)", lambda c: c["load_average_1m"][0]),
     ]
     rela = run_["reladiff"]
-    if rela is not None:
+    if run_["reladiff_seconds"] is not None:
         rows.append(row("ratio end to end / reladiff", lambda c: _ratio(c, run_)))
     expected = run_["drift"]["expected"]
     print()
@@ -911,7 +918,7 @@ def _report_run(run_: dict[str, Any]) -> None:
         else:
             print(
                 f"reladiff hashdiff: {rela['seconds']:.1f} s, {rela['differing_keys']:,} "
-                f"differing keys, peak RSS {rela['process_peak_rss_mb']:,.0f} MiB"
+                f"differing keys, peak RSS {rela['peak_rss_mb']:,.0f} MiB"
             )
     bad = [k for k, ok in run_["counts_as_expected"].items() if not ok]
     if bad:

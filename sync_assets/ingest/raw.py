@@ -81,24 +81,22 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> RawCounts:
 
     lines = read_lines(batch.path)
     con.register("batch_lines", lines)
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE batch_parsed AS
-        SELECT line_no, line, decode_error, strlen(line) AS size_bytes,
-               CASE WHEN decode_error IS NULL AND json_valid(line)
-                    THEN nullif(json_extract_string(line, '$.id'), '') END AS event_id
-        FROM batch_lines
-        """
-    )
+    # Classify on (line_no, event_id) only; the lines themselves are read once, by the insert.
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE batch_classified AS
-        WITH firsts AS (
+        WITH ids AS (
+            SELECT line_no,
+                   CASE WHEN decode_error IS NULL AND json_valid(line)
+                        THEN nullif(json_extract_string(line, '$.id'), '') END AS event_id
+            FROM batch_lines
+        ), firsts AS (
             SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY line_no) AS nth,
-                   first_value(line_no) OVER (PARTITION BY event_id ORDER BY line_no) AS first_line
-            FROM batch_parsed
+                   min(line_no) OVER (PARTITION BY event_id) AS first_line
+            FROM ids
         )
-        SELECT f.*, r.batch_id AS earlier_batch, r.line_no AS earlier_line
+        SELECT f.*, r.batch_id AS earlier_batch, r.line_no AS earlier_line,
+               f.event_id IS NOT NULL AND (r.batch_id IS NOT NULL OR f.nth > 1) AS duplicate
         FROM firsts f
         LEFT JOIN raw_events r ON f.event_id IS NOT NULL AND r.event_id = f.event_id
         """
@@ -108,17 +106,16 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> RawCounts:
         INSERT INTO duplicate_events
         SELECT ?, line_no, event_id,
                coalesce(earlier_batch, ?), coalesce(earlier_line, first_line), now()
-        FROM batch_classified
-        WHERE event_id IS NOT NULL AND (earlier_batch IS NOT NULL OR nth > 1)
+        FROM batch_classified WHERE duplicate
         """,
         [batch.batch_id, batch.batch_id],
     )
     con.execute(
         """
         INSERT INTO raw_events
-        SELECT ?, line_no, event_id, now(), size_bytes, decode_error, line
-        FROM batch_classified
-        WHERE event_id IS NULL OR (earlier_batch IS NULL AND nth = 1)
+        SELECT ?, l.line_no, c.event_id, now(), strlen(l.line), l.decode_error, l.line
+        FROM batch_lines l JOIN batch_classified c USING (line_no)
+        WHERE NOT c.duplicate
         """,
         [batch.batch_id],
     )
@@ -136,5 +133,5 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> RawCounts:
     # Cleaned up on success only: after an error the transaction is aborted, and any statement
     # here would replace the real error with "transaction is aborted".
     con.unregister("batch_lines")
-    con.execute("DROP TABLE batch_parsed; DROP TABLE batch_classified")
+    con.execute("DROP TABLE batch_classified")
     return RawCounts(landed=landed, duplicates=duplicates)
