@@ -24,7 +24,7 @@ from sync_assets.catalog.contracts import (
 )
 from sync_assets.catalog.entities import Attribute
 from sync_assets.catalog.events import ENVELOPE_FIELDS, MAX_EVENT_BYTES
-from sync_assets.warehouse import query_frame, quote, scalar
+from sync_assets.warehouse import query_frame, quote, scalar, sql_literal
 
 TIMEZONE_SUFFIX = r"(Z|[+-]\d\d:?\d\d)$"
 
@@ -153,12 +153,8 @@ _JSON_TYPE_NAMES = {
 }
 
 
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _typed_value(value: str, attribute: Attribute) -> str:
-    ok_types = ", ".join(_sql_literal(t) for t in _JSON_TYPES[attribute.type])
+    ok_types = ", ".join(sql_literal(t) for t in _JSON_TYPES[attribute.type])
     cast = {
         "string": _text(value),
         "enum": _text(value),
@@ -172,23 +168,23 @@ def _typed_value(value: str, attribute: Attribute) -> str:
 def _decode_errors(
     field_name: str, value: str, attribute: Attribute, contract: Contract
 ) -> list[str]:
-    ok_types = ", ".join(_sql_literal(t) for t in _JSON_TYPES[attribute.type])
+    ok_types = ", ".join(sql_literal(t) for t in _JSON_TYPES[attribute.type])
     expected = _JSON_TYPE_NAMES[attribute.type]
     errors = [
         f"CASE WHEN json_type({value}) NOT IN ({ok_types}) THEN "
-        f"{_sql_literal(f'field {field_name!r} must be {expected}, got JSON ')} || "
-        f"lower(json_type({value})) || {_sql_literal(f'; fix: send {expected}')} END"
+        f"{sql_literal(f'field {field_name!r} must be {expected}, got JSON ')} || "
+        f"lower(json_type({value})) || {sql_literal(f'; fix: send {expected}')} END"
     ]
     if attribute.type == "timestamp":
         errors.append(
             f"CASE WHEN json_type({value}) = 'VARCHAR' AND ({_typed_value(value, attribute)} IS NULL "
             f"OR NOT regexp_matches({_text(value)}, '{TIMEZONE_SUFFIX}')) "
-            f"THEN {_sql_literal(f'field {field_name!r} is not an RFC 3339 timestamp with a zone; fix: send e.g. 2026-11-25T08:30:00Z')} END"
+            f"THEN {sql_literal(f'field {field_name!r} is not an RFC 3339 timestamp with a zone; fix: send e.g. 2026-11-25T08:30:00Z')} END"
         )
     if attribute.required and contract.action != "created":
         errors.append(
-            f"CASE WHEN list_contains(keys, {_sql_literal(field_name)}) AND {value} IS NULL THEN "
-            f"{_sql_literal(f'field {field_name!r} may not be set to null; fix: leave it out to keep the current value')} END"
+            f"CASE WHEN list_contains(keys, {sql_literal(field_name)}) AND {value} IS NULL THEN "
+            f"{sql_literal(f'field {field_name!r} may not be set to null; fix: leave it out to keep the current value')} END"
         )
     return errors
 
@@ -199,13 +195,13 @@ def payload_decode_sql(contract: Contract) -> str:
     Each payload is parsed once (`from_json` into a struct of raw JSON values); presence comes from
     its keys, since an explicit null and an absent field both read as NULL from the struct.
     """
-    known = "[" + ", ".join(_sql_literal(f) for f in contract.fields) + "]::VARCHAR[]"
+    known = "[" + ", ".join(sql_literal(f) for f in contract.fields) + "]::VARCHAR[]"
     unknown = f"list_filter(keys, lambda k: NOT list_contains({known}, k))"
     errors = [
         "CASE WHEN data IS NOT NULL AND json_type(data) <> 'OBJECT' THEN "
         "'data must be a JSON object; fix: send the payload as an object' END",
         f"CASE WHEN len({unknown}) > 0 THEN 'unknown field(s) ' || array_to_string({unknown}, ', ') "
-        f"|| {_sql_literal('; fix: remove them, or propose a new schema version')} END",
+        f"|| {sql_literal('; fix: remove them, or propose a new schema version')} END",
     ]
     columns, present = [], []
     for field_name, attribute_name in contract.fields.items():
@@ -214,8 +210,8 @@ def payload_decode_sql(contract: Contract) -> str:
         columns.append(f"{_typed_value(value, attribute)} AS {quote(field_name)}")
         errors.extend(_decode_errors(field_name, value, attribute, contract))
         present.append(
-            f"CASE WHEN list_contains(keys, {_sql_literal(field_name)}) "
-            f"THEN {_sql_literal(attribute_name)} END"
+            f"CASE WHEN list_contains(keys, {sql_literal(field_name)}) "
+            f"THEN {sql_literal(attribute_name)} END"
         )
     set_attributes = (
         "list_filter([" + ", ".join(present) + "]::VARCHAR[], lambda x: x IS NOT NULL)"
@@ -225,7 +221,7 @@ def payload_decode_sql(contract: Contract) -> str:
     if contract.action in ("updated", "reconciled"):
         errors.append(
             f"CASE WHEN len({set_attributes}) = 0 THEN "
-            f"{_sql_literal(f'{contract.event_type} carries no attribute; fix: send at least one changed field')} END"
+            f"{sql_literal(f'{contract.event_type} carries no attribute; fix: send at least one changed field')} END"
         )
     parsed = f"from_json(data, {_json_struct(contract.fields)})" if contract.fields else "NULL"
     field_columns = "".join(f",\n    {c}" for c in columns)

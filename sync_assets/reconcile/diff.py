@@ -31,8 +31,8 @@ import duckdb
 
 from sync_assets.catalog.entities import Attribute, entity
 from sync_assets.connectors.mappings import Mapping, shared_attributes
-from sync_assets.reconcile.snapshot import literal, snapshot_table
-from sync_assets.warehouse import quote
+from sync_assets.reconcile.snapshot import snapshot_table
+from sync_assets.warehouse import quote, sql_literal
 
 KINDS = ("missing", "extra", "mismatch", "divergence")
 
@@ -167,15 +167,15 @@ def _row(
     values = [
         "$run_id",
         "now()",
-        literal(kind),
-        literal(resolution),
-        literal(system),
-        literal(mapping.entity),
+        sql_literal(kind),
+        sql_literal(resolution),
+        sql_literal(system),
+        sql_literal(mapping.entity),
         key,
-        "NULL" if attribute is None else literal(attribute),
+        "NULL" if attribute is None else sql_literal(attribute),
         expected,
         actual,
-        "NULL" if other is None else literal(other),
+        "NULL" if other is None else sql_literal(other),
     ]
     return "SELECT " + ", ".join(values)
 
@@ -263,7 +263,7 @@ def _by_rule(attribute: Attribute, left: str, right: str) -> str:
         return f"({both_null} OR coalesce(abs({left} - {right}) <= {attribute.tolerance!r}, false))"
     if attribute.type == "timestamp":
         if attribute.timestamp_precision:
-            unit = literal(attribute.timestamp_precision)
+            unit = sql_literal(attribute.timestamp_precision)
             left = f"date_trunc({unit}, timezone('UTC', {left}))"
             right = f"date_trunc({unit}, timezone('UTC', {right}))"
         return f"({left} IS NOT DISTINCT FROM {right})"

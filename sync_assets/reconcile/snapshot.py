@@ -16,12 +16,7 @@ import sqlalchemy as sa
 from sync_assets.catalog.entities import entity
 from sync_assets.connectors.mappings import Field, Mapping, raw_columns, raw_name
 from sync_assets.connectors.sources import DEFAULT_CHUNK_SIZE, stream_batches
-from sync_assets.warehouse import quote, scalar
-
-
-def literal(value: str) -> str:
-    """A SQL string literal (for values from the catalog and the mappings)."""
-    return "'" + value.replace("'", "''") + "'"
+from sync_assets.warehouse import quote, scalar, sql_literal
 
 
 def snapshot_table(mapping: Mapping) -> str:
@@ -94,7 +89,7 @@ def deleted_sql(mapping: Mapping) -> str:
     if marker is None:
         return "false"  # hard deletes: a deleted record has no row
     column = quote(marker.column)
-    return f"coalesce(upper(trim({column})) = upper({literal(marker.value)}), false)"
+    return f"coalesce(upper(trim({column})) = upper({sql_literal(marker.value)}), false)"
 
 
 def normalize(f: Field) -> str:
@@ -123,7 +118,7 @@ def normalize(f: Field) -> str:
             return f"to_timestamp(TRY_CAST({text} AS DOUBLE))"
         case "timestamp" if f.format:
             # A native DATETIME/TIMESTAMP column arrives in ISO form whatever `format` says.
-            parsed = f"coalesce(try_strptime({text}, {literal(f.format)}), TRY_CAST({text} AS TIMESTAMP))"
+            parsed = f"coalesce(try_strptime({text}, {sql_literal(f.format)}), TRY_CAST({text} AS TIMESTAMP))"
             return f"timezone('UTC', {parsed})"
         case "timestamp":
             return f"TRY_CAST({text} AS TIMESTAMPTZ)"
@@ -140,5 +135,7 @@ def _vocabulary(f: Field, text: str) -> str:
     cases = []
     for word, meaning in f.vocabulary.items():
         values = (meaning,) if isinstance(meaning, str) else meaning
-        cases.append(f"WHEN {literal(word.upper())} THEN {literal('|'.join(sorted(values)))}")
+        cases.append(
+            f"WHEN {sql_literal(word.upper())} THEN {sql_literal('|'.join(sorted(values)))}"
+        )
     return f"CASE upper({text}) {' '.join(cases)} ELSE lower({text}) END"
