@@ -443,3 +443,36 @@ def test_a_read_only_engine_reads_the_schema_its_postgres_url_names(
             assert snapshot_system(con, engine, CRM_CUSTOMER) == 300
     finally:
         engine.dispose()
+
+
+def test_the_arrow_reader_of_a_server_is_read_only_too(postgres_engine, mariadb_engine):
+    """Snapshots read servers through connectorx: its sessions must be as read-only as the
+    engine's, and land in the schema the URL names."""
+    import connectorx
+
+    from sync_assets.connectors.sources import _ARROW_READERS
+
+    probes = {
+        "postgresql": "SELECT current_setting('transaction_read_only') AS ro, current_schema() AS s",
+        "mysql": "SELECT CAST(@@session.tx_read_only AS CHAR) AS ro, DATABASE() AS s",
+    }
+    for server in (postgres_engine, mariadb_engine):
+        with server.connect() as conn:
+            expected_schema = conn.execute(
+                sa.text(
+                    "SELECT current_schema()"
+                    if server.dialect.name == "postgresql"
+                    else "SELECT DATABASE()"
+                )
+            ).scalar_one()
+        engine = open_source(server.url)
+        try:
+            url, session = _ARROW_READERS[engine]
+            probe = probes["postgresql" if engine.dialect.name == "postgresql" else "mysql"]
+            [row] = connectorx.read_sql(
+                url, probe, return_type="arrow", pre_execution_query=session or None
+            ).to_pylist()
+        finally:
+            engine.dispose()
+        assert str(row["ro"]).lower() in ("on", "1"), f"{engine.dialect.name} reader is writable"
+        assert row["s"] == expected_schema
