@@ -8,7 +8,7 @@ email, status, country or plan changed) and 0.1% of the customers missing from b
 in a fresh process:
 
 - Syncfabric end to end, as the reconcile assets run it: `snapshot_system` of both systems into a
-  fresh DuckDB warehouse (engines from `open_source`: extract through SQLAlchemy + normalize in
+  fresh DuckDB warehouse (engines from `open_source`: extract through its own stream_batches (connectorx on servers) + normalize in
   DuckDB), then `diff_systems` (crm vs billing); extract+normalize per system and the diff timed
   apart, the process's peak RSS;
 - the same with connectorx as the extraction path (whole table as Arrow, as an Arrow stream of
@@ -54,7 +54,7 @@ NAME = "reconcile"
 DEFAULT_ROWS = 1_000_000
 LARGE_ROWS = 10_000_000
 LARGE_ONLY_IF_UNDER_S = 60.0
-"""--with-10m runs 10M only if the 1M end to end (SQLAlchemy path) took less than this."""
+"""--with-10m runs 10M only if the 1M end to end (syncfabric path) took less than this."""
 DEFAULT_RELADIFF_TIMEOUT_S = 600
 DEFAULT_CX_CHUNK = 200_000
 SCHEMA_ENV = "SYNCFABRIC_BENCH_SCHEMA"
@@ -71,7 +71,7 @@ def bench_schema() -> str:
 
 DIFF_TO_JOIN_AIM = 2.0
 PEAK_RSS_AIM_MB = 3 * 1024
-EXTRACT_MODES = ("sqlalchemy", "cx_arrow", "cx_stream", "cx_keyset")
+EXTRACT_MODES = ("syncfabric", "cx_arrow", "cx_stream", "cx_keyset")
 
 # the planted differences, by customer number i in [0, N)
 DRIFT_EVERY = 100  # i % 100 == 7: billing differs on one attribute (1%)
@@ -465,7 +465,7 @@ def syncfabric_worker(mode: str, warehouse: Path, chunk: int) -> dict[str, Any]:
         clock = [0.0]
         started = time.perf_counter()
         with connect(warehouse) as con, transaction(con):
-            if mode == "sqlalchemy":
+            if mode == "syncfabric":
                 # snapshot_system itself, its stream of batches timed on the way
                 def timed_stream(*a: Any, _clock: list[float] = clock, **k: Any) -> Any:
                     return _timed(stream_batches(*a, **k), _clock)
@@ -576,7 +576,7 @@ def reladiff_worker(threads: int) -> dict[str, Any]:
 def worker_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.reconcile")
     parser.add_argument("worker", choices=["syncfabric", "reladiff"])
-    parser.add_argument("--mode", choices=EXTRACT_MODES, default="sqlalchemy")
+    parser.add_argument("--mode", choices=EXTRACT_MODES, default="syncfabric")
     parser.add_argument("--warehouse", type=Path)
     parser.add_argument("--chunk", type=int, default=DEFAULT_CX_CHUNK)
     parser.add_argument("--threads", type=int, default=1)
@@ -697,7 +697,7 @@ def _summarize(
     rows: int, generate: dict[str, float], configurations: dict[str, Any], rela: dict | None
 ) -> dict[str, Any]:
     expected = expected_counts(rows)
-    primary = configurations.get("sqlalchemy") or next(iter(configurations.values()))
+    primary = configurations.get("syncfabric") or next(iter(configurations.values()))
     best_mode = min(configurations, key=lambda m: configurations[m]["end_to_end_seconds"])
     best = configurations[best_mode]
     rela_seconds = None if rela is None or "timeout" in rela else rela["seconds"]
@@ -758,14 +758,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         choices=EXTRACT_MODES,
         default=list(EXTRACT_MODES),
-        help="extraction paths to measure (default: all; sqlalchemy is the project's own)",
+        help="extraction paths to measure (default: all; syncfabric is the project's own stream_batches)",
     )
     parser.add_argument(
         "--large-modes",
         nargs="+",
         choices=EXTRACT_MODES,
-        default=["sqlalchemy", "cx_stream"],
-        help="extraction paths measured at 10M (default: sqlalchemy cx_stream)",
+        default=["syncfabric", "cx_stream"],
+        help="extraction paths measured at 10M (default: syncfabric cx_stream)",
     )
     parser.add_argument(
         "--chunk",
@@ -941,7 +941,7 @@ def _verdicts(run_: dict[str, Any]) -> None:
     if run_["reladiff_seconds"] is not None:
         r, best = run_["ratio_end_to_end_to_reladiff"], run_["ratio_best_end_to_end_to_reladiff"]
         print(
-            f"aim end to end faster than reladiff: {r:.2f} x reladiff with SQLAlchemy "
+            f"aim end to end faster than reladiff: {r:.2f} x reladiff with syncfabric's own path "
             f"({'met' if r < 1 else 'missed'}), {best:.2f} x with {run_['best_extraction']}"
         )
     elif run_["reladiff_timed_out"]:
