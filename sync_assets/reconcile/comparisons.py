@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import duckdb
 
 from sync_assets.connectors.mappings import Mapping
-from sync_assets.reconcile.diff import KINDS, DiffResult
+from sync_assets.reconcile.diff import KINDS, DiffResult, comparison_filter
 from sync_assets.reconcile.snapshot import snapshot_table
 from sync_assets.warehouse import quote, scalar
 
@@ -111,24 +111,12 @@ def found(
     con: duckdb.DuckDBPyConnection, run_id: str, comparison: Comparison, limit: int | None = None
 ) -> list[dict[str, object]]:
     """The discrepancies behind one comparison of a run, full values included."""
-    if comparison.other_system is None:
-        pair = "other_system IS NULL AND system = $system"
-    else:
-        pair = (
-            "kind = 'divergence' AND [system, other_system] IN "
-            "([$system, $other], [$other, $system])"
-        )
-    params: dict[str, object] = {
-        "run_id": run_id,
-        "entity": comparison.entity,
-        "system": comparison.system,
-    }
-    if comparison.other_system is not None:
-        params["other"] = comparison.other_system
+    where, params = comparison_filter(
+        run_id, comparison.entity, comparison.system, comparison.other_system
+    )
     sql = (
         "SELECT kind, resolution, system, other_system, entity, entity_key, attribute, expected, "
-        f"actual FROM discrepancies WHERE run_id = $run_id AND entity = $entity AND {pair} "
-        "ORDER BY kind, entity_key, attribute"
+        f"actual FROM discrepancies WHERE {where} ORDER BY kind, entity_key, attribute"
     )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"

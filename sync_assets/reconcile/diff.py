@@ -82,12 +82,8 @@ def create_reconcile_schema(con: duckdb.DuckDBPyConnection) -> None:
 def diff_system(con: duckdb.DuckDBPyConnection, mapping: Mapping, run_id: str) -> DiffResult:
     """Diff a system's snapshot against the golden records; append what differs."""
     create_reconcile_schema(con)
-    params = {"run_id": run_id, "system": mapping.system, "entity": mapping.entity}
-    con.execute(
-        "DELETE FROM discrepancies WHERE run_id = $run_id AND system = $system"
-        " AND entity = $entity AND other_system IS NULL",
-        params,
-    )
+    where, params = comparison_filter(run_id, mapping.entity, mapping.system, None)
+    con.execute(f"DELETE FROM discrepancies WHERE {where}", params)
     parts = [_missing(mapping), _extra(mapping)]
     parts += [_mismatch(mapping, name) for name in mapping.attributes]
     con.execute("INSERT INTO discrepancies " + "\nUNION ALL\n".join(parts), {"run_id": run_id})
@@ -101,11 +97,8 @@ def diff_systems(
     if left.entity != right.entity:
         raise ValueError(f"{left.name} and {right.name} hold different entities")
     create_reconcile_schema(con)
-    con.execute(
-        "DELETE FROM discrepancies WHERE run_id = $run_id AND entity = $entity"
-        " AND kind = 'divergence' AND [system, other_system] IN ([$left, $right], [$right, $left])",
-        {"run_id": run_id, "entity": left.entity, "left": left.system, "right": right.system},
-    )
+    where, params = comparison_filter(run_id, left.entity, left.system, right.system)
+    con.execute(f"DELETE FROM discrepancies WHERE {where}", params)
     parts = [_divergence(left, right, name) for name in shared_attributes(left, right)]
     if parts:
         con.execute("INSERT INTO discrepancies " + "\nUNION ALL\n".join(parts), {"run_id": run_id})
@@ -132,19 +125,25 @@ def summarize(con: duckdb.DuckDBPyConnection, run_id: str, sample_size: int = 20
     return Summary(run_id, counts, dict(by_resolution), rows)
 
 
+def comparison_filter(
+    run_id: str, entity_name: str, system: str, other: str | None
+) -> tuple[str, dict[str, object]]:
+    """The WHERE clause (and its parameters) of one comparison's rows in a run: a system against
+    the golden records (`other` None), or the divergences of a pair of systems, either order."""
+    params: dict[str, object] = {"run_id": run_id, "entity": entity_name, "system": system}
+    pair = "other_system IS NULL AND system = $system"
+    if other is not None:
+        params["other"] = other
+        pair = "kind = 'divergence' AND [system, other_system] IN ([$system, $other], [$other, $system])"
+    return f"run_id = $run_id AND entity = $entity AND {pair}", params
+
+
 def _result(
     con: duckdb.DuckDBPyConnection, run_id: str, entity_name: str, system: str, other: str | None
 ) -> DiffResult:
-    pair = "other_system IS NULL AND system = $system"
-    if other is not None:
-        pair = "kind = 'divergence' AND [system, other_system] IN ([$system, $other], [$other, $system])"
-    params = {"run_id": run_id, "entity": entity_name, "system": system}
-    if other is not None:
-        params["other"] = other
+    where, params = comparison_filter(run_id, entity_name, system, other)
     found = con.execute(
-        f"SELECT kind, count(*) FROM discrepancies WHERE run_id = $run_id AND entity = $entity"
-        f" AND {pair} GROUP BY kind",
-        params,
+        f"SELECT kind, count(*) FROM discrepancies WHERE {where} GROUP BY kind", params
     ).fetchall()
     return DiffResult(run_id, entity_name, system, other, {kind: 0 for kind in KINDS} | dict(found))
 
