@@ -50,6 +50,21 @@ def unbalanced_batches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, i
     ).fetchall()
 
 
+def golden_states(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
+    """Golden records per entity: live, deleted, and not yet created (only non-owners wrote)."""
+    states = {}
+    for entity in ENTITIES.values():
+        live, deleted, pending = one(
+            con,
+            f"""SELECT count(*) FILTER (WHERE lifecycle_state = 'live'),
+                       count(*) FILTER (WHERE lifecycle_state = 'deleted'),
+                       count(*) FILTER (WHERE lifecycle_state IS NULL)
+                FROM {quote(entity.golden_table)}""",
+        )
+        states[entity.name] = {"live": live, "deleted": deleted, "not_yet_created": pending}
+    return states
+
+
 def summarize(con: duckdb.DuckDBPyConnection) -> Summary:
     (batches, landed, applied, duplicates, dead, pending) = one(
         con,
@@ -62,14 +77,7 @@ def summarize(con: duckdb.DuckDBPyConnection) -> Summary:
         FROM batches
         """,
     )
-    golden, deleted = {}, {}
-    for entity in ENTITIES.values():
-        live, gone = one(
-            con,
-            f"SELECT count(*) FILTER (WHERE lifecycle_state = 'live'), "
-            f"count(*) FILTER (WHERE lifecycle_state = 'deleted') FROM {quote(entity.golden_table)}",
-        )
-        golden[entity.name], deleted[entity.name] = live, gone
+    states = golden_states(con)
     conflicts = scalar(con, "SELECT count(DISTINCT event_id) FROM ownership_conflicts")
     return Summary(
         batches=batches,
@@ -78,8 +86,8 @@ def summarize(con: duckdb.DuckDBPyConnection) -> Summary:
         duplicates=duplicates,
         dead_lettered=dead,
         pending=pending,
-        golden=golden,
-        deleted=deleted,
+        golden={entity: counts["live"] for entity, counts in states.items()},
+        deleted={entity: counts["deleted"] for entity, counts in states.items()},
         conflicts=conflicts,
         unbalanced_batches=tuple(row[0] for row in unbalanced_batches(con)),
     )

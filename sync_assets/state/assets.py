@@ -3,10 +3,10 @@
 import dagster as dg
 
 from sync_assets.catalog.entities import ENTITIES, Entity
-from sync_assets.ledger import summarize, unbalanced_batches
+from sync_assets.ledger import golden_states, summarize, unbalanced_batches
 from sync_assets.resources import WarehouseResource
 from sync_assets.state.apply import ApplyCounts, apply_pending_batches
-from sync_assets.warehouse import WRITER_POOL, one, quote, transaction
+from sync_assets.warehouse import WRITER_POOL, transaction
 
 OWNERS = ["team:data-platform"]
 
@@ -68,7 +68,7 @@ def golden_records(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                 "dead_lettered",
                 metadata={"batches": dg.MetadataValue.json([list(row) for row in broken])},
             )
-        states = _states(con)
+        states = golden_states(con)
     context.log.info(f"applied {len(applied)} batch(es): {sorted(applied)}")
     for entity in ENTITIES.values():
         totals = _totals(entity.name, applied)
@@ -92,20 +92,6 @@ def _totals(entity: str, applied: dict[str, dict[str, ApplyCounts]]) -> ApplyCou
         conflicts=sum(c.conflicts for c in per_batch),
         superseded=sum(c.superseded for c in per_batch),
     )
-
-
-def _states(con) -> dict[str, dict[str, int]]:
-    states = {}
-    for entity in ENTITIES.values():
-        live, deleted, pending = one(
-            con,
-            f"""SELECT count(*) FILTER (WHERE lifecycle_state = 'live'),
-                       count(*) FILTER (WHERE lifecycle_state = 'deleted'),
-                       count(*) FILTER (WHERE lifecycle_state IS NULL)
-                FROM {quote(entity.golden_table)}""",
-        )
-        states[entity.name] = {"live": live, "deleted": deleted, "not_yet_created": pending}
-    return states
 
 
 @dg.asset(
