@@ -51,15 +51,15 @@ SELECT line_no, event_id, NULL::VARCHAR AS event_type, NULL::VARCHAR AS contract
          WHEN size_bytes > {MAX_EVENT_BYTES} THEN 'size'
          ELSE 'json' END AS rule,
     CASE WHEN decode_error IS NOT NULL
-            THEN 'line ' || line_no || ': ' || decode_error
+            THEN decode_error
                  || '; fix: the producer must write UTF-8'
          WHEN size_bytes > {MAX_EVENT_BYTES}
-            THEN 'line ' || line_no || ': event is ' || size_bytes || ' bytes, over the '
+            THEN 'event is ' || size_bytes || ' bytes, over the '
                  || '{MAX_EVENT_BYTES}-byte limit; fix: send only the fields that changed'
          WHEN NOT json_valid(line)
-            THEN 'line ' || line_no || ': malformed JSON; fix: write one complete JSON object '
+            THEN 'malformed JSON; fix: write one complete JSON object '
                  || 'per line'
-         ELSE 'line ' || line_no || ': a JSON ' || lower(json_type(line))
+         ELSE 'a JSON ' || lower(json_type(line))
               || ', not an object; fix: write one event object per line' END AS reason
 FROM batch_raw
 WHERE decode_error IS NOT NULL OR size_bytes > {MAX_EVENT_BYTES}
@@ -398,7 +398,7 @@ def _record_failures(
         pl.lit(contract.event_type if contract else None, dtype=pl.String).alias("event_type"),
         pl.lit(contract.name if contract else None, dtype=pl.String).alias("contract"),
         pl.col("rule"),
-        (pl.lit("line ") + pl.col("line_no").cast(pl.String) + pl.lit(": ") + pl.col("reason")),
+        pl.col("reason"),
     )
     con.register("failures_frame", frame)
     con.execute("INSERT INTO batch_failures SELECT * FROM failures_frame")
@@ -411,7 +411,7 @@ def _dead_letter_unknown_contracts(con: duckdb.DuckDBPyConnection) -> None:
         f"""
         INSERT INTO batch_failures
         SELECT line_no, event_id, type, NULL, 'contract',
-               'line ' || line_no || ': no contract for ' || type || ' schema version ' || schemaversion
+               'no contract for ' || type || ' schema version ' || schemaversion
                || '; fix: send a version the catalog knows, or register the new version first'
         FROM batch_envelopes
         WHERE (type, schemaversion) NOT IN (SELECT * FROM (VALUES {known}))
@@ -464,10 +464,12 @@ def _insert_validated(
 
 
 def _write_dead_letters(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:
+    """Every gate's failures, each reason prefixed with the line it concerns."""
     con.execute(
         """
         INSERT INTO dead_letters
-        SELECT ?, f.line_no, f.event_id, f.event_type, f.contract, f.rule, f.reason, r.line, now()
+        SELECT ?, f.line_no, f.event_id, f.event_type, f.contract, f.rule,
+               'line ' || f.line_no || ': ' || f.reason, r.line, now()
         FROM batch_failures f JOIN batch_raw r USING (line_no)
         """,
         [batch_id],
