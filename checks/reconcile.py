@@ -9,7 +9,13 @@ import dagster as dg
 
 from sync_assets.catalog.entities import ENTITIES
 from sync_assets.connectors.mappings import MAPPINGS, comparable_pairs
-from sync_assets.reconcile.comparisons import Comparison, comparisons, found, latest_run
+from sync_assets.reconcile.comparisons import (
+    Comparison,
+    check_name,
+    comparisons,
+    found,
+    latest_run,
+)
 from sync_assets.reconcile.policy import Thresholds, masked_row, verdict
 from sync_assets.resources import WarehouseResource
 from sync_assets.warehouse import WRITER_POOL
@@ -36,7 +42,7 @@ SAMPLE_SCHEMA = dg.TableSchema(
 
 def _check_names() -> list[tuple[str, str]]:
     names = [
-        (f"{m.system}_{m.entity}_in_sync", f"{m.system} against the golden {m.entity} records")
+        (check_name(m.entity, m.system), f"{m.system} against the golden {m.entity} records")
         for m in MAPPINGS.values()
     ]
     for entity in ENTITIES.values():
@@ -44,7 +50,7 @@ def _check_names() -> list[tuple[str, str]]:
             first, second = sorted((left.system, right.system))
             names.append(
                 (
-                    f"{first}_vs_{second}_{entity.name}_in_sync",
+                    check_name(entity.name, first, second),
                     f"{first} against {second} on the {entity.name} attributes both hold",
                 )
             )

@@ -43,10 +43,12 @@ class Comparison:
         return sum(self.counts.values())
 
 
-def check_name(result: DiffResult) -> str:
-    if result.other_system is None:
-        return f"{result.system}_{result.entity}_in_sync"
-    return f"{result.system}_vs_{result.other_system}_{result.entity}_in_sync"
+def check_name(entity_name: str, system: str, other_system: str | None = None) -> str:
+    """The name of the check judging a comparison; a pair is named in alphabetical order."""
+    if other_system is None:
+        return f"{system}_{entity_name}_in_sync"
+    first, second = sorted((system, other_system))
+    return f"{first}_vs_{second}_{entity_name}_in_sync"
 
 
 def rows_in(con: duckdb.DuckDBPyConnection, *mappings: Mapping) -> int:
@@ -64,7 +66,7 @@ def record(
         f"{', '.join('?' for _ in KINDS)})",
         [
             run_id,
-            check_name(result),
+            check_name(result.entity, result.system, result.other_system),
             result.entity,
             result.system,
             result.other_system,
