@@ -50,16 +50,23 @@ def demo(customers: int, orders: int, seed: int, force: bool) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(as_json: bool) -> None:
-    """Run the pipeline once over whatever the data folder holds, then print the summary."""
+    """Run the pipeline once: ingest what landed, reconcile, deliver the corrections, and
+    reconcile again to confirm; then print the summary."""
     from sync_assets.runner import pipeline
 
     folder = _folder()
     started = time.perf_counter()
+    delivered = None
     with pipeline(folder) as runs:
         report = runs.ingest_pending()
         reconciled = runs.reconcile()
+        emitted = _emitted(folder, reconciled.run_id)
+        if reconciled.success and runs.pending_corrections():
+            delivered = runs.deliver()
+            reconciled = runs.reconcile()
     elapsed = time.perf_counter() - started
     summary = _summary(folder)
+    corrections = _corrections_summary(emitted, delivered, reconciled)
     if as_json:
         click.echo(
             json.dumps(
@@ -67,20 +74,90 @@ def run(as_json: bool) -> None:
                     **summary.as_dict(),
                     "runs": report.batches,
                     "failed": report.failed,
+                    "corrections": corrections,
                     "reconciliation": _checks_json(reconciled, with_values=False),
                 }
             )
         )
     else:
-        click.echo(f"ran {len(report.batches)} batch(es) and a reconciliation in {elapsed:.1f} s")
+        click.echo(
+            f"ran {len(report.batches)} batch(es), reconciliation and delivery in {elapsed:.1f} s"
+        )
         _print_summary(summary)
+        _print_corrections(corrections)
         _print_checks(reconciled)
+    failures = []
     if not report.ok:
-        click.echo(f"failed runs for batches: {', '.join(report.failed)}", err=True)
+        failures.append(f"failed runs for batches: {', '.join(report.failed)}")
     if not reconciled.success:
-        click.echo(f"the reconciliation run {reconciled.run_id} failed", err=True)
-    if not report.ok or not summary.balanced or not reconciled.success:
+        failures.append(
+            f"the reconciliation run {reconciled.run_id} failed; if a check failed at ERROR, "
+            "review the drift (syncctl check --json) and deliver by hand: syncctl deliver --emit"
+        )
+    if delivered is not None and not delivered.success:
+        failures.append(
+            f"the delivery run {delivered.run_id} failed: dead letters are held; "
+            "see docs/runbooks/delivery.md"
+        )
+    for failure in failures:
+        click.echo(failure, err=True)
+    if failures or not summary.balanced:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--emit", is_flag=True, help="First emit corrections from the latest reconciliation.")
+@click.option("--redrive", multiple=True, help="A dead-lettered correction id to send again.")
+@click.option("--redrive-all", is_flag=True, help="Send every dead letter again.")
+@click.option("--destination", help="Only redrive the dead letters of this system.")
+@click.option("--json", "as_json", is_flag=True)
+def deliver(
+    emit: bool, redrive: tuple[str, ...], redrive_all: bool, destination: str | None, as_json: bool
+) -> None:
+    """Deliver pending corrections (and redriven dead letters); exit 1 while dead letters are held."""
+    from sync_assets.runner import pipeline
+
+    with pipeline(_folder()) as runs:
+        if emit and not runs.emit_corrections():
+            click.echo("emitting corrections failed: has a reconciliation run?", err=True)
+            sys.exit(2)
+        delivered = runs.deliver(
+            redrive=list(redrive), redrive_all=redrive_all, destination=destination
+        )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"run_id": delivered.run_id, "success": delivered.success, **delivered.counts}
+            )
+        )
+    else:
+        for name, count in delivered.counts.items():
+            click.echo(f"{name:<16} {count:>8,}")
+    if not delivered.success:
+        click.echo(
+            "dead letters are held: syncctl dead-letters; docs/runbooks/delivery.md", err=True
+        )
+        sys.exit(1)
+
+
+@main.command("dead-letters")
+@click.option("--json", "as_json", is_flag=True)
+def dead_letters(as_json: bool) -> None:
+    """Corrections waiting in the delivery dead-letter table, with why (values not shown)."""
+    from sync_assets.deliver.outbox import held_dead_letters
+    from sync_assets.warehouse import connect
+
+    with connect(_folder().warehouse, read_only=True) as con:
+        held = held_dead_letters(con)
+    if as_json:
+        click.echo(json.dumps(held, default=str))
+        return
+    for letter in held:
+        click.echo(
+            f"{letter['correction_id']}  {letter['destination']:<8} {letter['entity']} "
+            f"{letter['entity_key']}  {letter['attempts']} attempt(s): {letter['reason']}"
+        )
+    click.echo(f"{len(held)} dead letter(s) held; redrive with: syncctl deliver --redrive <id>")
 
 
 @main.command()
@@ -199,6 +276,40 @@ def _print_checks(reconciled) -> None:
             f"{outcome.name:<40} {verdict:<16} {outcome.discrepancies:>6} of "
             f"{outcome.rows_compared:>7} rows" + (f"  ({kinds})" if kinds else "")
         )
+
+
+def _emitted(folder: DataFolder, reconcile_run: str) -> int:
+    from sync_assets.deliver.outbox import emitted_by
+    from sync_assets.warehouse import connect
+
+    with connect(folder.warehouse, read_only=True) as con:
+        return emitted_by(con, reconcile_run)
+
+
+def _corrections_summary(emitted: int, delivered, reconciled) -> dict[str, object]:
+    counts = delivered.counts if delivered else {}
+    return {
+        "emitted": emitted,
+        "delivered": counts.get("delivered", 0),
+        "duplicate": counts.get("duplicate", 0),
+        "superseded": counts.get("superseded", 0),
+        "dead_lettered": counts.get("dead_lettered", 0),
+        "compensations": counts.get("compensations", 0),
+        "retries": counts.get("retries", 0),
+        "discrepancies_left": sum(c.discrepancies for c in reconciled.checks),
+    }
+
+
+def _print_corrections(corrections: dict[str, object]) -> None:
+    labels = {
+        "emitted": "corrections emitted",
+        "delivered": "corrections delivered",
+        "dead_lettered": "corrections dead-lettered",
+        "retries": "delivery retries",
+        "discrepancies_left": "discrepancies left",
+    }
+    for key, label in labels.items():
+        click.echo(f"{label:<41}  {corrections[key]:>10,}")
 
 
 def _summary(folder: DataFolder):

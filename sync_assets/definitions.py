@@ -5,7 +5,10 @@ import dagster as dg
 from checks.ingest import dead_letter_rate, every_event_accounted_for
 from checks.reconcile import reconciliation_checks
 from checks.state import golden_checks
+from sensors.deliver import pending_corrections_sensor
 from sensors.ingest import landed_batches_sensor
+from sync_assets.deliver.assets import corrections
+from sync_assets.deliver.ops import deliver_corrections
 from sync_assets.ingest.assets import raw_events, validate_events
 from sync_assets.jobs import ingest_batch_job, reconcile_job, reconcile_schedule
 from sync_assets.reconcile.assets import discrepancies, snapshot_assets, source_systems
@@ -24,6 +27,7 @@ def build_definitions(folder: DataFolder | None = None) -> dg.Definitions:
             batch_ledger,
             *snapshot_assets,
             discrepancies,
+            corrections,
         ],
         asset_checks=[
             every_event_accounted_for,
@@ -31,9 +35,9 @@ def build_definitions(folder: DataFolder | None = None) -> dg.Definitions:
             *golden_checks,
             reconciliation_checks,
         ],
-        jobs=[ingest_batch_job, reconcile_job],
+        jobs=[ingest_batch_job, reconcile_job, deliver_corrections],
         schedules=[reconcile_schedule],
-        sensors=[landed_batches_sensor],
+        sensors=[landed_batches_sensor, pending_corrections_sensor],
         resources=default_resources(folder),
     )
 

@@ -25,9 +25,10 @@ reconcile_job = dg.define_asset_job(
     RECONCILE_JOB,
     description=(
         "Snapshot every system, normalize, diff against the golden records and between systems, "
-        "and run the reconciliation checks."
+        "run the reconciliation checks, and emit corrections for the drift found (unless a check "
+        "fails at ERROR)."
     ),
-    selection=dg.AssetSelection.groups("reconcile"),
+    selection=dg.AssetSelection.groups("reconcile", "deliver"),
     tags={"syncfabric/flow": "reconcile"},
 )
 

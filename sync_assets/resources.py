@@ -1,4 +1,4 @@
-"""Dagster resources: the DuckDB warehouse, the landing zone and the source systems."""
+"""Dagster resources: the DuckDB warehouse, the landing zone, the systems and delivery."""
 
 import contextlib
 import os
@@ -9,7 +9,11 @@ import duckdb
 import sqlalchemy as sa
 
 from sync_assets import warehouse
+from sync_assets.catalog.entities import ENTITIES
 from sync_assets.connectors.sources import open_source, sqlite_url
+from sync_assets.deliver.destinations import DestinationSettings
+from sync_assets.deliver.outbox import Policy
+from sync_assets.deliver.retry import RetryPolicy
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.settings import DataFolder
 
@@ -57,6 +61,44 @@ class SystemsResource(dg.ConfigurableResource):
         return open_source(self.url(system))
 
 
+class DestinationConfig(dg.Config):
+    """How corrections are delivered to one system."""
+
+    base_s: float = 0.05
+    cap_s: float = 2.0
+    max_attempts: int = 6
+    batch_size: int = 500
+    concurrency: int = 8
+    timeout_s: float = 10.0
+
+
+class DeliveryResource(dg.ConfigurableResource):
+    """Retries per destination (exponential backoff with full jitter: base, cap, attempts) and
+    what to do per entity when a correction cannot be delivered (`hold` or `compensate`)."""
+
+    default: DestinationConfig = DestinationConfig()
+    destinations: dict[str, DestinationConfig] = {}
+    compensation: dict[str, str] = {}
+    """Entity -> hold | compensate; the catalog's choice where not named."""
+
+    def settings(self, system: str) -> DestinationSettings:
+        c = self.destinations.get(system, self.default)
+        return DestinationSettings(
+            RetryPolicy(c.base_s, c.cap_s, c.max_attempts), c.batch_size, c.concurrency, c.timeout_s
+        )
+
+    def policies(self) -> dict[str, Policy]:
+        chosen: dict[str, Policy] = {}
+        for entity in ENTITIES.values():
+            policy = self.compensation.get(entity.name, entity.on_undeliverable)
+            if policy not in ("hold", "compensate"):
+                raise ValueError(
+                    f"compensation for {entity.name}: {policy!r}; use hold or compensate"
+                )
+            chosen[entity.name] = policy  # type: ignore[assignment]
+        return chosen
+
+
 def system_url(folder: DataFolder, system: str) -> str | dg.EnvVar:
     variable = f"SYNCFABRIC_{system.upper()}_URL"
     if os.environ.get(variable):
@@ -74,4 +116,5 @@ def default_resources(folder: DataFolder | None = None) -> dict[str, dg.Configur
             billing_url=system_url(folder, "billing"),
             support_url=system_url(folder, "support"),
         ),
+        "delivery": DeliveryResource(),
     }

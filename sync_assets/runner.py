@@ -50,6 +50,15 @@ class RunReport:
         return not self.failed
 
 
+@dataclass
+class DeliveryReport:
+    run_id: str
+    success: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    """Corrections by verdict (delivered, duplicate, superseded, dead_lettered, ...), and
+    compensations, attempts and retries."""
+
+
 def use_data_folder(folder: DataFolder) -> None:
     """Point this process (and Dagster) at the data folder before anything is loaded."""
     os.environ["SYNCFABRIC_HOME"] = str(folder.root)
@@ -115,6 +124,49 @@ class Pipeline:
             if evaluation.asset_key == dg.AssetKey("discrepancies"):
                 report.checks.append(_outcome(evaluation))
         return report
+
+    def emit_corrections(self) -> bool:
+        """Materialize `corrections` from the latest reconciliation, by hand: past a failing
+        check, which stops the automatic path."""
+        import dagster as dg
+
+        job = self.defs.resolve_implicit_global_asset_job_def()
+        run = job.execute_in_process(
+            instance=self.instance,
+            asset_selection=[dg.AssetKey("corrections")],
+            tags={"syncfabric/launched_by": "syncctl"},
+            raise_on_error=False,
+        )
+        return run.success
+
+    def deliver(
+        self,
+        *,
+        redrive: list[str] | None = None,
+        redrive_all: bool = False,
+        destination: str | None = None,
+    ) -> DeliveryReport:
+        """Drain the corrections outbox into every system (redriving dead letters if asked)."""
+        from sync_assets.deliver import outbox
+        from sync_assets.warehouse import connect
+
+        plan = {"redrive": redrive or [], "redrive_all": redrive_all, "destination": destination}
+        run = self.defs.resolve_job_def("deliver_corrections").execute_in_process(
+            instance=self.instance,
+            run_config={"ops": {"plan_deliveries": {"config": plan}}},
+            tags={"syncfabric/launched_by": "syncctl"},
+            raise_on_error=False,
+        )
+        with connect(self.folder.warehouse, read_only=True) as con:
+            counts = outbox.delivery_counts(con, run.run_id)
+        return DeliveryReport(run.run_id, run.success, counts)
+
+    def pending_corrections(self) -> int:
+        from sync_assets.deliver import outbox
+        from sync_assets.warehouse import connect
+
+        with connect(self.folder.warehouse, read_only=True) as con:
+            return outbox.pending_count(con)
 
 
 def _outcome(evaluation: Any) -> CheckOutcome:

@@ -138,10 +138,16 @@ CREATE {"TEMP " if temporary else ""}TABLE IF NOT EXISTS {quote(table or entity.
 
 
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    # The later stages' tables are declared where they are used; imported here to avoid a cycle.
+    from sync_assets.deliver.corrections import DELIVERY_DDL
+    from sync_assets.reconcile.diff import DISCREPANCIES_DDL
+
     con.execute(LEDGER_DDL)
     for entity in ENTITIES.values():
         con.execute(events_table_ddl(entity))
         con.execute(golden_table_ddl(entity))
+    con.execute(DISCREPANCIES_DDL)
+    con.execute(DELIVERY_DDL)
 
 
 _SCHEMA_READY: set[Path] = set()

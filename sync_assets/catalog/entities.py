@@ -58,6 +58,9 @@ class Entity:
     """The system whose create and delete events decide whether the entity exists."""
     description: str
     attributes: tuple[Attribute, ...] = field(default_factory=tuple)
+    on_undeliverable: Literal["hold", "compensate"] = "hold"
+    """When a correction cannot reach one system: hold the others and alert, or put them back
+    (see sync_assets/deliver/outbox.py). Delivery config can override it per entity."""
 
     def attribute(self, name: str) -> Attribute:
         for attribute in self.attributes:

@@ -26,6 +26,9 @@ Rule = Literal[
     "vocabulary",  # the system's words -> catalog values, see Field.vocabulary
 ]
 
+Style = Literal["as_is", "lower", "upper", "capitalize"]
+"""How a system writes text it receives: a correction is written the way the system writes it."""
+
 
 @dataclass(frozen=True)
 class Lookup:
@@ -50,6 +53,8 @@ class Field:
     vocabulary: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     """System word (any case) -> catalog value. A word standing for several catalog values (a
     lossy vocabulary) maps to all of them, and matches any of them when compared."""
+    style: Style | None = None
+    """How the system writes the text; None: as the rule reads it (lower, upper, else as is)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,18 @@ class SoftDelete:
     column: str
     value: str
     """Compared as text, ignoring case."""
+    live: str | None = None
+    """What the column holds while the record lives, when no field writes it (e.g. '0')."""
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A column the system fills itself (a creation date, a last-change time), which a write
+    made by Syncfabric must fill the same way: `format` is a strftime format or 'epoch'."""
+
+    column: str
+    format: str
+    on: Literal["create", "write"] = "write"
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,7 @@ class Mapping:
     """None: the system hard-deletes, a deleted record's row is gone."""
     scope: tuple[str, ...] = ()
     """Golden attributes a live record must have (not NULL) for the system to hold it."""
+    stamps: tuple[Stamp, ...] = ()
     schema: str | None = None
     description: str = ""
 
@@ -115,12 +133,13 @@ CRM_CUSTOMER = Mapping(
         Field("email", "email_address", "lower"),
         Field("full_name", "display_name"),
         Field("phone", "phone", "phone"),
-        Field("country", "country_code", "upper"),
-        Field("status", "lifecycle_status", "lower"),
+        Field("country", "country_code", "upper", style="lower"),
+        Field("status", "lifecycle_status", "lower", style="capitalize"),
         Field("marketing_opt_in", "marketing_opt_in", "boolean"),
-        Field("plan", "plan_name", "lower"),
+        Field("plan", "plan_name", "lower", style="capitalize"),
     ),
-    soft_delete=SoftDelete("deleted", "1"),
+    soft_delete=SoftDelete("deleted", "1", live="0"),
+    stamps=(Stamp("created_on", "%Y-%m-%d %H:%M:%S", on="create"),),
     description="Every customer ever created; the CRM is where customers are born.",
 )
 
@@ -131,13 +150,14 @@ BILLING_CUSTOMER = Mapping(
     key=("acct_no",),
     canonical_key=Field("customer_id", "customer_ref"),
     fields=(
-        Field("email", "billing_email", "lower"),
-        Field("plan", "plan", "lower"),
-        Field("status", "account_state", "lower"),
+        Field("email", "billing_email", "lower", style="upper"),
+        Field("plan", "plan", "lower", style="upper"),
+        Field("status", "account_state", "lower", style="upper"),
         Field("country", "country", "upper"),
     ),
     soft_delete=SoftDelete("account_state", "CLOSED"),
     scope=("plan",),
+    stamps=(Stamp("updated", "%d/%m/%Y"),),
     description="An account per customer with a plan; closed, not deleted, when they leave.",
 )
 
@@ -152,12 +172,12 @@ BILLING_ORDER = Mapping(
             "customer_id",
             Lookup("accounts", on={"acct_no": "acct_no"}, value="customer_ref"),
         ),
-        Field("status", "state", "lower"),
+        Field("status", "state", "lower", style="upper"),
         Field("amount", "total_cents", "cents"),
-        Field("currency", "currency", "upper"),
+        Field("currency", "currency", "upper", style="lower"),
         Field("placed_at", "placed", "timestamp", format="%d/%m/%Y %H:%M"),
     ),
-    soft_delete=SoftDelete("voided", "1"),
+    soft_delete=SoftDelete("voided", "1", live="0"),
     description="Every order ever taken; voided, not deleted.",
 )
 
@@ -170,7 +190,7 @@ SUPPORT_CUSTOMER = Mapping(
     fields=(
         Field("email", "email", "lower"),
         Field("full_name", "name"),
-        Field("support_tier", "tier", "lower"),
+        Field("support_tier", "tier", "lower", style="capitalize"),
         Field(
             "status",
             "state",
@@ -180,6 +200,7 @@ SUPPORT_CUSTOMER = Mapping(
     ),
     soft_delete=None,
     scope=("support_tier",),
+    stamps=(Stamp("updated_at", "epoch"),),
     description="A user per live customer who reached the desk; deleted customers' users are gone.",
 )
 

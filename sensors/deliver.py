@@ -1,0 +1,22 @@
+"""The corrections sensor: a delivery run whenever a reconciliation leaves corrections pending."""
+
+import dagster as dg
+
+from sync_assets.deliver.ops import deliver_corrections
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("corrections"),
+    job=deliver_corrections,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts `deliver_corrections` after `corrections` materializes with work pending.",
+)
+def pending_corrections_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    materialization = asset_event.asset_materialization
+    pending = materialization.metadata.get("pending") if materialization else None
+    if pending is None or int(pending.value) == 0:  # type: ignore[arg-type]
+        return dg.SkipReason("no corrections pending")
+    return dg.RunRequest(
+        run_key=asset_event.run_id, tags={"syncfabric/corrections_run": asset_event.run_id}
+    )

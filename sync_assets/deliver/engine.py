@@ -1,0 +1,186 @@
+"""Delivering corrections to one destination: attempts, retries, and the verdict on each.
+
+`deliver` sends every due correction in batches, retries the transient failures after a backoff
+with full jitter (never sooner than the destination's Retry-After), and stops each correction at
+one verdict:
+
+| verdict       | when                                                                      |
+| ------------- | ------------------------------------------------------------------------- |
+| delivered     | the destination applied it (or had applied it: a replay of its key)       |
+| duplicate     | the destination's ledger already held its idempotency key                 |
+| superseded    | the destination holds a newer version of the record; nothing to do        |
+| dead_lettered | a permanent failure, or the attempts ran out; every attempt's error kept  |
+
+Every attempt is recorded (correction, attempt, start, latency, outcome, error). Time and sleep
+are parameters so the retry schedule can be tested without waiting.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from sync_assets.deliver.retry import RetryPolicy
+
+Status = Literal["applied", "duplicate", "superseded", "transient", "permanent"]
+VERDICTS = {"applied": "delivered", "duplicate": "duplicate", "superseded": "superseded"}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One correction as a destination receives it."""
+
+    correction_id: str
+    idempotency_key: str
+    entity: str
+    entity_key: str
+    action: str
+    """created | updated | deleted, or compensated (undo an applied correction)."""
+    values: dict[str, Any]
+    """Catalog values to set; for a compensation, {"row": <raw row before, or None>}."""
+    version: str
+    """The golden version; a destination holding a newer one ignores the delivery."""
+    undoes_version: str | None = None
+    """For a compensation: the version the undone correction wrote (restored only if still held)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    error: str | None = None
+    retry_after: float | None = None
+    previous: dict[str, Any] | None = None
+    """The record before this delivery changed it ({"row": ..., "version": ...}), for compensation."""
+    replayed: bool = False
+    """The destination answered from its idempotency ledger: an earlier attempt had applied it."""
+
+
+class Destination(Protocol):
+    name: str
+    batch_size: int
+
+    def deliver(self, batch: Sequence[Delivery]) -> list[Outcome]:
+        """One outcome per delivery, in order; never raises for a delivery's own failure."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Attempt:
+    correction_id: str
+    attempt: int
+    destination: str
+    started_at: datetime
+    latency_ms: float
+    outcome: str
+    error: str | None
+
+
+@dataclass
+class Verdict:
+    correction_id: str
+    status: str
+    attempts: int
+    errors: list[str] = field(default_factory=list)
+    previous: dict[str, Any] | None = None
+    reason: str | None = None
+    """Why it was dead-lettered."""
+
+
+@dataclass
+class Report:
+    destination: str
+    verdicts: list[Verdict] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(v.status == status for v in self.verdicts)
+
+
+@dataclass
+class _Pending:
+    delivery: Delivery
+    due: float = 0.0
+    attempt: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def deliver(
+    deliveries: Sequence[Delivery],
+    destination: Destination,
+    policy: RetryPolicy,
+    *,
+    rng: random.Random | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Report:
+    """Deliver until every correction has its verdict."""
+    rng = rng or random.Random()
+    report = Report(destination.name)
+    waiting = [_Pending(d) for d in deliveries]
+    while waiting:
+        now = clock()
+        due = [p for p in waiting if p.due <= now]
+        if not due:
+            sleep(min(p.due for p in waiting) - now)
+            continue
+        batch = sorted(due, key=lambda p: p.due)[: destination.batch_size]
+        taken = {id(p) for p in batch}
+        waiting = [p for p in waiting if id(p) not in taken]
+        waiting += _attempt(batch, destination, policy, rng, clock, report)
+    return report
+
+
+def _attempt(
+    batch: list[_Pending],
+    destination: Destination,
+    policy: RetryPolicy,
+    rng: random.Random,
+    clock: Callable[[], float],
+    report: Report,
+) -> list[_Pending]:
+    """One attempt at a batch; returns what must be retried."""
+    started_at, started = datetime.now(UTC), clock()
+    outcomes = destination.deliver([p.delivery for p in batch])
+    latency_ms = (clock() - started) * 1000 / max(1, len(batch))
+    retry = []
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        pending.attempt += 1
+        report.attempts.append(
+            Attempt(
+                pending.delivery.correction_id,
+                pending.attempt,
+                destination.name,
+                started_at,
+                latency_ms,
+                "replayed" if outcome.replayed else outcome.status,
+                outcome.error,
+            )
+        )
+        if outcome.error:
+            pending.errors.append(f"attempt {pending.attempt}: {outcome.error}")
+        if outcome.status == "transient" and not policy.exhausted(pending.attempt):
+            pending.due = clock() + policy.delay(pending.attempt, rng, outcome.retry_after)
+            retry.append(pending)
+        else:
+            report.verdicts.append(_verdict(pending, outcome, policy))
+    return retry
+
+
+def _verdict(pending: _Pending, outcome: Outcome, policy: RetryPolicy) -> Verdict:
+    verdict = Verdict(
+        pending.delivery.correction_id, "dead_lettered", pending.attempt, pending.errors
+    )
+    if outcome.status in VERDICTS:
+        verdict.status = VERDICTS[outcome.status]
+        verdict.previous = outcome.previous
+    elif outcome.status == "permanent":
+        verdict.reason = f"permanent failure: {outcome.error}"
+    else:
+        verdict.reason = f"gave up after {policy.max_attempts} attempts: {outcome.error}"
+    return verdict

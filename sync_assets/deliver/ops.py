@@ -1,0 +1,154 @@
+"""The `deliver_corrections` job: drain the corrections outbox into every destination.
+
+    plan_deliveries ──▶ deliver_to_<system> (one op per system) ──▶ record_deliveries
+
+Planning and recording hold the DuckDB writer (pool `duckdb_writer`) for milliseconds; the
+deliveries, which wait on networks and retries, hold no DuckDB connection and run in a pool per
+destination (`deliver_<system>`, limit 1 in dagster.yaml), so each system gets one stream of
+corrections at a time while different systems are served in parallel.
+"""
+
+import random
+
+import dagster as dg
+
+from sync_assets.catalog.entities import SYSTEMS
+from sync_assets.deliver import outbox
+from sync_assets.deliver.destinations import open_destination
+from sync_assets.deliver.engine import Delivery, Report, deliver
+from sync_assets.resources import DeliveryResource, SystemsResource, WarehouseResource
+from sync_assets.warehouse import WRITER_POOL, transaction
+
+RUNBOOK = "docs/runbooks/delivery.md"
+
+
+class PlanConfig(dg.Config):
+    redrive: list[str] = []
+    """Dead-lettered correction ids to send again."""
+    redrive_all: bool = False
+    """Send every dead letter again (of `destination` only, if set)."""
+    destination: str | None = None
+
+
+@dg.op(
+    pool=WRITER_POOL,
+    out={system: dg.Out(list, description=f"Corrections due for {system}") for system in SYSTEMS},
+    description="Redrives the chosen dead letters, then lists the pending corrections per system.",
+)
+def plan_deliveries(
+    context: dg.OpExecutionContext, config: PlanConfig, warehouse: WarehouseResource
+):
+    with warehouse.connect() as con, transaction(con):
+        if config.redrive or config.redrive_all:
+            redriven = outbox.redrive(con, config.redrive, config.destination)
+            context.log.info(f"redriving {redriven} dead letter(s)")
+        planned = {system: outbox.due(con, system) for system in SYSTEMS}
+    for system, deliveries in planned.items():
+        yield dg.Output(deliveries, system, metadata={"corrections": len(deliveries)})
+
+
+def deliver_op(system: str) -> dg.OpDefinition:
+    @dg.op(
+        name=f"deliver_to_{system}",
+        pool=f"deliver_{system}",
+        tags={"system": system},
+        description=(
+            f"Delivers {system}'s corrections with retries (exponential backoff, full jitter) "
+            "until each is delivered, a duplicate, superseded or dead-lettered."
+        ),
+    )
+    def _deliver(
+        context: dg.OpExecutionContext,
+        deliveries: list[Delivery],
+        systems: SystemsResource,
+        delivery: DeliveryResource,
+    ) -> Report:
+        report = deliver_to(system, deliveries, systems, delivery)
+        counts = {
+            s: report.count(s) for s in ("delivered", "duplicate", "superseded", "dead_lettered")
+        }
+        context.log.info(f"{system}: {counts} in {len(report.attempts)} attempt(s)")
+        return report
+
+    return _deliver
+
+
+def deliver_to(
+    system: str, deliveries: list[Delivery], systems: SystemsResource, delivery: DeliveryResource
+) -> Report:
+    if not deliveries:
+        return Report(system)
+    settings = delivery.settings(system)
+    destination = open_destination(system, systems.url(system), settings)
+    try:
+        return deliver(deliveries, destination, settings.policy, rng=random.Random())
+    finally:
+        destination.close()
+
+
+deliver_ops = {system: deliver_op(system) for system in SYSTEMS}
+
+
+@dg.op(
+    pool=WRITER_POOL,
+    description=(
+        "Records every attempt and verdict, dead-letters what failed, emits compensations where "
+        "the entity's policy says so, and fails the run while dead letters are held (the alert)."
+    ),
+)
+def record_deliveries(
+    context: dg.OpExecutionContext,
+    reports: list[Report],
+    warehouse: WarehouseResource,
+    systems: SystemsResource,
+    delivery: DeliveryResource,
+) -> dg.Output[dict]:
+    with warehouse.connect() as con, transaction(con):
+        for report in reports:
+            outbox.record(con, report, context.run_id)
+        compensations = outbox.compensate(con, delivery.policies())
+    if compensations:
+        reports = reports + _deliver_compensations(context, warehouse, systems, delivery)
+    with warehouse.connect() as con:
+        held = outbox.open_dead_letters(con)
+    totals = {
+        status: sum(r.count(status) for r in reports)
+        for status in ("delivered", "duplicate", "superseded", "dead_lettered")
+    }
+    totals["attempts"] = sum(len(r.attempts) for r in reports)
+    totals["compensations_emitted"] = compensations
+    if held:
+        raise dg.Failure(
+            f"dead letters held, by destination: {held}; see {RUNBOOK} to redrive them",
+            metadata={**totals, "held": str(held), "runbook": dg.MetadataValue.path(RUNBOOK)},
+        )
+    return dg.Output(totals, metadata=totals)
+
+
+def _deliver_compensations(
+    context: dg.OpExecutionContext,
+    warehouse: WarehouseResource,
+    systems: SystemsResource,
+    delivery: DeliveryResource,
+) -> list[Report]:
+    """Deliver the compensations just emitted, in this run: few, and they must not wait."""
+    with warehouse.connect() as con:
+        due = {s: [d for d in outbox.due(con, s) if d.action == "compensated"] for s in SYSTEMS}
+    reports = [deliver_to(system, found, systems, delivery) for system, found in due.items()]
+    with warehouse.connect() as con, transaction(con):
+        for report in reports:
+            outbox.record(con, report, context.run_id)
+    return reports
+
+
+@dg.job(
+    description=(
+        "Delivers pending corrections to every system (SQL upserts or HTTP), with retries, a "
+        "dead-letter table, redrive (config of plan_deliveries) and compensation."
+    ),
+    tags={"syncfabric/flow": "deliver"},
+)
+def deliver_corrections() -> None:
+    planned = plan_deliveries()
+    reports = [deliver_ops[system](getattr(planned, system)) for system in SYSTEMS]
+    record_deliveries(reports)

@@ -1,0 +1,253 @@
+"""The corrections table as an outbox: what is due, what happened, dead letters, redrive and
+compensation. Everything here runs inside the caller's DuckDB transaction.
+
+Compensation works per change set: the corrections one reconciliation run emitted for one record
+(same run, entity and key), which together make every system agree. When one of them is
+dead-lettered, the entity's policy decides:
+
+- `hold`: the others stay applied; the dead letter waits for a redrive, and the delivery run fails
+  so someone is alerted (docs/runbooks/delivery.md).
+- `compensate`: each applied sibling gets a compensating correction that puts back the row it
+  had (a row it created is removed), written only if the destination still holds the version the
+  sibling wrote. The dead letter closes as `compensated`; the next reconciliation finds the drift
+  again and emits the change set anew, to be tried as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import duckdb
+
+from sync_assets.deliver.corrections import (
+    FINAL,
+    correction_event,
+    insert_corrections,
+)
+from sync_assets.deliver.engine import Delivery, Report, Verdict
+
+Policy = Literal["hold", "compensate"]
+UNDO_SUFFIX = "~undo"
+"""A compensation's version: sorts just after the version it undoes, before any later change."""
+
+
+def due(con: duckdb.DuckDBPyConnection, target: str) -> list[Delivery]:
+    """The pending corrections for one system, oldest first."""
+    rows = con.execute(
+        """SELECT correction_id, idempotency_key, entity, entity_key, action, attributes,
+                  golden_version, compensates
+           FROM corrections WHERE status = 'pending' AND target = ?
+           ORDER BY emitted_at, correction_id""",
+        [target],
+    ).fetchall()
+    return [_delivery(*row) for row in rows]
+
+
+def _delivery(
+    correction_id: str,
+    idempotency_key: str,
+    entity_name: str,
+    entity_key: str,
+    action: str,
+    attributes: str,
+    version: str,
+    compensates: str | None,
+) -> Delivery:
+    undoes = version.removesuffix(UNDO_SUFFIX) if compensates else None
+    return Delivery(
+        correction_id, idempotency_key, entity_name, entity_key, action,
+        json.loads(attributes), version, undoes,
+    )  # fmt: skip
+
+
+def record(con: duckdb.DuckDBPyConnection, report: Report, delivery_run: str) -> None:
+    """Write a destination's attempts and verdicts; dead letters keep every attempt's error."""
+    if report.attempts:
+        con.executemany(
+            "INSERT INTO delivery_attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                [a.correction_id, a.attempt, a.destination, delivery_run, a.started_at,
+                 a.latency_ms, a.outcome, a.error]
+                for a in report.attempts
+            ],
+        )  # fmt: skip
+    now = datetime.now(UTC)
+    for v in report.verdicts:
+        con.execute(
+            """UPDATE corrections SET status = ?, attempts = attempts + ?, finished_at = ?,
+                      previous = coalesce(?, previous)
+               WHERE correction_id = ?""",
+            [v.status, v.attempts, now, _json(v.previous), v.correction_id],
+        )
+    dead = [v for v in report.verdicts if v.status == "dead_lettered"]
+    if dead:
+        _dead_letter(con, report.destination, dead, now)
+    _close_undone(con, report)
+
+
+def _dead_letter(
+    con: duckdb.DuckDBPyConnection, destination: str, dead: list[Verdict], now: datetime
+) -> None:
+    con.executemany(
+        """INSERT INTO delivery_dead_letters
+               (correction_id, destination, reason, errors, attempts, dead_lettered_at)
+           VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (correction_id) DO UPDATE SET
+               reason = excluded.reason, errors = excluded.errors, attempts = excluded.attempts,
+               dead_lettered_at = excluded.dead_lettered_at, redriven_at = NULL""",
+        [[v.correction_id, destination, v.reason, v.errors, v.attempts, now] for v in dead],
+    )
+
+
+def _close_undone(con: duckdb.DuckDBPyConnection, report: Report) -> None:
+    """A delivered compensation rolls back the correction it undoes."""
+    delivered = [v.correction_id for v in report.verdicts if v.status == "delivered"]
+    if delivered:
+        con.execute(
+            """UPDATE corrections SET status = 'rolled_back' WHERE correction_id IN (
+                   SELECT compensates FROM corrections
+                   WHERE correction_id IN (SELECT unnest($ids)) AND compensates IS NOT NULL)""",
+            {"ids": delivered},
+        )
+
+
+def redrive(
+    con: duckdb.DuckDBPyConnection,
+    correction_ids: Iterable[str] = (),
+    destination: str | None = None,
+) -> int:
+    """Send chosen dead letters again (all of them when none is named); how many."""
+    ids = list(correction_ids)
+    chosen = con.execute(
+        """SELECT correction_id FROM corrections
+           WHERE status = 'dead_lettered'
+             AND (len($ids) = 0 OR correction_id IN (SELECT unnest($ids)))
+             AND ($destination IS NULL OR target = $destination)""",
+        {"ids": ids, "destination": destination},
+    ).fetchall()
+    chosen_ids = [row[0] for row in chosen]
+    if chosen_ids:
+        con.execute(
+            "UPDATE corrections SET status = 'pending' WHERE correction_id IN (SELECT unnest($ids))",
+            {"ids": chosen_ids},
+        )
+        con.execute(
+            """UPDATE delivery_dead_letters SET redriven_at = now(), redrives = redrives + 1
+               WHERE correction_id IN (SELECT unnest($ids))""",
+            {"ids": chosen_ids},
+        )
+    return len(chosen_ids)
+
+
+def compensate(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy]) -> int:
+    """Emit compensations for change sets broken by a dead letter, where the entity's policy
+    says so; how many were emitted."""
+    entities = [name for name, policy in policies.items() if policy == "compensate"]
+    if not entities:
+        return 0
+    broken = """
+        SELECT DISTINCT reconcile_run_id, entity, entity_key FROM corrections
+        WHERE kind = 'correction' AND status = 'dead_lettered'
+          AND entity IN (SELECT unnest($entities))"""
+    applied = con.execute(
+        f"""SELECT c.* FROM corrections c JOIN ({broken}) b USING (reconcile_run_id, entity, entity_key)
+            WHERE c.kind = 'correction' AND c.status = 'delivered' AND c.previous IS NOT NULL""",
+        {"entities": entities},
+    )
+    names = [d[0] for d in applied.description]
+    siblings = [dict(zip(names, row, strict=True)) for row in applied.fetchall()]
+    insert_corrections(con, [_compensation(sibling) for sibling in siblings])
+    con.execute(
+        f"""UPDATE corrections SET status = 'compensated'
+            WHERE kind = 'correction' AND status = 'dead_lettered'
+              AND (reconcile_run_id, entity, entity_key) IN ({broken})""",
+        {"entities": entities},
+    )
+    return len(siblings)
+
+
+def _compensation(sibling: dict[str, Any]) -> dict[str, Any]:
+    previous = json.loads(sibling["previous"])
+    now = datetime.now(UTC)
+    undo_id = f"undo-{sibling['correction_id']}"
+    attributes = json.dumps({"row": previous.get("row")}, sort_keys=True, default=str)
+    row = {
+        "correction_id": undo_id,
+        "idempotency_key": f"undo.{sibling['idempotency_key']}",
+        "base_key": f"undo.{sibling['base_key']}",
+        "kind": "compensation",
+        "reconcile_run_id": sibling["reconcile_run_id"],
+        "emitted_at": now,
+        "target": sibling["target"],
+        "entity": sibling["entity"],
+        "entity_key": sibling["entity_key"],
+        "action": "compensated",
+        "attributes": attributes,
+        "golden_version": sibling["golden_version"] + UNDO_SUFFIX,
+        "causation_id": sibling["correction_id"],
+        "correlation_id": sibling["correlation_id"],
+        "compensates": sibling["correction_id"],
+        "status": "pending",
+    }
+    return row | {"event": json.dumps(correction_event(row), separators=(",", ":"))}
+
+
+def open_dead_letters(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Dead letters still waiting, by destination."""
+    found = con.execute(
+        "SELECT target, count(*) FROM corrections WHERE status = 'dead_lettered' GROUP BY target"
+    ).fetchall()
+    return dict(found)
+
+
+def held_dead_letters(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The dead letters still held, oldest first, with their reason (no record values)."""
+    result = con.execute(
+        """SELECT c.correction_id, d.destination, c.entity, c.entity_key, c.action, d.attempts,
+                  d.reason, d.errors, d.dead_lettered_at, d.redrives
+           FROM corrections c JOIN delivery_dead_letters d USING (correction_id)
+           WHERE c.status = 'dead_lettered' ORDER BY d.dead_lettered_at, c.correction_id"""
+    )
+    names = [column[0] for column in result.description]
+    return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def delivery_counts(con: duckdb.DuckDBPyConnection, delivery_run: str) -> dict[str, int]:
+    """What one delivery run did: corrections by verdict, compensations, attempts, retries."""
+    by_status = dict(
+        con.execute(
+            """SELECT c.status, count(DISTINCT c.correction_id) FROM corrections c
+               JOIN delivery_attempts a USING (correction_id)
+               WHERE a.delivery_run = ? AND c.kind = 'correction' GROUP BY c.status""",
+            [delivery_run],
+        ).fetchall()
+    )
+    attempts, retries, compensations = con.execute(
+        """SELECT count(*), count(*) FILTER (WHERE a.attempt > 1),
+                  count(DISTINCT a.correction_id) FILTER (WHERE c.kind = 'compensation')
+           FROM delivery_attempts a JOIN corrections c USING (correction_id)
+           WHERE a.delivery_run = ?""",
+        [delivery_run],
+    ).fetchone() or (0, 0, 0)
+    counts = {status: int(by_status.get(status, 0)) for status in (*FINAL, "dead_lettered")}
+    return counts | {"compensations": compensations, "attempts": attempts, "retries": retries}
+
+
+def emitted_by(con: duckdb.DuckDBPyConnection, reconcile_run: str) -> int:
+    found = con.execute(
+        "SELECT count(*) FROM corrections WHERE reconcile_run_id = ? AND kind = 'correction'",
+        [reconcile_run],
+    ).fetchone()
+    return int(found[0]) if found else 0
+
+
+def pending_count(con: duckdb.DuckDBPyConnection) -> int:
+    found = con.execute("SELECT count(*) FROM corrections WHERE status = 'pending'").fetchone()
+    return int(found[0]) if found else 0
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)

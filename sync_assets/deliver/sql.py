@@ -1,0 +1,342 @@
+"""SQL destinations: corrections written to a system's own tables through SQLAlchemy.
+
+A batch is one transaction. Two bookkeeping tables live beside the system's tables and change in
+the same transaction as the rows:
+
+- `syncfabric_versions` (entity, entity_key, version): the golden version each record was last
+  written at. A delivery whose version is not newer is `superseded`: a late or reordered delivery
+  cannot roll a row back.
+- `syncfabric_applied` (idempotency_key, ...): one row per correction applied. A key already there
+  is a `duplicate`; its primary key makes applying one twice impossible, and is the destination's
+  own proof.
+
+Creates are dialect-aware upserts (PostgreSQL and SQLite `ON CONFLICT DO UPDATE`, MariaDB/MySQL
+`ON DUPLICATE KEY UPDATE`) on the canonical key, so a soft-deleted row is revived in place.
+Updates set only the corrected columns. Deletes follow the system: a soft-delete marker, or the
+row removed. A batch failing on a constraint is retried one delivery at a time, so one bad row
+does not hold back the others. Lost connections, lock timeouts and deadlocks are transient.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from sync_assets.connectors.mappings import Mapping
+from sync_assets.connectors.render import (
+    UnwritableField,
+    lifecycle_values,
+    render_key,
+    render_values,
+    stamp_values,
+)
+from sync_assets.deliver.engine import Delivery, Outcome
+
+TRANSIENT_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
+ledger = sa.MetaData()
+VERSIONS = sa.Table(
+    "syncfabric_versions",
+    ledger,
+    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("entity_key", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(128), nullable=False),
+)
+APPLIED = sa.Table(
+    "syncfabric_applied",
+    ledger,
+    sa.Column("idempotency_key", sa.String(64), primary_key=True),
+    sa.Column("correction_id", sa.String(64), nullable=False),
+    sa.Column("entity", sa.String(32), nullable=False),
+    sa.Column("entity_key", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+class SqlDestination:
+    def __init__(
+        self, name: str, engine: sa.Engine, mappings: dict[str, Mapping], batch_size: int = 500
+    ) -> None:
+        self.name = name
+        self.engine = engine
+        self.mappings = mappings
+        """Entity -> how this system stores it."""
+        self.batch_size = batch_size
+        self._tables: dict[str, sa.Table] = {}
+        self._ready = False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def deliver(self, batch: Sequence[Delivery]) -> list[Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        for entity_name in dict.fromkeys(d.entity for d in batch):
+            group = [d for d in batch if d.entity == entity_name]
+            outcomes.update(self._deliver_group(self.mappings[entity_name], group))
+        return [outcomes[d.correction_id] for d in batch]
+
+    def _deliver_group(self, mapping: Mapping, group: list[Delivery]) -> dict[str, Outcome]:
+        try:
+            return self._apply(mapping, group)
+        except TRANSIENT_ERRORS as error:
+            return {d.correction_id: Outcome("transient", _message(error)) for d in group}
+        except (sa.exc.SQLAlchemyError, UnwritableField, ValueError) as error:
+            if len(group) == 1:
+                return {group[0].correction_id: Outcome("permanent", _message(error))}
+            outcomes: dict[str, Outcome] = {}
+            for delivery in group:  # isolate the delivery that fails
+                outcomes.update(self._deliver_group(mapping, [delivery]))
+            return outcomes
+
+    # -- one transaction ---------------------------------------------------------------------------
+
+    def _apply(self, mapping: Mapping, group: list[Delivery]) -> dict[str, Outcome]:
+        key_column, _ = render_key(mapping, "")
+        with self.engine.begin() as conn:
+            self._prepare(conn)
+            table = self._table(conn, mapping)
+            keys = [d.entity_key for d in group]
+            held = _held_versions(conn, mapping.entity, keys)
+            seen = _applied_keys(conn, [d.idempotency_key for d in group])
+            before = _rows(conn, table, key_column, keys)
+            outcomes, writes = {}, []
+            for d in group:
+                outcome = _screen(d, held, seen, before)
+                if outcome is None:
+                    writes.append(d)
+                    row = before.get(d.entity_key)
+                    outcome = Outcome(
+                        "applied",
+                        previous={"row": _json_row(row), "version": held.get(d.entity_key)},
+                    )
+                outcomes[d.correction_id] = outcome
+            _write(conn, table, mapping, key_column, writes, before)
+            _record(conn, mapping.entity, writes)
+        return outcomes
+
+    def _prepare(self, conn: sa.Connection) -> None:
+        if not self._ready:
+            ledger.create_all(conn, checkfirst=True)
+            self._ready = True
+
+    def _table(self, conn: sa.Connection, mapping: Mapping) -> sa.Table:
+        if mapping.entity not in self._tables:
+            self._tables[mapping.entity] = sa.Table(
+                mapping.table, sa.MetaData(schema=mapping.schema), autoload_with=conn
+            )
+        return self._tables[mapping.entity]
+
+
+def _screen(
+    d: Delivery, held: dict[str, str], seen: set[str], before: dict[str, dict[str, Any]]
+) -> Outcome | None:
+    """Why a delivery must not be written, or None when it must."""
+    if d.idempotency_key in seen:
+        return Outcome("duplicate")
+    current = held.get(d.entity_key)
+    if d.action == "compensated":
+        if current != d.undoes_version:
+            return Outcome("superseded", "a newer version was written since; nothing to undo")
+        return None
+    if current is not None and d.version <= current:
+        return Outcome("superseded", f"the destination holds version {current}")
+    if d.action == "updated" and d.entity_key not in before:
+        return Outcome("permanent", "no row to update; the next reconciliation will create it")
+    return None
+
+
+def _held_versions(conn: sa.Connection, entity_name: str, keys: list[str]) -> dict[str, str]:
+    found = conn.execute(
+        sa.select(VERSIONS.c.entity_key, VERSIONS.c.version).where(
+            VERSIONS.c.entity == entity_name, VERSIONS.c.entity_key.in_(keys)
+        )
+    )
+    return {key: version for key, version in found}
+
+
+def _applied_keys(conn: sa.Connection, keys: list[str]) -> set[str]:
+    found = conn.execute(
+        sa.select(APPLIED.c.idempotency_key).where(APPLIED.c.idempotency_key.in_(keys))
+    )
+    return set(found.scalars())
+
+
+def _rows(
+    conn: sa.Connection, table: sa.Table, key_column: str, keys: list[str]
+) -> dict[str, dict[str, Any]]:
+    found = conn.execute(sa.select(table).where(table.c[key_column].in_(keys)))
+    return {row[key_column]: dict(row) for row in found.mappings()}
+
+
+def _write(
+    conn: sa.Connection,
+    table: sa.Table,
+    mapping: Mapping,
+    key_column: str,
+    writes: list[Delivery],
+    before: dict[str, dict[str, Any]],
+) -> None:
+    now = datetime.now(UTC)
+    creates: list[dict[str, Any]] = []
+    for d in writes:
+        key = table.c[key_column] == d.entity_key
+        if d.action == "created":
+            row = {key_column: d.entity_key, **render_values(mapping, d.values)}
+            row |= lifecycle_values(mapping, deleted=False)
+            row |= stamp_values(mapping, creating=d.entity_key not in before, now=now)
+            creates.append(_coerced(table, row))
+        elif d.action == "updated":
+            values = render_values(mapping, d.values) | stamp_values(
+                mapping, creating=False, now=now
+            )
+            conn.execute(table.update().where(key).values(_coerced(table, values)))
+        elif d.action == "deleted" and mapping.soft_delete:
+            marker = lifecycle_values(mapping, deleted=True)
+            marker |= stamp_values(mapping, creating=False, now=now)
+            conn.execute(table.update().where(key).values(_coerced(table, marker)))
+        elif d.action == "deleted":
+            conn.execute(table.delete().where(key))
+        else:
+            _restore(conn, table, key, d.values.get("row"))
+    if creates:
+        _assign_system_ids(conn, table, mapping, key_column, creates, before)
+        _upsert(conn, table, key_column, creates)
+
+
+def _restore(
+    conn: sa.Connection, table: sa.Table, key: sa.ColumnElement, row: dict[str, Any] | None
+) -> None:
+    """Put a record back as it was before a correction: the row it had, or no row."""
+    if row is None:
+        conn.execute(table.delete().where(key))
+        return
+    values = {c: v for c, v in row.items() if c not in table.primary_key.columns}
+    conn.execute(table.update().where(key).values(_coerced(table, values)))
+
+
+def _assign_system_ids(
+    conn: sa.Connection,
+    table: sa.Table,
+    mapping: Mapping,
+    key_column: str,
+    creates: list[dict[str, Any]],
+    before: dict[str, dict[str, Any]],
+) -> None:
+    """The system's own ids (an account number) for new rows: kept for a revived row, else the
+    next free numbers. A real system's API assigns these; its tables are written here."""
+    for column in (c for c in mapping.key if c != key_column):
+        following = conn.execute(sa.select(sa.func.max(table.c[column]))).scalar() or 0
+        for row in creates:
+            existing = before.get(row[key_column])
+            if existing is not None:
+                row[column] = existing[column]
+            else:
+                following += 1
+                row[column] = following
+
+
+def _upsert(
+    conn: sa.Connection, table: sa.Table, key_column: str, rows: list[dict[str, Any]]
+) -> None:
+    """Insert rows, or update them where the key exists: one statement for the dialect."""
+    names = list(rows[0])
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+        update = {c: insert.excluded[c] for c in names if c != key_column}
+        statement = insert.on_conflict_do_update(index_elements=[key_column], set_=update)
+    elif dialect in ("mysql", "mariadb"):
+        insert = mysql.insert(table)
+        update = {c: insert.inserted[c] for c in names if c != key_column}
+        statement = insert.on_duplicate_key_update(update)
+    else:
+        raise ValueError(f"no upsert for the {dialect} dialect")
+    conn.execute(statement, rows)
+
+
+def _record(conn: sa.Connection, entity_name: str, writes: list[Delivery]) -> None:
+    if not writes:
+        return
+    now = datetime.now(UTC)
+    versions = {d.entity_key: d.version for d in writes}  # the last write of a key wins
+    conn.execute(
+        VERSIONS.delete().where(
+            VERSIONS.c.entity == entity_name, VERSIONS.c.entity_key.in_(list(versions))
+        )
+    )
+    conn.execute(
+        VERSIONS.insert(),
+        [{"entity": entity_name, "entity_key": k, "version": v} for k, v in versions.items()],
+    )
+    conn.execute(
+        APPLIED.insert(),
+        [
+            {
+                "idempotency_key": d.idempotency_key,
+                "correction_id": d.correction_id,
+                "entity": entity_name,
+                "entity_key": d.entity_key,
+                "version": d.version,
+                "applied_at": now,
+            }
+            for d in writes
+        ],
+    )
+
+
+# -- values ----------------------------------------------------------------------------------------
+
+
+def _coerced(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
+    """Values in the Python types of the table's columns (a '1' for an INTEGER column, say):
+    servers, unlike SQLite, refuse text for numbers. Unknown columns are refused by name."""
+    coerced = {}
+    for name, value in values.items():
+        if name not in table.c:
+            raise ValueError(f"{table.name} has no column {name!r}; fix the mapping")
+        coerced[name] = _coerce(table.c[name].type, value)
+    return coerced
+
+
+def _coerce(column_type: sa.types.TypeEngine, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        python_type = column_type.python_type
+    except NotImplementedError:
+        return value
+    if python_type is bool:
+        return str(value).strip().lower() in ("1", "true", "t", "yes", "y")
+    if python_type is int:
+        return int(value)
+    if python_type is Decimal:
+        return Decimal(str(value))
+    if python_type is float:
+        return float(value)
+    if python_type is datetime and not isinstance(value, datetime):
+        return datetime.fromisoformat(str(value))
+    if python_type is date and not isinstance(value, date):
+        return date.fromisoformat(str(value))
+    if python_type is str:
+        return str(value)
+    return value
+
+
+def _json_row(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A row as JSON can hold it (decimals and times as text), for a later compensation."""
+    if row is None:
+        return None
+    return json.loads(json.dumps(row, default=str))
+
+
+def _message(error: BaseException) -> str:
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {text[0] if text else ''}"
