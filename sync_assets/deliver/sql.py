@@ -3,7 +3,7 @@
 A batch is one transaction. Two bookkeeping tables live beside the system's tables and change in
 the same transaction as the rows:
 
-- `syncfabric_versions` (entity, entity_key, version): the golden version each record was last
+- `syncfabric_versions` (table_name, entity_key, version): the golden version each row was last
   written at. A delivery whose version is not newer is `superseded`: a late or reordered delivery
   cannot roll a row back.
 - `syncfabric_applied` (idempotency_key, ...): one row per correction applied. A key already there
@@ -44,7 +44,7 @@ ledger = sa.MetaData()
 VERSIONS = sa.Table(
     "syncfabric_versions",
     ledger,
-    sa.Column("entity", sa.String(32), primary_key=True),
+    sa.Column("table_name", sa.String(64), primary_key=True),
     sa.Column("entity_key", sa.String(64), primary_key=True),
     sa.Column("version", sa.String(128), nullable=False),
 )
@@ -99,11 +99,11 @@ class SqlDestination:
 
     def _apply(self, mapping: Mapping, group: list[Delivery]) -> dict[str, Outcome]:
         key_column, _ = render_key(mapping, "")
+        self._prepare()
         with self.engine.begin() as conn:
-            self._prepare(conn)
             table = self._table(conn, mapping)
             keys = [d.entity_key for d in group]
-            held = _held_versions(conn, mapping.entity, keys)
+            held = _held_versions(conn, mapping.table, keys)
             seen = _applied_keys(conn, [d.idempotency_key for d in group])
             before = _rows(conn, table, key_column, keys)
             outcomes, writes = {}, []
@@ -118,12 +118,15 @@ class SqlDestination:
                     )
                 outcomes[d.correction_id] = outcome
             _write(conn, table, mapping, key_column, writes, before)
-            _record(conn, mapping.entity, writes)
+            _record(conn, mapping, writes)
         return outcomes
 
-    def _prepare(self, conn: sa.Connection) -> None:
+    def _prepare(self) -> None:
+        """The bookkeeping tables, in a transaction of their own: a batch rolled back on
+        PostgreSQL would take their creation with it."""
         if not self._ready:
-            ledger.create_all(conn, checkfirst=True)
+            with self.engine.begin() as conn:
+                ledger.create_all(conn, checkfirst=True)
             self._ready = True
 
     def _table(self, conn: sa.Connection, mapping: Mapping) -> sa.Table:
@@ -152,10 +155,10 @@ def _screen(
     return None
 
 
-def _held_versions(conn: sa.Connection, entity_name: str, keys: list[str]) -> dict[str, str]:
+def _held_versions(conn: sa.Connection, table_name: str, keys: list[str]) -> dict[str, str]:
     found = conn.execute(
         sa.select(VERSIONS.c.entity_key, VERSIONS.c.version).where(
-            VERSIONS.c.entity == entity_name, VERSIONS.c.entity_key.in_(keys)
+            VERSIONS.c.table_name == table_name, VERSIONS.c.entity_key.in_(keys)
         )
     )
     return {key: version for key, version in found}
@@ -261,19 +264,19 @@ def _upsert(
     conn.execute(statement, rows)
 
 
-def _record(conn: sa.Connection, entity_name: str, writes: list[Delivery]) -> None:
+def _record(conn: sa.Connection, mapping: Mapping, writes: list[Delivery]) -> None:
     if not writes:
         return
     now = datetime.now(UTC)
     versions = {d.entity_key: d.version for d in writes}  # the last write of a key wins
     conn.execute(
         VERSIONS.delete().where(
-            VERSIONS.c.entity == entity_name, VERSIONS.c.entity_key.in_(list(versions))
+            VERSIONS.c.table_name == mapping.table, VERSIONS.c.entity_key.in_(list(versions))
         )
     )
     conn.execute(
         VERSIONS.insert(),
-        [{"entity": entity_name, "entity_key": k, "version": v} for k, v in versions.items()],
+        [{"table_name": mapping.table, "entity_key": k, "version": v} for k, v in versions.items()],
     )
     conn.execute(
         APPLIED.insert(),
@@ -281,7 +284,7 @@ def _record(conn: sa.Connection, entity_name: str, writes: list[Delivery]) -> No
             {
                 "idempotency_key": d.idempotency_key,
                 "correction_id": d.correction_id,
-                "entity": entity_name,
+                "entity": mapping.entity,
                 "entity_key": d.entity_key,
                 "version": d.version,
                 "applied_at": now,
