@@ -6,11 +6,14 @@ from collections.abc import Iterator
 
 import dagster as dg
 import duckdb
+import pyarrow as pa
 import sqlalchemy as sa
 
 from sync_assets import warehouse
 from sync_assets.catalog.entities import ENTITIES
-from sync_assets.connectors.sources import open_source, sqlite_url
+from sync_assets.connectors.mappings import Mapping
+from sync_assets.connectors.platform_api import is_platform_url, read_records
+from sync_assets.connectors.sources import open_source, sqlite_url, stream_batches
 from sync_assets.deliver.destinations import DestinationSettings
 from sync_assets.deliver.outbox import Policy
 from sync_assets.deliver.retry import RetryPolicy
@@ -39,7 +42,8 @@ class LandingZoneResource(dg.ConfigurableResource):
 
 
 class SystemsResource(dg.ConfigurableResource):
-    """Where each source system is, as a SQLAlchemy URL; every connection is read-only.
+    """Where each source system is: a SQLAlchemy URL (every connection read-only), or the URL
+    of a no-code platform's records API (http or https).
 
     On the embedded default these are the demo's SQLite files. A real deployment names them in
     SYNCFABRIC_<SYSTEM>_URL (credentials included), passed through `dg.EnvVar` so they never show
@@ -59,6 +63,20 @@ class SystemsResource(dg.ConfigurableResource):
 
     def engine(self, system: str) -> sa.Engine:
         return open_source(self.url(system))
+
+    @contextlib.contextmanager
+    def rows(self, mapping: Mapping) -> Iterator[Iterator[pa.RecordBatch]]:
+        """The mapping's raw rows in Arrow chunks: from a database read-only, or from a
+        no-code platform's records API when the system's URL is http(s)."""
+        url = self.url(mapping.system)
+        if is_platform_url(url):
+            yield read_records(url, mapping.table)
+            return
+        engine = open_source(url)
+        try:
+            yield stream_batches(engine, mapping)
+        finally:
+            engine.dispose()
 
 
 class DestinationConfig(dg.Config):

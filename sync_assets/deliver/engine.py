@@ -46,6 +46,9 @@ class Delivery:
     """The golden version; a destination holding a newer one ignores the delivery."""
     undoes_version: str | None = None
     """For a compensation: the version the undone correction wrote (restored only if still held)."""
+    emitted_at: datetime | None = None
+    """When the correction was emitted: the time a system's own change stamps get, so that every
+    retry of a delivery is the same request (an idempotency key must not change meaning)."""
 
 
 @dataclass(frozen=True)

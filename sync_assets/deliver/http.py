@@ -83,7 +83,7 @@ class HttpDestination:
 def request_body(mapping: Mapping, delivery: Delivery) -> dict[str, Any]:
     """The platform request for a correction, its values as the system writes them."""
     key_column, key = render_key(mapping, delivery.entity_key)
-    now = datetime.now(UTC)
+    now = delivery.emitted_at or datetime.now(UTC)
     body: dict[str, Any] = {"match": {key_column: key}, "version": delivery.version}
     if delivery.action == "compensated":
         row = delivery.values.get("row")

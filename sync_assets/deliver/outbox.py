@@ -38,7 +38,7 @@ def due(con: duckdb.DuckDBPyConnection, target: str) -> list[Delivery]:
     """The pending corrections for one system, oldest first."""
     rows = con.execute(
         """SELECT correction_id, idempotency_key, entity, entity_key, action, attributes,
-                  golden_version, compensates
+                  golden_version, compensates, emitted_at
            FROM corrections WHERE status = 'pending' AND target = ?
            ORDER BY emitted_at, correction_id""",
         [target],
@@ -55,11 +55,12 @@ def _delivery(
     attributes: str,
     version: str,
     compensates: str | None,
+    emitted_at: datetime,
 ) -> Delivery:
     undoes = version.removesuffix(UNDO_SUFFIX) if compensates else None
     return Delivery(
         correction_id, idempotency_key, entity_name, entity_key, action,
-        json.loads(attributes), version, undoes,
+        json.loads(attributes), version, undoes, emitted_at,
     )  # fmt: skip
 
 

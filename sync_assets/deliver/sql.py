@@ -186,9 +186,9 @@ def _write(
     writes: list[Delivery],
     before: dict[str, dict[str, Any]],
 ) -> None:
-    now = datetime.now(UTC)
     creates: list[dict[str, Any]] = []
     for d in writes:
+        now = d.emitted_at or datetime.now(UTC)
         key = table.c[key_column] == d.entity_key
         if d.action == "created":
             row = {key_column: d.entity_key, **render_values(mapping, d.values)}

@@ -12,7 +12,7 @@ from sync_assets.catalog.entities import ENTITIES, SYSTEMS
 from sync_assets.connectors.mappings import MAPPINGS, Mapping, comparable_pairs
 from sync_assets.reconcile.comparisons import record, rows_in
 from sync_assets.reconcile.diff import diff_system, diff_systems
-from sync_assets.reconcile.snapshot import snapshot_system, snapshot_table
+from sync_assets.reconcile.snapshot import load_snapshot, snapshot_table
 from sync_assets.resources import SystemsResource, WarehouseResource
 from sync_assets.warehouse import WRITER_POOL, scalar, transaction
 
@@ -53,15 +53,11 @@ def snapshot_asset(mapping: Mapping) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, systems: SystemsResource
     ) -> dg.MaterializeResult:
         started = time.perf_counter()
-        engine = systems.engine(mapping.system)
-        try:
-            with warehouse.connect() as con, transaction(con):
-                rows = snapshot_system(con, engine, mapping)
-                deleted = scalar(
-                    con, f"SELECT count(*) FROM {snapshot_table(mapping)} WHERE is_deleted"
-                )
-        finally:
-            engine.dispose()
+        with systems.rows(mapping) as batches, warehouse.connect() as con, transaction(con):
+            rows = load_snapshot(con, mapping, batches)
+            deleted = scalar(
+                con, f"SELECT count(*) FROM {snapshot_table(mapping)} WHERE is_deleted"
+            )
         context.log.info(f"{mapping.name}: {rows} rows snapshotted")
         return dg.MaterializeResult(
             metadata={
