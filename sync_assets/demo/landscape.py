@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 
 from sync_assets.catalog.contracts import CURRENT_VERSION
 from sync_assets.catalog.entities import SYSTEMS
-from sync_assets.catalog.events import SPECVERSION
+from sync_assets.catalog.events import MAX_EVENT_BYTES, SPECVERSION
 from sync_assets.demo.systems import PHONE_PLANS, Customer, Order, write_system_databases
 from sync_assets.ingest.landing import LandingZone, batch_id_for
 from sync_assets.settings import DataFolder
@@ -748,7 +748,8 @@ class _World:
         if kind == "invalid_utf8":
             return "customer.updated", 2, {"full_name": self._pick(LATIN1_NAMES)}
         if kind == "oversized":
-            return "customer.updated", 2, {"full_name": (c.full_name + " ") * 6000}
+            repeats = MAX_EVENT_BYTES // (len(c.full_name) + 1) + 1  # over the limit, however short
+            return "customer.updated", 2, {"full_name": (c.full_name + " ") * repeats}
         if kind == "bad_email":
             return "customer.updated", 2, {"email": c.email.replace("@", " at ")}
         return "customer.updated", 2, _BAD_CUSTOMER_VALUES[kind][anchor.origin]
