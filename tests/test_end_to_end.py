@@ -122,3 +122,44 @@ def test_syncctl_check_reports_hand_made_drift_and_fails_on_request(demo_home, t
     assert finding["actual"] == "by.hand@example.com"  # full values, for the operator
     assert strict.returncode == 1
     assert "crm_customer_in_sync" in strict.stdout
+
+
+def test_drift_made_by_hand_disappears_after_one_run(demo_home, tmp_path):
+    drifted = tmp_path / "drifted"
+    shutil.copytree(demo_home, drifted)
+    systems = drifted / "systems"
+    with sqlite3.connect(systems / "billing.sqlite") as billing:
+        billing.execute(
+            "UPDATE accounts SET billing_email = 'STALE@EXAMPLE.COM' "
+            "WHERE acct_no IN (SELECT acct_no FROM accounts WHERE account_state <> 'CLOSED' LIMIT 2)"
+        )
+    with sqlite3.connect(systems / "support.sqlite") as support:
+        gone = support.execute("SELECT external_id FROM users ORDER BY id LIMIT 1").fetchone()[0]
+        support.execute("DELETE FROM users WHERE external_id = ?", [gone])
+        support.execute(
+            "UPDATE users SET name = 'Someone Else' WHERE id = (SELECT max(id) FROM users)"
+        )
+    with sqlite3.connect(systems / "crm.sqlite") as crm:
+        crm.execute(
+            "UPDATE contacts SET plan_name = 'Free' WHERE contact_id = "
+            "(SELECT min(contact_id) FROM contacts WHERE deleted = 0 AND plan_name = 'Pro')"
+        )
+
+    ran = syncctl(drifted, "run", "--json")
+    again = syncctl(drifted, "run", "--json")
+
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    corrections = json.loads(ran.stdout)["corrections"]
+    assert corrections["emitted"] == corrections["delivered"] == 5
+    assert corrections["dead_lettered"] == corrections["discrepancies_left"] == 0
+    assert json.loads(again.stdout)["corrections"]["emitted"] == 0
+    with sqlite3.connect(systems / "billing.sqlite") as billing:
+        assert billing.execute(
+            "SELECT count(*) FROM accounts WHERE billing_email = 'STALE@EXAMPLE.COM'"
+        ).fetchone() == (0,)
+    with sqlite3.connect(systems / "support.sqlite") as support:
+        assert support.execute(
+            "SELECT count(*) FROM users WHERE external_id = ?", [gone]
+        ).fetchone() == (1,)
+        applied = support.execute("SELECT count(*) FROM syncfabric_applied").fetchone()
+    assert applied == (2,)  # the support desk's own ledger: two corrections, each applied once
