@@ -9,6 +9,7 @@ round-trips every mapping through both directions.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from collections.abc import Mapping as MappingType
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -54,15 +55,21 @@ def lifecycle_values(mapping: Mapping, *, deleted: bool) -> dict[str, Any]:
     return {} if marker.live is None else {marker.column: marker.live}
 
 
-def stamp_values(mapping: Mapping, *, creating: bool, now: datetime) -> dict[str, Any]:
-    """The columns the system stamps itself on a write (and on a create)."""
-    stamps = {}
+def stamp_values(
+    mapping: Mapping, *, creating: bool, now: datetime, native: Collection[str] = ()
+) -> dict[str, Any]:
+    """The columns the system stamps itself on a write (and on a create); a column in `native`
+    (a DATE or TIMESTAMP column of a database) takes the moment itself, not text."""
+    stamps: dict[str, Any] = {}
     for stamp in mapping.stamps:
         if stamp.on == "create" and not creating:
             continue
-        stamps[stamp.column] = (
-            int(now.timestamp()) if stamp.format == "epoch" else now.strftime(stamp.format)
-        )
+        if stamp.column in native:
+            stamps[stamp.column] = now
+        elif stamp.format == "epoch":
+            stamps[stamp.column] = int(now.timestamp())
+        else:
+            stamps[stamp.column] = now.strftime(stamp.format)
     return stamps
 
 

@@ -175,7 +175,8 @@ def _rows(
     conn: sa.Connection, table: sa.Table, key_column: str, keys: list[str]
 ) -> dict[str, dict[str, Any]]:
     found = conn.execute(sa.select(table).where(table.c[key_column].in_(keys)))
-    return {row[key_column]: dict(row) for row in found.mappings()}
+    # A CHAR key comes back padded with spaces; the catalog's key has none.
+    return {str(row[key_column]).strip(): dict(row) for row in found.mappings()}
 
 
 def _write(
@@ -187,22 +188,24 @@ def _write(
     before: dict[str, dict[str, Any]],
 ) -> None:
     creates: list[dict[str, Any]] = []
+    native = _temporal_columns(table)
     for d in writes:
         now = d.emitted_at or datetime.now(UTC)
         key = table.c[key_column] == d.entity_key
         if d.action == "created":
             row = {key_column: d.entity_key, **render_values(mapping, d.values)}
             row |= lifecycle_values(mapping, deleted=False)
-            row |= stamp_values(mapping, creating=d.entity_key not in before, now=now)
+            row |= stamp_values(
+                mapping, creating=d.entity_key not in before, now=now, native=native
+            )
             creates.append(_coerced(table, row))
         elif d.action == "updated":
-            values = render_values(mapping, d.values) | stamp_values(
-                mapping, creating=False, now=now
-            )
+            values = render_values(mapping, d.values)
+            values |= stamp_values(mapping, creating=False, now=now, native=native)
             conn.execute(table.update().where(key).values(_coerced(table, values)))
         elif d.action == "deleted" and mapping.soft_delete:
             marker = lifecycle_values(mapping, deleted=True)
-            marker |= stamp_values(mapping, creating=False, now=now)
+            marker |= stamp_values(mapping, creating=False, now=now, native=native)
             conn.execute(table.update().where(key).values(_coerced(table, marker)))
         elif d.action == "deleted":
             conn.execute(table.delete().where(key))
@@ -297,6 +300,18 @@ def _record(conn: sa.Connection, mapping: Mapping, writes: list[Delivery]) -> No
 # -- values ----------------------------------------------------------------------------------------
 
 
+def _temporal_columns(table: sa.Table) -> set[str]:
+    """Columns of a DATE or TIMESTAMP type: a stamp goes in as a moment, not as text."""
+    found = set()
+    for column in table.columns:
+        try:
+            if column.type.python_type in (date, datetime):
+                found.add(column.name)
+        except NotImplementedError:
+            continue
+    return found
+
+
 def _coerced(table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
     """Values in the Python types of the table's columns (a '1' for an INTEGER column, say):
     servers, unlike SQLite, refuse text for numbers. Unknown columns are refused by name."""
@@ -325,6 +340,8 @@ def _coerce(column_type: sa.types.TypeEngine, value: Any) -> Any:
         return float(value)
     if python_type is datetime and not isinstance(value, datetime):
         return datetime.fromisoformat(str(value))
+    if python_type is date and isinstance(value, datetime):
+        return value.date()
     if python_type is date and not isinstance(value, date):
         return date.fromisoformat(str(value))
     if python_type is str:
