@@ -11,7 +11,12 @@ from sync_assets.deliver.assets import corrections
 from sync_assets.deliver.ops import deliver_corrections
 from sync_assets.ingest.assets import raw_events, validate_events
 from sync_assets.jobs import ingest_batch_job, reconcile_job, reconcile_schedule
-from sync_assets.reconcile.assets import discrepancies, snapshot_assets, source_systems
+from sync_assets.reconcile.assets import (
+    discrepancies,
+    missed_events,
+    snapshot_assets,
+    source_systems,
+)
 from sync_assets.resources import default_resources
 from sync_assets.settings import DataFolder
 from sync_assets.state.assets import batch_ledger, golden_records
@@ -27,6 +32,7 @@ def build_definitions(folder: DataFolder | None = None) -> dg.Definitions:
             batch_ledger,
             *snapshot_assets,
             discrepancies,
+            missed_events,
             corrections,
         ],
         asset_checks=[

@@ -126,14 +126,14 @@ class Pipeline:
         return report
 
     def emit_corrections(self) -> bool:
-        """Materialize `corrections` from the latest reconciliation, by hand: past a failing
-        check, which stops the automatic path."""
+        """Materialize `corrections` and `missed_events` from the latest reconciliation, by
+        hand: past a failing check, which stops the automatic path."""
         import dagster as dg
 
         job = self.defs.resolve_implicit_global_asset_job_def()
         run = job.execute_in_process(
             instance=self.instance,
-            asset_selection=[dg.AssetKey("corrections")],
+            asset_selection=[dg.AssetKey("missed_events"), dg.AssetKey("corrections")],
             tags={"syncfabric/launched_by": "syncctl"},
             raise_on_error=False,
         )

@@ -163,3 +163,40 @@ def test_drift_made_by_hand_disappears_after_one_run(demo_home, tmp_path):
         ).fetchone() == (1,)
         applied = support.execute("SELECT count(*) FROM syncfabric_applied").fetchone()
     assert applied == (2,)  # the support desk's own ledger: two corrections, each applied once
+
+
+def test_an_owners_change_by_hand_enters_golden_and_reaches_the_other_systems(demo_home, tmp_path):
+    drifted = tmp_path / "owner"
+    shutil.copytree(demo_home, drifted)
+    systems = drifted / "systems"
+    with sqlite3.connect(systems / "support.sqlite") as support:
+        users = {key for (key,) in support.execute("SELECT external_id FROM users")}
+    with sqlite3.connect(systems / "billing.sqlite") as billing:
+        accounts = {
+            key
+            for (key,) in billing.execute(
+                "SELECT customer_ref FROM accounts WHERE account_state <> 'CLOSED'"
+            )
+        }
+    key = min(users & accounts)
+    with sqlite3.connect(systems / "crm.sqlite") as crm:  # the CRM owns email
+        crm.execute(
+            "UPDATE contacts SET email_address = 'new.address@example.com' WHERE contact_id = ?",
+            [key],
+        )
+
+    ran = syncctl(drifted, "run", "--json")
+
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    corrections = json.loads(ran.stdout)["corrections"]
+    assert corrections["missed_events"] == 1  # the CRM's change, as a reconciled event
+    assert corrections["emitted"] == corrections["delivered"] == 2  # billing and support
+    assert corrections["discrepancies_left"] == 0
+    with sqlite3.connect(systems / "billing.sqlite") as billing:
+        assert billing.execute(
+            "SELECT billing_email FROM accounts WHERE customer_ref = ?", [key]
+        ).fetchone() == ("NEW.ADDRESS@EXAMPLE.COM",)
+    with sqlite3.connect(systems / "support.sqlite") as support:
+        assert support.execute(
+            "SELECT lower(email) FROM users WHERE external_id = ?", [key]
+        ).fetchone() == ("new.address@example.com",)

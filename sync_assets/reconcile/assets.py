@@ -10,10 +10,11 @@ import dagster as dg
 
 from sync_assets.catalog.entities import ENTITIES, SYSTEMS
 from sync_assets.connectors.mappings import MAPPINGS, Mapping, comparable_pairs
-from sync_assets.reconcile.comparisons import record, rows_in
+from sync_assets.reconcile.comparisons import latest_run, record, rows_in
 from sync_assets.reconcile.diff import diff_system, diff_systems
+from sync_assets.reconcile.missed import land_missed_events
 from sync_assets.reconcile.snapshot import load_snapshot, snapshot_table
-from sync_assets.resources import SystemsResource, WarehouseResource
+from sync_assets.resources import LandingZoneResource, SystemsResource, WarehouseResource
 from sync_assets.warehouse import WRITER_POOL, scalar, transaction
 
 OWNERS = ["team:data-platform"]
@@ -111,4 +112,35 @@ def discrepancies(
             totals[kind] = totals.get(kind, 0) + count
     return dg.MaterializeResult(
         metadata={"discrepancies": sum(totals.values()), **totals, "run_id": run_id}
+    )
+
+
+@dg.asset(
+    deps=["discrepancies"],
+    pool=WRITER_POOL,
+    group_name="reconcile",
+    kinds={"duckdb"},
+    owners=OWNERS,
+    description=(
+        "Lands, in each owner's landing folder, the events it missed sending: a `reconciled` "
+        "event for an owned attribute that differs from the golden record, a `created` or "
+        "`deleted` one for the lifecycle. The landed-batches sensor ingests them like any batch."
+    ),
+    metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
+)
+def missed_events(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    landing_zone: LandingZoneResource,
+) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        run_id = latest_run(con)
+        landed = land_missed_events(con, landing_zone.zone(), run_id) if run_id else {}
+    if landed:
+        context.log.info(f"landed missed events by system: {landed}")
+    return dg.MaterializeResult(
+        metadata={
+            "landed": sum(landed.values()),
+            **{f"landed_for_{s}": n for s, n in landed.items()},
+        }
     )
