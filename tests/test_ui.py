@@ -98,6 +98,8 @@ def test_the_ui_shows_every_asset_in_its_group_with_lineage(webserver):
         "snapshot_billing_order": "reconcile",
         "snapshot_support_customer": "reconcile",
         "discrepancies": "reconcile",
+        "missed_events": "reconcile",
+        "corrections": "deliver",
     }
     upstream = {key[0]: {d["path"][0] for d in n["dependencyKeys"]} for key, n in nodes.items()}
     assert upstream["raw_events"] == {"system_crm", "system_billing", "system_support"}
@@ -106,6 +108,7 @@ def test_the_ui_shows_every_asset_in_its_group_with_lineage(webserver):
     assert upstream["batch_ledger"] == {"golden_customer", "golden_order"}
     assert upstream["snapshot_crm_customer"] == {"system_crm"}
     assert {"golden_customer", "snapshot_support_customer"} <= upstream["discrepancies"]
+    assert upstream["corrections"] == upstream["missed_events"] == {"discrepancies"}
     assert "duckdb" in nodes[("raw_events",)]["kinds"]
 
 
@@ -118,6 +121,20 @@ def test_the_checks_that_must_stop_work_are_blocking(webserver):
     assert checks("batch_ledger") == {"every_event_accounted_for": True, "dead_letter_rate": False}
     reconciliation = checks("discrepancies")
     assert len(reconciliation) == 7 and all(reconciliation.values())
+
+
+def test_the_delivery_job_is_there_with_an_op_per_system(webserver):
+    found = graphql(
+        webserver,
+        '{ pipelineOrError(params: {repositoryLocationName: "sync_assets.definitions", '
+        'repositoryName: "__repository__", pipelineName: "deliver_corrections"}) '
+        "{ ... on Pipeline { solids { name } } } }",
+    )
+    ops = {s["name"] for s in found["pipelineOrError"]["solids"]}
+    assert ops == {
+        "plan_deliveries", "deliver_to_crm", "deliver_to_billing", "deliver_to_support",
+        "record_deliveries",
+    }  # fmt: skip
 
 
 def test_system_urls_are_not_exposed_through_the_ui(webserver):
