@@ -123,6 +123,16 @@ def test_the_same_correction_twice_is_applied_once(engine):
         assert conn.execute(sa.select(sa.func.count()).select_from(APPLIED)).scalar() == 1
 
 
+def test_a_row_drifted_again_is_corrected_again_at_the_same_version(engine):
+    destination = billing(engine)
+    destination.deliver([delivery("C-000001", "created", ACCOUNT, V2)])
+    with engine.begin() as conn:
+        conn.execute(ACCOUNTS.update().values(billing_email="BY.HAND@EXAMPLE.COM"))
+    again = destination.deliver([delivery("C-000001", "updated", {"email": "ada@example.com"}, V2)])
+    assert statuses(again) == ["applied"]
+    assert rows(engine, ACCOUNTS)["C-000001"]["billing_email"] == "ADA@EXAMPLE.COM"
+
+
 def test_a_late_delivery_cannot_roll_a_row_back(engine):
     destination = billing(engine)
     destination.deliver([delivery("C-000001", "created", ACCOUNT, V3)])
@@ -192,18 +202,14 @@ def test_a_compensation_restores_the_row_only_while_the_destination_holds_what_i
     applied = destination.deliver(
         [delivery("C-000001", "updated", {"email": "new@example.com"}, V2)]
     )
-    undo = delivery(
-        "C-000001",
-        "compensated",
-        {"row": applied[0].previous["row"]},
-        V2 + "~undo",
-        undoes_version=V2,
-    )
+    undo = delivery("C-000001", "compensated", applied[0].previous, V2)
     assert statuses(destination.deliver([undo])) == ["applied"]
     assert rows(engine, ACCOUNTS)["C-000001"]["billing_email"] == "ADA@EXAMPLE.COM"
+    with engine.connect() as conn:  # the version held before the undone correction, back too
+        assert conn.execute(sa.select(VERSIONS.c.version)).scalar() == V1
 
     destination.deliver([delivery("C-000001", "updated", {"email": "newer@example.com"}, V3)])
-    stale_undo = delivery("C-000001", "compensated", {"row": None}, V2 + "~undo", undoes_version=V2)
+    stale_undo = delivery("C-000001", "compensated", {"row": None, "version": V1}, V2)
     assert statuses(destination.deliver([stale_undo])) == ["superseded"]
     assert rows(engine, ACCOUNTS)["C-000001"]["billing_email"] == "NEWER@EXAMPLE.COM"
 

@@ -41,11 +41,11 @@ class Delivery:
     action: str
     """created | updated | deleted, or compensated (undo an applied correction)."""
     values: dict[str, Any]
-    """Catalog values to set; for a compensation, {"row": <raw row before, or None>}."""
+    """Catalog values to set; for a compensation, {"row": <raw row before, or None>,
+    "version": <the version held before>}."""
     version: str
-    """The golden version; a destination holding a newer one ignores the delivery."""
-    undoes_version: str | None = None
-    """For a compensation: the version the undone correction wrote (restored only if still held)."""
+    """The golden version; a destination holding a newer one ignores the delivery (for a
+    compensation: the version of the correction it undoes)."""
     emitted_at: datetime | None = None
     """When the correction was emitted: the time a system's own change stamps get, so that every
     retry of a delivery is the same request (an idempotency key must not change meaning)."""

@@ -30,15 +30,13 @@ from sync_assets.deliver.corrections import (
 from sync_assets.deliver.engine import Delivery, Report, Verdict
 
 Policy = Literal["hold", "compensate"]
-UNDO_SUFFIX = "~undo"
-"""A compensation's version: sorts just after the version it undoes, before any later change."""
 
 
 def due(con: duckdb.DuckDBPyConnection, target: str) -> list[Delivery]:
     """The pending corrections for one system, oldest first."""
     rows = con.execute(
         """SELECT correction_id, idempotency_key, entity, entity_key, action, attributes,
-                  golden_version, compensates, emitted_at
+                  golden_version, emitted_at
            FROM corrections WHERE status = 'pending' AND target = ?
            ORDER BY emitted_at, correction_id""",
         [target],
@@ -54,13 +52,11 @@ def _delivery(
     action: str,
     attributes: str,
     version: str,
-    compensates: str | None,
     emitted_at: datetime,
 ) -> Delivery:
-    undoes = version.removesuffix(UNDO_SUFFIX) if compensates else None
     return Delivery(
         correction_id, idempotency_key, entity_name, entity_key, action,
-        json.loads(attributes), version, undoes, emitted_at,
+        json.loads(attributes), version, emitted_at,
     )  # fmt: skip
 
 
@@ -174,7 +170,11 @@ def _compensation(sibling: dict[str, Any]) -> dict[str, Any]:
     previous = json.loads(sibling["previous"])
     now = datetime.now(UTC)
     undo_id = f"undo-{sibling['correction_id']}"
-    attributes = json.dumps({"row": previous.get("row")}, sort_keys=True, default=str)
+    attributes = json.dumps(
+        {"row": previous.get("row"), "version": previous.get("version")},
+        sort_keys=True,
+        default=str,
+    )
     row = {
         "correction_id": undo_id,
         "idempotency_key": f"undo.{sibling['idempotency_key']}",
@@ -187,7 +187,7 @@ def _compensation(sibling: dict[str, Any]) -> dict[str, Any]:
         "entity_key": sibling["entity_key"],
         "action": "compensated",
         "attributes": attributes,
-        "golden_version": sibling["golden_version"] + UNDO_SUFFIX,
+        "golden_version": sibling["golden_version"],
         "causation_id": sibling["correction_id"],
         "correlation_id": sibling["correlation_id"],
         "compensates": sibling["correction_id"],

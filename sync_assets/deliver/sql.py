@@ -4,8 +4,9 @@ A batch is one transaction. Two bookkeeping tables live beside the system's tabl
 the same transaction as the rows:
 
 - `syncfabric_versions` (table_name, entity_key, version): the golden version each row was last
-  written at. A delivery whose version is not newer is `superseded`: a late or reordered delivery
-  cannot roll a row back.
+  written at. A delivery of an older version is `superseded`: a late or reordered delivery cannot
+  roll a row back. The same version is written again: the row drifted again since, or a
+  compensation puts back what a correction wrote (and the version held before it).
 - `syncfabric_applied` (idempotency_key, ...): one row per correction applied. A key already there
   is a `duplicate`; its primary key makes applying one twice impossible, and is the destination's
   own proof.
@@ -144,12 +145,12 @@ def _screen(
     if d.idempotency_key in seen:
         return Outcome("duplicate")
     current = held.get(d.entity_key)
-    if d.action == "compensated":
-        if current != d.undoes_version:
+    if d.action == "compensated":  # undo only what is still there: the version it undoes
+        if current != d.version:
             return Outcome("superseded", "a newer version was written since; nothing to undo")
         return None
-    if current is not None and d.version <= current:
-        return Outcome("superseded", f"the destination holds version {current}")
+    if current is not None and d.version < current:
+        return Outcome("superseded", f"the destination holds the newer version {current}")
     if d.action == "updated" and d.entity_key not in before:
         return Outcome("permanent", "no row to update; the next reconciliation will create it")
     return None
@@ -271,16 +272,20 @@ def _record(conn: sa.Connection, mapping: Mapping, writes: list[Delivery]) -> No
     if not writes:
         return
     now = datetime.now(UTC)
-    versions = {d.entity_key: d.version for d in writes}  # the last write of a key wins
+    # The last write of a key wins; a compensation puts back the version held before.
+    versions = {d.entity_key: _version_after(d) for d in writes}
     conn.execute(
         VERSIONS.delete().where(
             VERSIONS.c.table_name == mapping.table, VERSIONS.c.entity_key.in_(list(versions))
         )
     )
-    conn.execute(
-        VERSIONS.insert(),
-        [{"table_name": mapping.table, "entity_key": k, "version": v} for k, v in versions.items()],
-    )
+    held = [
+        {"table_name": mapping.table, "entity_key": key, "version": version}
+        for key, version in versions.items()
+        if version is not None
+    ]
+    if held:
+        conn.execute(VERSIONS.insert(), held)
     conn.execute(
         APPLIED.insert(),
         [
@@ -295,6 +300,10 @@ def _record(conn: sa.Connection, mapping: Mapping, writes: list[Delivery]) -> No
             for d in writes
         ],
     )
+
+
+def _version_after(d: Delivery) -> str | None:
+    return d.values.get("version") if d.action == "compensated" else d.version
 
 
 # -- values ----------------------------------------------------------------------------------------

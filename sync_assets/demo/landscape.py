@@ -30,7 +30,13 @@ from typing import Any, Generic, TypeVar
 from sync_assets.catalog.contracts import CURRENT_VERSION
 from sync_assets.catalog.entities import SYSTEMS
 from sync_assets.catalog.events import MAX_EVENT_BYTES, SPECVERSION
-from sync_assets.demo.systems import PHONE_PLANS, Customer, Order, write_system_databases
+from sync_assets.demo.systems import (
+    PHONE_PLANS,
+    Customer,
+    Order,
+    drift_systems,
+    write_system_databases,
+)
 from sync_assets.ingest.landing import LandingZone, batch_id_for
 from sync_assets.settings import DataFolder
 
@@ -73,6 +79,8 @@ class DemoLandscape:
     deleted_customers: int
     deleted_orders: int
     invalid_by_kind: dict[str, int] = field(default_factory=dict)
+    drifted: dict[str, int] = field(default_factory=dict)
+    """Rows changed by hand in systems that do not own the values, by kind (see drift_systems)."""
 
     @property
     def valid_events(self) -> int:
@@ -95,13 +103,15 @@ def build_demo_landscape(
     duplicate_rate: float = DUPLICATE_RATE,
     late_rate: float = LATE_RATE,
     conflict_rate: float = CONFLICT_RATE,
+    drift: int = 0,
 ) -> DemoLandscape:
     """Land the company's events under `folder.landing` and write the systems' databases.
 
     Set the rates to 0 for a tidy landscape. The databases are written last, so a landscape whose
     databases exist (`landscape_exists`) was landed completely. Batches hold up to 50,000 lines:
     the default lands 5 of them, and each costs Dagster bookkeeping in `syncctl run` (9 batches of
-    20,000 took 27 s where 5 of 50,000 took 18 s).
+    20,000 took 27 s where 5 of 50,000 took 18 s). `drift` rows (and some more, in proportion)
+    are then changed by hand in systems that do not own the values, for the corrections to fix.
     """
     if orders and not customers:
         raise ValueError("orders need customers to place them")
@@ -114,6 +124,7 @@ def build_demo_landscape(
     for system in SYSTEMS:
         landing.land(system, world.events[system])
     write_system_databases(folder, world.customers, world.orders)
+    drifted = drift_systems(folder, drift) if drift else {}
     invalid = Counter(e.invalid for s in SYSTEMS for e in world.events[s] if e.invalid)
     return DemoLandscape(
         batches=landing.batch_ids(),
@@ -127,6 +138,7 @@ def build_demo_landscape(
         deleted_customers=sum(c.deleted for c in world.customers),
         deleted_orders=sum(o.deleted for o in world.orders),
         invalid_by_kind=dict(sorted(invalid.items())),
+        drifted=drifted,
     )
 
 

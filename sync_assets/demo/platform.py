@@ -379,17 +379,19 @@ class Store:
         return [row[0] for row in rows]
 
     def _guard_version(self, table: str, match_key: str, version: str | None) -> None:
-        """A write older than (or as old as) the one applied last must not roll the record back."""
+        """A write older than the one applied last must not roll the record back. One as old is
+        let through: it re-applies the same state (a record drifted again, or a compensation),
+        and the idempotency key, not the version, keeps a change from being applied twice."""
         if version is None:
             return
         held = self._con.execute(
             "SELECT version FROM _versions WHERE tbl = ? AND match = ?", [table, match_key]
         ).fetchone()
-        if held is not None and version <= held[0]:
+        if held is not None and version < held[0]:
             raise refusal(
                 409,
                 "stale_version",
-                f"version {version!r} is not newer than the held {held[0]!r}; fix: nothing, a "
+                f"version {version!r} is older than the held {held[0]!r}; fix: nothing, a "
                 "newer change was applied already",
                 held_version=held[0],
             )
@@ -499,7 +501,7 @@ class PlatformService:
         self._counts_lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self.store: Store | None = None
+        self._store: Store | None = None
 
     def __enter__(self) -> PlatformService:
         return self.start()
@@ -517,11 +519,11 @@ class PlatformService:
         """Serve in a background thread; after a stop(), on the port it had."""
         if self._server is not None:
             raise RuntimeError(f"already serving on {self.url}")
-        self.store = Store(self.database)
+        self._store = Store(self.database)
         try:
             server = _Server((self._host, self._port), self)
         except OSError:
-            self.store.close()
+            self._store.close()
             raise
         self._port = server.server_address[1]
         self._server = server
@@ -536,7 +538,7 @@ class PlatformService:
 
     def stop(self) -> None:
         """Stop accepting, cut open (keep-alive) connections, join every thread, close the file."""
-        server, thread, store = self._server, self._thread, self.store
+        server, thread, store = self._server, self._thread, self._store
         if server is None or thread is None or store is None:
             return
         server.shutdown()
@@ -544,7 +546,7 @@ class PlatformService:
         server.server_close()
         thread.join()
         store.close()
-        self._server = self._thread = self.store = None
+        self._server = self._thread = self._store = None
 
     def set_faults(self, faults: Faults) -> None:
         self._faults = faults
@@ -559,19 +561,19 @@ class PlatformService:
         finally:
             con.close()
 
-    def count(self, outcome: str | None) -> None:
+    def _count(self, outcome: str | None) -> None:
         if outcome is not None:
             with self._counts_lock:
                 self._counts[outcome] += 1
 
-    def respond(self, request: Request) -> Reply | None:
+    def _respond(self, request: Request) -> Reply | None:
         """The answer to one request; None means: close the connection without answering."""
         if not request.path.startswith("/v1/"):
             return self._admin(request)
-        self.count("requests")
+        self._count("requests")
         faults = self._faults
         if faults.down:  # a platform that is down is down for reads too
-            self.count("dropped")
+            self._count("dropped")
             return None
         if request.method != "GET" or faults.on_reads:
             return self._faulted(faults, request)
@@ -589,19 +591,19 @@ class PlatformService:
             self._uniform() if faults.drop_rate + faults.error_rate + faults.rate_limit_rate else 1
         )
         if draw < faults.drop_rate:
-            self.count("dropped")
+            self._count("dropped")
             return None
         injected = _injected(faults, draw - faults.drop_rate)
         if injected is not None:
             return self._answered(injected)
         reply = self._answered(self._api(request))
         if faults.drop_after_apply_rate and self._uniform() < faults.drop_after_apply_rate:
-            self.count("dropped_after_apply")
+            self._count("dropped_after_apply")
             return None
         return reply
 
     def _answered(self, reply: Reply) -> Reply:
-        self.count(reply.outcome)
+        self._count(reply.outcome)
         return reply
 
     def _uniform(self) -> float:
@@ -613,7 +615,7 @@ class PlatformService:
         if found is None or request.method not in ("GET", "POST"):
             return refusal(404, "not_found", f"no endpoint {request.method} {request.path}").reply
         table = unquote(found.group(1))
-        store = self.store
+        store = self._store
         assert store is not None, "requests are only served between start() and stop()"
         try:
             if request.method == "GET":
@@ -757,8 +759,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
         except Refused as refused:
             if url.path.startswith("/v1/"):
-                service.count("requests")
-                service.count("rejected")
+                service._count("requests")
+                service._count("rejected")
             self._send(refused.reply, close=True)  # the unread body would poison the connection
             return
         request = Request(
@@ -769,10 +771,10 @@ class _Handler(BaseHTTPRequestHandler):
             body,
         )
         try:
-            reply = service.respond(request)
+            reply = service._respond(request)
         except Exception as exc:
             _log_unexpected(f"serving {self.command} {url.path}", exc)
-            service.count("server_errors")
+            service._count("server_errors")
             message = f"unexpected {type(exc).__name__}; fix: see the platform service's log"
             reply = Reply(500, {"error": "internal", "message": message})
         if reply is None:

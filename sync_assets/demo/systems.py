@@ -385,3 +385,61 @@ def _write_database(
     finally:
         con.close()
     os.replace(temp, path)
+
+
+# -- drift, as people make it -----------------------------------------------------------------------
+
+DRIFT: tuple[tuple[str, str, str, float], ...] = (
+    # (kind, database, statement over the rows chosen, share of `rows`)
+    (
+        "billing email typed by hand",
+        "billing",
+        "UPDATE accounts SET billing_email = 'OLD.' || billing_email WHERE acct_no IN ({chosen})",
+        1.0,
+    ),
+    (
+        "support name edited",
+        "support",
+        "UPDATE users SET name = name || ' Jr' WHERE id IN ({chosen})",
+        0.5,
+    ),
+    (
+        "crm plan not updated",
+        "crm",
+        "UPDATE contacts SET plan_name = 'Free' WHERE rowid IN ({chosen})",
+        0.25,
+    ),
+    ("support user removed", "support", "DELETE FROM users WHERE id IN ({chosen})", 0.1),
+    (
+        "billing account closed by mistake",
+        "billing",
+        "UPDATE accounts SET account_state = 'CLOSED' WHERE acct_no IN ({chosen})",
+        0.1,
+    ),
+)
+_CANDIDATES = {
+    "billing": "SELECT acct_no FROM accounts WHERE account_state <> 'CLOSED'",
+    "support": "SELECT id FROM users",
+    "crm": "SELECT rowid FROM contacts WHERE deleted = 0 AND plan_name NOT IN ('Free', '')",
+}
+
+
+def drift_systems(folder: DataFolder, rows: int) -> dict[str, int]:
+    """Change rows by hand in systems that do not own the values (billing's copy of the e-mail,
+    support's copy of the name, the CRM's copy of the plan) and remove or close records whose
+    lifecycle another system owns: drift a reconciliation finds and corrections repair. Rows are
+    picked evenly through each table, each at most once; returns the rows changed by kind."""
+    changed: dict[str, int] = {}
+    taken: dict[str, set[int]] = {}
+    for kind, system, statement, share in DRIFT:
+        wanted = max(1, round(rows * share))
+        with sqlite3.connect(folder.system_database(system)) as con:
+            candidates = [row[0] for row in con.execute(_CANDIDATES[system])]
+            used = taken.setdefault(system, set())
+            free = [c for c in candidates if c not in used]
+            step = max(1, len(free) // wanted)
+            chosen = free[::step][:wanted]
+            used.update(chosen)
+            con.execute(statement.format(chosen=", ".join(str(int(c)) for c in chosen)))
+        changed[kind] = len(chosen)
+    return changed
