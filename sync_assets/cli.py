@@ -248,6 +248,20 @@ def replay(as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--system", type=click.Choice(["crm", "billing", "support"]), default="support")
+@click.option("--port", default=8765, show_default=True)
+def platform(system: str, port: int) -> None:
+    """Serve a demo system's database as a no-code platform's records API on 127.0.0.1."""
+    from sync_assets.demo.platform import serve_forever
+
+    database = _folder().system_database(system)
+    if not database.exists():
+        click.echo(f"no {system} database in {database.parent}: run syncctl demo first", err=True)
+        sys.exit(2)
+    serve_forever(database, "127.0.0.1", port)
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--port", default=3000, show_default=True)
 def ui(port: int) -> None:
