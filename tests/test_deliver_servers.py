@@ -7,27 +7,15 @@ from __future__ import annotations
 import shutil
 import threading
 
-import pytest
 import sqlalchemy as sa
-from conftest import run_core
 from databases import copy_sqlite_table
 from test_reconcile_servers import ACCOUNT_COLUMNS, CRM_COLUMNS, ORDER_COLUMNS
 
-from sync_assets.demo.landscape import build_demo_landscape
-from sync_assets.ingest.landing import LandingZone
 from sync_assets.runner import pipeline
 from sync_assets.settings import DataFolder
 from sync_assets.warehouse import connect
 
 LOCK_SECONDS = 2.0
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> DataFolder:
-    folder = DataFolder(tmp_path_factory.mktemp("deliver-servers") / "syncfabric")
-    build_demo_landscape(folder, customers=300, orders=1200)
-    run_core(folder, [b.batch_id for b in LandingZone(folder.landing).pending()], apply_each=False)
-    return folder
 
 
 def url_of(engine: sa.Engine, **options: str) -> str:

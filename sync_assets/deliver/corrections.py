@@ -38,6 +38,7 @@ from sync_assets.catalog.entities import entity
 from sync_assets.catalog.events import RECONCILER_SOURCE, make_event
 from sync_assets.connectors.mappings import mapping
 from sync_assets.connectors.render import to_json
+from sync_assets.reconcile.diff import records_to_fix
 from sync_assets.warehouse import quote
 
 OPEN = ("pending", "dead_lettered")
@@ -139,38 +140,30 @@ def idempotency_base(target: str, entity_name: str, key: str, action: str, value
 
 def _drifted(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
     """Per drifted (system, entity, key): the action and the golden values to set."""
-    found = con.execute(
-        """
-        SELECT system, entity, entity_key,
-               bool_or(kind = 'missing') AS missing,
-               bool_or(kind = 'extra') AS extra,
-               list(attribute ORDER BY attribute) FILTER (WHERE kind = 'mismatch') AS attributes
-        FROM discrepancies
-        WHERE run_id = $run_id AND other_system IS NULL AND resolution = 'drift'
-        GROUP BY ALL ORDER BY ALL""",
-        {"run_id": run_id},
-    ).fetchall()
-    golden = {name: _golden(con, name, run_id) for name in {row[1] for row in found}}
+    found = records_to_fix(con, run_id, "drift")
+    golden = {name: _golden(con, name, run_id) for name in {r.entity for r in found}}
     targets = []
-    for system, entity_name, key, missing, extra, attributes in found:
-        if missing:
-            action, names = "created", list(mapping(system, entity_name).attributes)
-        elif extra:
+    for r in found:
+        if r.missing:
+            action, names = "created", list(mapping(r.system, r.entity).attributes)
+        elif r.extra:
             action, names = "deleted", []
         else:
-            action, names = "updated", list(attributes or [])
-        record = golden[entity_name].get(key)
+            action, names = "updated", r.attributes
+        record = golden[r.entity].get(r.entity_key)
         targets.append(
             {
-                "system": system,
-                "entity": entity_name,
-                "key": key,
+                "system": r.system,
+                "entity": r.entity,
+                "key": r.entity_key,
                 "action": action,
                 "values": {n: record[n] for n in names} if record else {},
                 # A record the golden log never saw has no version or change to correlate with.
                 "version": record["last_version"] if record else "",
                 "correlation_id": (
-                    record["last_correlation_id"] if record else f"unknown/{entity_name}/{key}"
+                    record["last_correlation_id"]
+                    if record
+                    else f"unknown/{r.entity}/{r.entity_key}"
                 ),
             }
         )

@@ -125,6 +125,37 @@ def summarize(con: duckdb.DuckDBPyConnection, run_id: str, sample_size: int = 20
     return Summary(run_id, counts, dict(by_resolution), rows)
 
 
+@dataclass(frozen=True)
+class RecordToFix:
+    """A record one system holds differently from the golden record, and how."""
+
+    system: str
+    entity: str
+    entity_key: str
+    missing: bool
+    extra: bool
+    attributes: list[str]
+    """The attributes that differ (for a mismatch)."""
+
+
+def records_to_fix(
+    con: duckdb.DuckDBPyConnection, run_id: str, resolution: str
+) -> list[RecordToFix]:
+    """A run's discrepancies against the golden records with this resolution, per record."""
+    found = con.execute(
+        """
+        SELECT system, entity, entity_key,
+               bool_or(kind = 'missing'),
+               bool_or(kind = 'extra'),
+               coalesce(list(attribute ORDER BY attribute) FILTER (WHERE kind = 'mismatch'), [])
+        FROM discrepancies
+        WHERE run_id = $run_id AND other_system IS NULL AND resolution = $resolution
+        GROUP BY ALL ORDER BY ALL""",
+        {"run_id": run_id, "resolution": resolution},
+    ).fetchall()
+    return [RecordToFix(*row) for row in found]
+
+
 def comparison_filter(
     run_id: str, entity_name: str, system: str, other: str | None
 ) -> tuple[str, dict[str, object]]:

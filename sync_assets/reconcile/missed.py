@@ -31,6 +31,7 @@ from sync_assets.catalog.entities import entity
 from sync_assets.catalog.events import RECONCILER_SOURCE, format_time, make_event, to_line
 from sync_assets.connectors.mappings import Mapping, mapping
 from sync_assets.ingest.landing import LandingZone
+from sync_assets.reconcile.diff import records_to_fix
 from sync_assets.reconcile.snapshot import snapshot_table
 from sync_assets.warehouse import quote
 
@@ -40,39 +41,28 @@ def missed_events(
 ) -> dict[str, list[dict[str, Any]]]:
     """The events each owner missed sending, by system, from a reconciliation run."""
     now = now or datetime.now(UTC)
-    found = con.execute(
-        """
-        SELECT system, entity, entity_key,
-               bool_or(kind = 'missing') AS missing,
-               bool_or(kind = 'extra') AS extra,
-               list(attribute ORDER BY attribute) FILTER (WHERE kind = 'mismatch') AS attributes
-        FROM discrepancies
-        WHERE run_id = $run_id AND other_system IS NULL AND resolution = 'missed_event'
-        GROUP BY ALL ORDER BY ALL""",
-        {"run_id": run_id},
-    ).fetchall()
+    found = records_to_fix(con, run_id, "missed_event")
     events: dict[str, list[dict[str, Any]]] = {}
-    for system, entity_name, key, missing, extra, attributes in found:
-        source = mapping(system, entity_name)
-        if missing:
+    for r in found:
+        source = mapping(r.system, r.entity)
+        if r.missing:
             action, names = "deleted", []
-        elif extra:
+        elif r.extra:
             action, names = "created", list(source.attributes)
         else:
-            action, names = "reconciled", list(attributes or [])
-        data = _snapshot_values(con, source, key, names)
+            action, names = "reconciled", r.attributes
         event = make_event(
-            event_type=f"{entity_name}.{action}",
-            subject=key,
-            origin=system,
-            data=data,
+            event_type=f"{r.entity}.{action}",
+            subject=r.entity_key,
+            origin=r.system,
+            data=_snapshot_values(con, source, r.entity_key, names),
             time=now,
-            schema_version=CURRENT_VERSION[entity_name],
-            causation_id=f"{run_id}/{system}/{entity_name}/{key}",
+            schema_version=CURRENT_VERSION[r.entity],
+            causation_id=f"{run_id}/{r.system}/{r.entity}/{r.entity_key}",
             source=RECONCILER_SOURCE,
             event_id=f"reconciler-{uuid.uuid4()}",
         )
-        events.setdefault(system, []).append(event)
+        events.setdefault(r.system, []).append(event)
     return events
 
 
