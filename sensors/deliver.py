@@ -17,6 +17,8 @@ def pending_corrections_sensor(context: dg.SensorEvaluationContext, asset_event:
     pending = materialization.metadata.get("pending") if materialization else None
     if pending is None or int(pending.value) == 0:  # type: ignore[arg-type]
         return dg.SkipReason("no corrections pending")
+    # One delivery run per materialization of `corrections`, however often the sensor ticks.
     return dg.RunRequest(
-        run_key=asset_event.run_id, tags={"syncfabric/corrections_run": asset_event.run_id}
+        run_key=f"corrections-{asset_event.run_id}-{asset_event.timestamp}",
+        tags={"syncfabric/corrections_run": asset_event.run_id},
     )

@@ -76,3 +76,27 @@ def test_plan_batches_never_skips_a_pending_batch(cursor):
     new, stored = plan_batches(["crm__0001", "crm__0002"], cursor)
     assert new == ["crm__0001", "crm__0002"]
     assert json.loads(stored)["requested"] == ["crm__0001", "crm__0002"]
+
+
+def test_the_corrections_sensor_starts_a_delivery_only_when_corrections_are_pending(data_folder):
+    from sensors.deliver import pending_corrections_sensor
+    from sync_assets.definitions import build_definitions
+
+    defs = build_definitions(data_folder)
+    with dg.instance_for_test() as instance:
+
+        def evaluate_after(pending: int, cursor: str | None):
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization("corrections", metadata={"pending": pending})
+            )
+            context = dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor)
+            [answer] = list(pending_corrections_sensor(context))
+            return answer, context.cursor
+
+        nothing, cursor = evaluate_after(0, None)
+        work, cursor = evaluate_after(12, cursor)
+        again, _ = evaluate_after(12, cursor)  # a new materialization: a new run
+
+    assert isinstance(nothing, dg.SkipReason)
+    assert isinstance(work, dg.RunRequest) and isinstance(again, dg.RunRequest)
+    assert work.run_key != again.run_key
