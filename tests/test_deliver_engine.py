@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sync_assets.connectors.mappings import MAPPINGS
 from sync_assets.deliver import outbox
 from sync_assets.deliver.corrections import insert_corrections
-from sync_assets.deliver.engine import Delivery, Outcome, deliver
+from sync_assets.deliver.engine import Delivery, Outcome, deliver, percentile
 from sync_assets.deliver.retry import RetryPolicy
 from sync_assets.deliver.sql import SqlDestination
 from sync_assets.warehouse import create_schema
@@ -31,6 +31,12 @@ def test_full_jitter_stays_inside_a_window_that_doubles_up_to_the_cap():
     assert policy.delay(1, rng, retry_after=3600) == policy.retry_after_cap_s
     with pytest.raises(ValueError, match="base_s"):
         RetryPolicy(base_s=2, cap_s=1)
+
+
+def test_percentiles_by_nearest_rank():
+    values = list(range(1, 101))
+    assert (percentile(values, 50), percentile(values, 95), percentile([], 95)) == (50, 95, 0.0)
+    assert percentile([7.0], 99) == 7.0
 
 
 class Scripted:

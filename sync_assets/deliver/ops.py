@@ -15,7 +15,7 @@ import dagster as dg
 from sync_assets.catalog.entities import SYSTEMS
 from sync_assets.deliver import outbox
 from sync_assets.deliver.destinations import open_destination
-from sync_assets.deliver.engine import Delivery, Report, deliver
+from sync_assets.deliver.engine import Delivery, Report, deliver, percentile
 from sync_assets.resources import DeliveryResource, SystemsResource, WarehouseResource
 from sync_assets.warehouse import WRITER_POOL, transaction
 
@@ -111,11 +111,14 @@ def record_deliveries(
         reports = reports + _deliver_compensations(context, warehouse, systems, delivery)
     with warehouse.connect() as con:
         held = outbox.open_dead_letters(con)
-    totals = {
+    totals: dict[str, float] = {
         status: sum(r.count(status) for r in reports)
         for status in ("delivered", "duplicate", "superseded", "dead_lettered")
     }
-    totals["attempts"] = sum(len(r.attempts) for r in reports)
+    latencies = [a.latency_ms for r in reports for a in r.attempts]
+    totals["attempts"] = len(latencies)
+    totals["latency_p50_ms"] = round(percentile(latencies, 50), 1)
+    totals["latency_p95_ms"] = round(percentile(latencies, 95), 1)
     totals["compensations_emitted"] = compensations
     if held:
         raise dg.Failure(
