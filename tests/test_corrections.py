@@ -1,0 +1,122 @@
+"""From discrepancies to what must happen, without Dagster: correction events for drift (only
+what the target holds and does not own, with idempotency keys that never repeat a delivered
+correction) and the owners' missed events."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from test_reconcile_diff import reconcile
+
+from sync_assets.deliver.corrections import emit_corrections
+from sync_assets.reconcile.missed import missed_events
+from sync_assets.settings import DataFolder
+from sync_assets.warehouse import connect
+
+
+def change(folder: DataFolder, system: str, sql: str, *params: object) -> None:
+    with sqlite3.connect(folder.system_database(system)) as con:
+        con.execute(sql, params)
+
+
+def a_customer_everywhere(folder: DataFolder) -> str:
+    with sqlite3.connect(folder.system_database("support")) as con:
+        users = {k for (k,) in con.execute("SELECT external_id FROM users")}
+    with sqlite3.connect(folder.system_database("billing")) as con:
+        accounts = {
+            k
+            for (k,) in con.execute(
+                "SELECT customer_ref FROM accounts WHERE account_state <> 'CLOSED'"
+            )
+        }
+    return min(users & accounts)
+
+
+def corrections(folder: DataFolder) -> list[dict]:
+    with connect(folder.warehouse) as con:
+        cursor = con.execute("SELECT * FROM corrections ORDER BY target, entity_key")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def test_drift_becomes_one_correction_per_record_with_only_what_the_target_does_not_own(landscape):
+    key = a_customer_everywhere(landscape)
+    change(landscape, "billing", "UPDATE accounts SET billing_email = 'X@Y.IO', plan = 'FREE' WHERE customer_ref = ?", key)  # fmt: skip
+    flipped = "CASE state WHEN 'enabled' THEN 'disabled' ELSE 'enabled' END"
+    change(landscape, "support", f"UPDATE users SET name = 'Nobody', state = {flipped} WHERE external_id = ?", key)  # fmt: skip
+    reconcile(landscape, "run-1")
+
+    with connect(landscape.warehouse) as con:
+        emitted = emit_corrections(con, "run-1")
+        golden = con.execute(
+            "SELECT email, full_name, status, last_version, last_correlation_id FROM golden_customer "
+            "WHERE customer_id = ?",
+            [key],
+        ).fetchall()[0]
+
+    assert emitted.emitted == 2 and emitted.by_target == {"billing": 1, "support": 1}
+    billing, support = corrections(landscape)
+    # Billing owns the plan: its plan is a missed event, not a correction. E-mail is the CRM's.
+    assert json.loads(billing["attributes"]) == {"email": golden[0]}
+    assert json.loads(support["attributes"]) == {"full_name": golden[1], "status": golden[2]}
+    assert billing["action"] == support["action"] == "updated"
+    assert billing["golden_version"] == golden[3] and billing["correlation_id"] == golden[4]
+    assert billing["causation_id"] == f"run-1/billing/customer/{key}"
+    event = json.loads(billing["event"])
+    assert (event["type"], event["subject"], event["target"]) == (
+        "customer.updated",
+        key,
+        "billing",
+    )
+    assert event["idempotencykey"] == billing["idempotency_key"] and event["specversion"] == "1.0"
+
+
+def test_an_open_correction_is_not_emitted_again_and_a_delivered_one_gets_a_new_key(landscape):
+    key = a_customer_everywhere(landscape)
+    change(landscape, "billing", "UPDATE accounts SET billing_email = 'X@Y.IO' WHERE customer_ref = ?", key)  # fmt: skip
+    reconcile(landscape, "run-1")
+    reconcile(landscape, "run-2")
+    with connect(landscape.warehouse) as con:
+        first = emit_corrections(con, "run-1")
+        still_pending = emit_corrections(con, "run-2")
+        con.execute("UPDATE corrections SET status = 'delivered'")
+        redrifted = emit_corrections(con, "run-2")  # the same drift, back after delivery
+
+    assert (first.emitted, still_pending.emitted, still_pending.already_open) == (1, 0, 1)
+    assert redrifted.emitted == 1
+    keys = [c["idempotency_key"] for c in corrections(landscape)]
+    assert len(set(keys)) == 2 and {k.rsplit(".", 1)[1] for k in keys} == {"0", "1"}
+    assert len({k.rsplit(".", 1)[0] for k in keys}) == 1  # same target, key and values
+
+
+def test_a_missing_record_is_created_whole_and_an_extra_one_deleted(landscape):
+    key = a_customer_everywhere(landscape)
+    change(landscape, "support", "DELETE FROM users WHERE external_id = ?", key)
+    change(landscape, "billing", "UPDATE accounts SET account_state = 'CLOSED' WHERE customer_ref = ?", key)  # fmt: skip
+    reconcile(landscape, "run-1")
+    with connect(landscape.warehouse) as con:
+        emit_corrections(con, "run-1")
+    found = {c["target"]: c for c in corrections(landscape)}
+    assert {t: c["action"] for t, c in found.items()} == {
+        "billing": "created",
+        "support": "created",
+    }
+    assert set(json.loads(found["support"]["attributes"])) == {"email", "full_name", "support_tier", "status"}  # fmt: skip
+
+
+def test_an_owners_change_becomes_the_owners_own_event(landscape):
+    key = a_customer_everywhere(landscape)
+    change(landscape, "crm", "UPDATE contacts SET email_address = 'new@example.com' WHERE contact_id = ?", key)  # fmt: skip
+    change(landscape, "billing", "UPDATE accounts SET plan = 'ENTERPRISE' WHERE customer_ref = ?", key)  # fmt: skip
+    reconcile(landscape, "run-1")
+    with connect(landscape.warehouse) as con:
+        events = missed_events(con, "run-1")
+        emitted = emit_corrections(con, "run-1")
+
+    assert {s: [(e["type"], e["subject"], e["data"]) for e in found] for s, found in events.items()} == {
+        "crm": [("customer.reconciled", key, {"email": "new@example.com"})],
+        "billing": [("customer.reconciled", key, {"plan": "enterprise"})],
+    }  # fmt: skip
+    assert all(e["source"] == "/syncfabric/reconciler" for found in events.values() for e in found)
+    assert emitted.emitted == 0, "the owners are right: nothing to correct until golden has it"
