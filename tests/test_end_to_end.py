@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -15,8 +16,8 @@ SYNCCTL = str(Path(sys.executable).with_name("syncctl"))
 pytestmark = pytest.mark.slow
 
 
-def syncctl(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SYNCFABRIC_HOME": str(home)}
+def syncctl(home: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SYNCFABRIC_HOME": str(home), **env_vars}
     return subprocess.run(
         [SYNCCTL, *args], env=env, capture_output=True, text=True, timeout=300, check=False
     )
@@ -201,3 +202,35 @@ def test_an_owners_change_by_hand_enters_golden_and_reaches_the_other_systems(de
         assert support.execute(
             "SELECT lower(email) FROM users WHERE external_id = ?", [key]
         ).fetchone() == ("new.address@example.com",)
+
+
+def test_a_system_served_as_a_no_code_platform_is_reconciled_and_corrected_over_http(
+    demo_home, tmp_path
+):
+    home = tmp_path / "platform"
+    shutil.copytree(demo_home, home)
+    support_db = home / "systems" / "support.sqlite"
+    with sqlite3.connect(support_db) as support:
+        support.execute(
+            "UPDATE users SET name = 'Someone Else' WHERE id = (SELECT min(id) FROM users)"
+        )
+    server = subprocess.Popen(
+        [SYNCCTL, "platform", "--system", "support", "--port", "0"],
+        env={**os.environ, "SYNCFABRIC_HOME": str(home)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        announced = server.stderr.readline()  # printed once the service is listening
+        url = next(word for word in announced.split() if word.startswith("http://"))
+        ran = syncctl(home, "run", "--json", SYNCFABRIC_SUPPORT_URL=url)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    corrections = json.loads(ran.stdout)["corrections"]
+    assert corrections["emitted"] == corrections["delivered"] == 1
+    assert corrections["discrepancies_left"] == 0
+    with sqlite3.connect(support_db) as support:  # the platform's own ledger
+        assert support.execute("SELECT count(*) FROM _applications").fetchone() == (1,)
