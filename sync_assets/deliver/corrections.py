@@ -211,9 +211,9 @@ def _correction(target: dict[str, Any], run_id: str, now: datetime) -> dict[str,
 def _existing(con: duckdb.DuckDBPyConnection, base_keys: list[str]) -> dict[str, tuple[int, bool]]:
     """Per idempotency base: how many corrections had it, and whether one is still open."""
     found = con.execute(
-        "SELECT base_key, count(*), bool_or(status IN ('pending', 'dead_lettered')) "
+        "SELECT base_key, count(*), bool_or(list_contains($open, status)) "
         "FROM corrections WHERE base_key IN (SELECT unnest($keys)) GROUP BY base_key",
-        {"keys": base_keys},
+        {"keys": base_keys, "open": list(OPEN)},
     ).fetchall()
     return {base: (generations, still_open) for base, generations, still_open in found}
 
