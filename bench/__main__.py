@@ -10,9 +10,9 @@ import argparse
 import sys
 import time
 
-from bench import ingest, reconcile
+from bench import deliver, ingest, reconcile
 
-BENCHMARKS = {ingest.NAME: ingest, reconcile.NAME: reconcile}
+BENCHMARKS = {ingest.NAME: ingest, reconcile.NAME: reconcile, deliver.NAME: deliver}
 
 
 def main(argv: list[str] | None = None) -> int:
