@@ -140,7 +140,9 @@ def deliver(
         if not due:
             sleep(min(p.due for p in waiting) - now)
             continue
-        batch = sorted(due, key=lambda p: p.due)[: destination.batch_size]
+        # Retries whose backoff has passed go first: otherwise a correction whose first attempt
+        # failed waits behind every correction not tried yet (p95 = the whole run).
+        batch = sorted(due, key=lambda p: (p.attempt == 0, p.due))[: destination.batch_size]
         taken = {id(p) for p in batch}
         waiting = [p for p in waiting if id(p) not in taken]
         waiting += _attempt(batch, destination, policy, rng, clock, report)
