@@ -135,6 +135,7 @@ class Pipeline:
             instance=self.instance,
             asset_selection=[dg.AssetKey("missed_events"), dg.AssetKey("corrections")],
             tags={"syncfabric/launched_by": "syncctl"},
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             raise_on_error=False,
         )
         return run.success
@@ -153,7 +154,10 @@ class Pipeline:
         plan = {"redrive": redrive or [], "redrive_all": redrive_all, "destination": destination}
         run = self.defs.resolve_job_def("deliver_corrections").execute_in_process(
             instance=self.instance,
-            run_config={"ops": {"plan_deliveries": {"config": plan}}},
+            run_config={
+                "ops": {"plan_deliveries": {"config": plan}},
+                "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            },
             tags={"syncfabric/launched_by": "syncctl"},
             raise_on_error=False,
         )
