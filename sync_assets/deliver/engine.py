@@ -60,6 +60,9 @@ class Outcome:
     """The record before this delivery changed it ({"row": ..., "version": ...}), for compensation."""
     replayed: bool = False
     """The destination answered from its idempotency ledger: an earlier attempt had applied it."""
+    latency_ms: float | None = None
+    """This delivery's own round trip, where the destination times it (HTTP requests); else the
+    batch's time is each delivery's latency (one SQL transaction)."""
 
 
 class Destination(Protocol):
@@ -160,7 +163,7 @@ def _attempt(
     """One attempt at a batch; returns what must be retried."""
     started_at, started = datetime.now(UTC), clock()
     outcomes = destination.deliver([p.delivery for p in batch])
-    latency_ms = (clock() - started) * 1000 / max(1, len(batch))
+    batch_ms = (clock() - started) * 1000
     retry = []
     for pending, outcome in zip(batch, outcomes, strict=True):
         pending.attempt += 1
@@ -170,7 +173,7 @@ def _attempt(
                 pending.attempt,
                 destination.name,
                 started_at,
-                latency_ms,
+                batch_ms if outcome.latency_ms is None else outcome.latency_ms,
                 "replayed" if outcome.replayed else outcome.status,
                 outcome.error,
             )

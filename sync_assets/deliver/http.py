@@ -17,8 +17,10 @@ key, and the platform answers it from its idempotency ledger instead of applying
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +71,7 @@ class HttpDestination:
             body = request_body(mapping, delivery)
         except UnwritableField as error:
             return Outcome("permanent", str(error))
+        started = time.perf_counter()
         try:
             response = self._client.post(
                 f"{self.base_url}/v1/tables/{mapping.table}/records",
@@ -76,8 +79,13 @@ class HttpDestination:
                 headers={"Idempotency-Key": delivery.idempotency_key},
             )
         except httpx.TransportError as error:  # timeouts, refused and dropped connections
-            return Outcome("transient", f"{type(error).__name__}: {error}".rstrip(": "))
-        return _outcome(response)
+            message = f"{type(error).__name__}: {error}".rstrip(": ")
+            return Outcome("transient", message, latency_ms=_since(started))
+        return replace(_outcome(response), latency_ms=_since(started))
+
+
+def _since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 def request_body(mapping: Mapping, delivery: Delivery) -> dict[str, Any]:
