@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from checks.deliver import no_dead_letters_held
 from checks.ingest import dead_letter_rate, every_event_accounted_for
 from checks.reconcile import reconciliation_checks
 from checks.state import golden_checks
@@ -40,6 +41,7 @@ def build_definitions(folder: DataFolder | None = None) -> dg.Definitions:
             dead_letter_rate,
             *golden_checks,
             reconciliation_checks,
+            no_dead_letters_held,
         ],
         jobs=[ingest_batch_job, reconcile_job, deliver_corrections],
         schedules=[reconcile_schedule],

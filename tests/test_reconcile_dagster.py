@@ -105,3 +105,30 @@ def test_a_system_url_from_the_environment_stays_an_env_var(data_folder, monkeyp
 @pytest.mark.parametrize("system", ["billing", "support"])
 def test_the_embedded_default_reads_the_demo_sqlite_files(data_folder, system):
     assert system_url(data_folder, system).endswith(f"systems/{system}.sqlite")
+
+
+def test_a_held_dead_letter_shows_on_the_corrections_asset_until_redriven(landscape):
+    from checks.deliver import no_dead_letters_held
+    from sync_assets.deliver import outbox
+    from sync_assets.deliver.assets import corrections
+    from sync_assets.deliver.engine import Report, Verdict
+
+    change_crm(
+        landscape, "UPDATE contacts SET plan_name = 'Free' WHERE plan_name = 'Pro' AND deleted = 0"
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        run = dg.materialize(
+            [*snapshot_assets, discrepancies, corrections, no_dead_letters_held],
+            instance=instance,
+            resources=default_resources(landscape),
+        )
+    [clean] = run.get_asset_check_evaluations()
+    with connect(landscape.warehouse) as con:
+        [first, *_] = outbox.due(con, "crm")
+        outbox.record(con, Report("crm", [Verdict(first.correction_id, "dead_lettered", 6, ["attempt 6: HTTP 503"], reason="gave up")]), "run")  # fmt: skip
+    with dg.DagsterInstance.ephemeral() as instance:
+        held = dg.materialize([no_dead_letters_held], instance=instance, resources=default_resources(landscape), selection=dg.AssetSelection.checks(no_dead_letters_held))  # fmt: skip
+    [flagged] = held.get_asset_check_evaluations()
+
+    assert clean.passed
+    assert not flagged.passed and flagged.metadata["held_for_crm"].value == 1
