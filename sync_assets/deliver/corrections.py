@@ -39,7 +39,7 @@ from sync_assets.catalog.events import RECONCILER_SOURCE, make_event
 from sync_assets.connectors.mappings import mapping
 from sync_assets.connectors.render import to_json
 from sync_assets.reconcile.diff import records_to_fix
-from sync_assets.warehouse import quote
+from sync_assets.warehouse import quote, registered
 
 OPEN = ("pending", "dead_lettered")
 """Statuses of a correction still to be delivered (a dead letter waits for its redrive)."""
@@ -124,10 +124,11 @@ def insert_corrections(con: duckdb.DuckDBPyConnection, rows: Iterable[dict[str, 
         "target", "entity", "entity_key", "action", "attributes", "golden_version",
         "causation_id", "correlation_id", "compensates", "event", "status",
     ]  # fmt: skip
-    values = [[row.get(c) for c in columns] for row in rows]
-    if values:
-        marks = ", ".join("?" for _ in columns)
-        con.executemany(f"INSERT INTO corrections ({', '.join(columns)}) VALUES ({marks})", values)
+    rows = list(rows)
+    if rows:
+        frame = {c: [row.get(c) for row in rows] for c in columns}
+        with registered(con, "corrections_frame", frame) as name:
+            con.execute(f"INSERT INTO corrections BY NAME SELECT * FROM {name}")
 
 
 def idempotency_base(target: str, entity_name: str, key: str, action: str, values: str) -> str:

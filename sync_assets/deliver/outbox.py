@@ -28,6 +28,7 @@ from sync_assets.deliver.corrections import (
     insert_corrections,
 )
 from sync_assets.deliver.engine import Delivery, Report, Verdict
+from sync_assets.warehouse import registered
 
 Policy = Literal["hold", "compensate"]
 
@@ -62,41 +63,53 @@ def _delivery(
 
 def record(con: duckdb.DuckDBPyConnection, report: Report, delivery_run: str) -> None:
     """Write a destination's attempts and verdicts; dead letters keep every attempt's error."""
-    if report.attempts:
-        con.executemany(
-            "INSERT INTO delivery_attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                [a.correction_id, a.attempt, a.destination, delivery_run, a.started_at,
-                 a.latency_ms, a.outcome, a.error]
-                for a in report.attempts
-            ],
-        )  # fmt: skip
-    now = datetime.now(UTC)
-    for v in report.verdicts:
-        con.execute(
-            """UPDATE corrections SET status = ?, attempts = attempts + ?, finished_at = ?,
-                      previous = coalesce(?, previous)
-               WHERE correction_id = ?""",
-            [v.status, v.attempts, now, _json(v.previous), v.correction_id],
-        )
-    dead = [v for v in report.verdicts if v.status == "dead_lettered"]
-    if dead:
-        _dead_letter(con, report.destination, dead, now)
+    attempts = report.attempts
+    if attempts:
+        rows: dict[str, list[Any]] = {
+            "correction_id": [a.correction_id for a in attempts],
+            "attempt": [a.attempt for a in attempts],
+            "destination": [a.destination for a in attempts],
+            "delivery_run": [delivery_run] * len(attempts),
+            "started_at": [a.started_at for a in attempts],
+            "latency_ms": [a.latency_ms for a in attempts],
+            "outcome": [a.outcome for a in attempts],
+            "error": [a.error for a in attempts],
+        }
+        with registered(con, "attempts_frame", rows) as frame:
+            con.execute(f"INSERT INTO delivery_attempts BY NAME SELECT * FROM {frame}")
+    if report.verdicts:
+        _record_verdicts(con, report.verdicts, report.destination)
     _close_undone(con, report)
 
 
-def _dead_letter(
-    con: duckdb.DuckDBPyConnection, destination: str, dead: list[Verdict], now: datetime
+def _record_verdicts(
+    con: duckdb.DuckDBPyConnection, verdicts: list[Verdict], destination: str
 ) -> None:
-    con.executemany(
-        """INSERT INTO delivery_dead_letters
-               (correction_id, destination, reason, errors, attempts, dead_lettered_at)
-           VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (correction_id) DO UPDATE SET
-               reason = excluded.reason, errors = excluded.errors, attempts = excluded.attempts,
-               dead_lettered_at = excluded.dead_lettered_at, redriven_at = NULL""",
-        [[v.correction_id, destination, v.reason, v.errors, v.attempts, now] for v in dead],
-    )
+    rows: dict[str, list[Any]] = {
+        "correction_id": [v.correction_id for v in verdicts],
+        "status": [v.status for v in verdicts],
+        "attempts": [v.attempts for v in verdicts],
+        "previous": [_json(v.previous) for v in verdicts],
+        "reason": [v.reason for v in verdicts],
+        "errors": [v.errors for v in verdicts],
+    }
+    with registered(con, "verdicts_frame", rows) as frame:
+        con.execute(
+            f"""UPDATE corrections SET status = v.status, attempts = corrections.attempts + v.attempts,
+                       finished_at = now(), previous = coalesce(v.previous, corrections.previous)
+                FROM {frame} v WHERE corrections.correction_id = v.correction_id"""
+        )
+        con.execute(
+            f"""INSERT INTO delivery_dead_letters
+                    (correction_id, destination, reason, errors, attempts, dead_lettered_at)
+                SELECT correction_id, $destination, reason, errors, attempts, now()
+                FROM {frame} WHERE status = 'dead_lettered'
+                ON CONFLICT (correction_id) DO UPDATE SET
+                    reason = excluded.reason, errors = excluded.errors,
+                    attempts = excluded.attempts, dead_lettered_at = excluded.dead_lettered_at,
+                    redriven_at = NULL""",
+            {"destination": destination},
+        )
 
 
 def _close_undone(con: duckdb.DuckDBPyConnection, report: Report) -> None:
