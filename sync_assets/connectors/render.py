@@ -37,6 +37,24 @@ def render_values(mapping: Mapping, values: MappingType[str, Any]) -> dict[str, 
     return row
 
 
+def columns_written(
+    mapping: Mapping,
+    action: str,
+    values: MappingType[str, Any],
+    *,
+    now: datetime,
+    creating: bool,
+    native: Collection[str] = (),
+) -> dict[str, Any]:
+    """The system's raw columns a `created`, `updated` or (soft-)`deleted` record is written
+    with: the values rendered, the lifecycle marker (live on a create, deleted on a delete) and
+    the stamps the system puts on its own writes."""
+    columns = render_values(mapping, values)
+    if action in ("created", "deleted"):
+        columns |= lifecycle_values(mapping, deleted=action == "deleted")
+    return columns | stamp_values(mapping, creating=creating, now=now, native=native)
+
+
 def render_key(mapping: Mapping, key: str) -> tuple[str, str]:
     """The column holding the canonical key, and the key as the system writes it."""
     source = mapping.canonical_key.source

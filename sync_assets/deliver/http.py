@@ -27,13 +27,7 @@ from typing import Any
 import httpx
 
 from sync_assets.connectors.mappings import Mapping
-from sync_assets.connectors.render import (
-    UnwritableField,
-    lifecycle_values,
-    render_key,
-    render_values,
-    stamp_values,
-)
+from sync_assets.connectors.render import UnwritableField, columns_written, render_key
 from sync_assets.deliver.engine import Delivery, Outcome
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -101,9 +95,9 @@ def request_body(mapping: Mapping, delivery: Delivery) -> dict[str, Any]:
         return body | {"op": "upsert", "fields": fields}
     if delivery.action == "deleted" and mapping.soft_delete is None:
         return body | {"op": "delete", "fields": {}}
-    fields = render_values(mapping, delivery.values)
-    fields |= lifecycle_values(mapping, deleted=delivery.action == "deleted")
-    fields |= stamp_values(mapping, creating=delivery.action == "created", now=now)
+    fields = columns_written(
+        mapping, delivery.action, delivery.values, now=now, creating=delivery.action == "created"
+    )
     return body | {"op": "upsert", "fields": fields}
 
 

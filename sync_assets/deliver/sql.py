@@ -30,13 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from sync_assets.connectors.mappings import Mapping
-from sync_assets.connectors.render import (
-    UnwritableField,
-    lifecycle_values,
-    render_key,
-    render_values,
-    stamp_values,
-)
+from sync_assets.connectors.render import UnwritableField, columns_written, render_key
 from sync_assets.deliver.engine import Delivery, Outcome
 
 TRANSIENT_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
@@ -194,22 +188,18 @@ def _write(
         now = d.emitted_at or datetime.now(UTC)
         key = table.c[key_column] == d.entity_key
         if d.action == "created":
-            row = {key_column: d.entity_key, **render_values(mapping, d.values)}
-            row |= lifecycle_values(mapping, deleted=False)
-            row |= stamp_values(
-                mapping, creating=d.entity_key not in before, now=now, native=native
-            )
-            creates.append(_coerced(table, row))
-        elif d.action == "updated":
-            values = render_values(mapping, d.values)
-            values |= stamp_values(mapping, creating=False, now=now, native=native)
-            conn.execute(table.update().where(key).values(_coerced(table, values)))
-        elif d.action == "deleted" and mapping.soft_delete:
-            marker = lifecycle_values(mapping, deleted=True)
-            marker |= stamp_values(mapping, creating=False, now=now, native=native)
-            conn.execute(table.update().where(key).values(_coerced(table, marker)))
-        elif d.action == "deleted":
+            columns = columns_written(
+                mapping, d.action, d.values,
+                now=now, creating=d.entity_key not in before, native=native,
+            )  # fmt: skip
+            creates.append(_coerced(table, {key_column: d.entity_key, **columns}))
+        elif d.action == "deleted" and mapping.soft_delete is None:
             conn.execute(table.delete().where(key))
+        elif d.action in ("updated", "deleted"):
+            columns = columns_written(
+                mapping, d.action, d.values, now=now, creating=False, native=native
+            )
+            conn.execute(table.update().where(key).values(_coerced(table, columns)))
         else:
             _restore(conn, table, key, d.values.get("row"))
     if creates:
