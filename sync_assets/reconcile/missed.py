@@ -18,7 +18,6 @@ systems that do not own the value.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,6 +41,10 @@ def missed_events(
     """The events each owner missed sending, by system, from a reconciliation run."""
     now = now or datetime.now(UTC)
     found = records_to_fix(con, run_id, "missed_event")
+    snapshots = {
+        (r.system, r.entity): _snapshot_rows(con, mapping(r.system, r.entity), run_id)
+        for r in found
+    }
     events: dict[str, list[dict[str, Any]]] = {}
     for r in found:
         source = mapping(r.system, r.entity)
@@ -55,7 +58,7 @@ def missed_events(
             event_type=f"{r.entity}.{action}",
             subject=r.entity_key,
             origin=r.system,
-            data=_snapshot_values(con, source, r.entity_key, names),
+            data={n: snapshots[r.system, r.entity][r.entity_key][n] for n in names},
             time=now,
             schema_version=CURRENT_VERSION[r.entity],
             causation_id=f"{run_id}/{r.system}/{r.entity}/{r.entity_key}",
@@ -74,32 +77,32 @@ def land_missed_events(
     landed = {}
     for system, events in missed_events(con, run_id, now).items():
         stem = f"reconciled-{now.strftime('%Y%m%dT%H%M%S')}-{run_id[:8]}"
-        zone.write_batch(system, stem, (to_line(_plain(e)) for e in events))
+        zone.write_batch(system, stem, (to_line(e) for e in events))
         landed[system] = len(events)
     return landed
 
 
-def _snapshot_values(
-    con: duckdb.DuckDBPyConnection, source: Mapping, key: str, names: list[str]
-) -> dict[str, Any]:
-    if not names:
-        return {}
-    catalog_key = quote(entity(source.entity).key)
-    columns = ", ".join(quote(n) for n in names)
-    row = con.execute(
-        f"SELECT {columns} FROM {quote(snapshot_table(source))} WHERE {catalog_key} = ?", [key]
-    ).fetchall()
-    return dict(zip(names, row[0], strict=True)) if row else {}
+def _snapshot_rows(
+    con: duckdb.DuckDBPyConnection, source: Mapping, run_id: str
+) -> dict[str, dict[str, Any]]:
+    """The system's snapshot rows of the records it owns differently, by key, in event form."""
+    key = entity(source.entity).key
+    cursor = con.execute(
+        f"""SELECT * EXCLUDE (system_key, is_deleted) FROM {quote(snapshot_table(source))}
+            WHERE {quote(key)} IN (
+                SELECT entity_key FROM discrepancies WHERE run_id = ? AND system = ?
+                  AND entity = ? AND resolution = 'missed_event')""",
+        [run_id, source.system, source.entity],
+    )
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, map(_event_value, row), strict=True)) for row in cursor.fetchall()]
+    return {row[key]: row for row in rows}
 
 
-def _plain(event: dict[str, Any]) -> dict[str, Any]:
-    """Values as the contracts read them: decimals as numbers, times in RFC 3339 UTC."""
-    return json.loads(json.dumps(event, default=_json_value))
-
-
-def _json_value(value: Any) -> Any:
+def _event_value(value: Any) -> Any:
+    """A value as the contracts read it: decimals as numbers, times in RFC 3339 UTC."""
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, datetime):
         return format_time(value)
-    raise TypeError(f"cannot write {type(value).__name__} in an event")
+    return value
