@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import dagster as dg
 import duckdb
 import pyarrow as pa
-import sqlalchemy as sa
 
 from sync_assets import warehouse
 from sync_assets.catalog.entities import ENTITIES
@@ -60,9 +59,6 @@ class SystemsResource(dg.ConfigurableResource):
             return urls[system]
         except KeyError:
             raise KeyError(f"no URL configured for system {system!r}") from None
-
-    def engine(self, system: str) -> sa.Engine:
-        return open_source(self.url(system))
 
     @contextlib.contextmanager
     def rows(self, mapping: Mapping) -> Iterator[Iterator[pa.RecordBatch]]:

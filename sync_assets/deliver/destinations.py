@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from sync_assets.connectors.mappings import MAPPINGS
+from sync_assets.connectors.platform_api import is_platform_url
 from sync_assets.deliver.engine import Destination
 from sync_assets.deliver.http import HttpDestination
 from sync_assets.deliver.retry import RetryPolicy
@@ -23,13 +24,9 @@ class DestinationSettings:
     timeout_s: float = 10.0
 
 
-def is_http(url: str) -> bool:
-    return url.startswith(("http://", "https://"))
-
-
 def open_destination(system: str, url: str, settings: DestinationSettings) -> Destination:
     mappings = {m.entity: m for m in MAPPINGS.values() if m.system == system}
-    if is_http(url):
+    if is_platform_url(url):
         return HttpDestination(
             system,
             url,
