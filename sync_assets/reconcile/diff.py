@@ -19,7 +19,7 @@ and who is right (`resolution`):
 | unowned      | divergence between two systems neither of which owns the attribute; the owner's own diff decides |
 
 For a divergence, `system` is the one to correct and `other_system` the owner, whose value is
-`expected` (when unowned, `other_system` is simply the other one). Callers run these inside their
+`expected` (when unowned, `other_system` is simply the other one). The table is created with the warehouse (`warehouse.create_schema`). Callers run these inside their
 own transaction.
 """
 
@@ -75,13 +75,8 @@ class Summary:
     sample: list[dict[str, object]]
 
 
-def create_reconcile_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(DISCREPANCIES_DDL)
-
-
 def diff_system(con: duckdb.DuckDBPyConnection, mapping: Mapping, run_id: str) -> DiffResult:
     """Diff a system's snapshot against the golden records; append what differs."""
-    create_reconcile_schema(con)
     where, params = comparison_filter(run_id, mapping.entity, mapping.system, None)
     con.execute(f"DELETE FROM discrepancies WHERE {where}", params)
     parts = [_missing(mapping), _extra(mapping)]
@@ -96,7 +91,6 @@ def diff_systems(
     """Diff two systems' snapshots on the attributes both hold, for keys live in both."""
     if left.entity != right.entity:
         raise ValueError(f"{left.name} and {right.name} hold different entities")
-    create_reconcile_schema(con)
     where, params = comparison_filter(run_id, left.entity, left.system, right.system)
     con.execute(f"DELETE FROM discrepancies WHERE {where}", params)
     parts = [_divergence(left, right, name) for name in shared_attributes(left, right)]
@@ -108,7 +102,6 @@ def diff_systems(
 
 def summarize(con: duckdb.DuckDBPyConnection, run_id: str, sample_size: int = 20) -> Summary:
     """Counts by kind and by resolution of one run's discrepancies, and a sample of them."""
-    create_reconcile_schema(con)
     where = "FROM discrepancies WHERE run_id = $run_id"
     by_kind = con.execute(f"SELECT kind, count(*) {where} GROUP BY kind", {"run_id": run_id})
     counts = {kind: 0 for kind in KINDS} | dict(by_kind.fetchall())
