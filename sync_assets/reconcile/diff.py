@@ -19,8 +19,8 @@ and who is right (`resolution`):
 | unowned      | divergence between two systems neither of which owns the attribute; the owner's own diff decides |
 
 For a divergence, `system` is the one to correct and `other_system` the owner, whose value is
-`expected` (when unowned, `other_system` is simply the other one). The table is created with the warehouse (`warehouse.create_schema`). Callers run these inside their
-own transaction.
+`expected` (when unowned, `other_system` is simply the other one). The table is created with the
+warehouse (`warehouse.create_schema`). Callers run these inside their own transaction.
 """
 
 from __future__ import annotations
