@@ -50,6 +50,17 @@ def unbalanced_batches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, i
     ).fetchall()
 
 
+def pending_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Batches ingested but not yet applied: a run in progress, or one that stopped on the way.
+
+    While any is pending the golden records are incomplete, so nothing may be corrected from them.
+    """
+    rows = con.execute(
+        "SELECT batch_id FROM batches WHERE applied_at IS NULL ORDER BY batch_id"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def golden_states(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
     """Golden records per entity: live, deleted, and not yet created (only non-owners wrote)."""
     states = {}
