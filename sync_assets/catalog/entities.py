@@ -14,6 +14,10 @@ AttributeType = Literal["string", "enum", "decimal", "timestamp", "boolean"]
 
 SYSTEMS: tuple[str, ...] = ("crm", "billing", "support")
 
+DECIMAL_DIGITS, DECIMAL_PLACES = 18, 2
+"""Decimal attributes are stored as DECIMAL(18, 2): rounded to 2 places, below 10^16 in absolute
+value. Validation dead-letters a value that does not fit, as the insert would fail on it."""
+
 
 @dataclass(frozen=True)
 class Attribute:
@@ -45,7 +49,7 @@ class Attribute:
         return {
             "string": "VARCHAR",
             "enum": "VARCHAR",
-            "decimal": "DECIMAL(18, 2)",
+            "decimal": f"DECIMAL({DECIMAL_DIGITS}, {DECIMAL_PLACES})",
             "timestamp": "TIMESTAMPTZ",
             "boolean": "BOOLEAN",
         }[self.type]
