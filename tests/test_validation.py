@@ -655,3 +655,17 @@ def test_the_clock_skew_setting_defaults_to_five_minutes(monkeypatch):
     assert max_clock_skew() == DEFAULT_MAX_CLOCK_SKEW == timedelta(minutes=5)
     monkeypatch.setenv(MAX_CLOCK_SKEW_ENV, " 90 ")
     assert max_clock_skew() == timedelta(seconds=90)
+
+
+def test_a_batch_of_many_failures_without_an_event_id_is_dead_lettered(data_folder):
+    """Found by the fuzz suite: the failure reasons were a frame whose types polars inferred from
+    its first 100 rows, so 100 failing lines without an id, then one with an id, crashed."""
+    no_id = [enveloped(f"x-{n}", id=None) for n in range(100)]
+    batch = land(data_folder, "0001", [*no_id, enveloped("has-an-id", type="customer.merged")])
+    run_core(data_folder, [batch.batch_id])
+    assert rows(
+        data_folder, "SELECT rule, count(*) FROM dead_letters GROUP BY ALL ORDER BY ALL"
+    ) == [
+        ("isin", 1),
+        ("not_nullable", 100),
+    ]

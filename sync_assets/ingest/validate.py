@@ -513,6 +513,14 @@ def _hint(attribute: Attribute | None, column: str, check: str) -> str:
     return attribute.description
 
 
+_FAILURE_SCHEMA = {
+    "line_no": pl.Int64,
+    "event_id": pl.String,
+    "rule": pl.String,
+    "reason": pl.String,
+}
+
+
 def failure_reasons(
     frame: pl.DataFrame, schema, contract: Contract | None, pii: frozenset[str]
 ) -> pl.DataFrame:
@@ -551,9 +559,9 @@ def failure_reasons(
                 f"{label} failed {check}, got {shown}; fix: {_hint(attribute, column, check)}",
             )
         )
-    reasons = pl.DataFrame(
-        rows, schema=["line_no", "event_id", "rule", "reason"], orient="row"
-    ).with_columns(pl.col("line_no").cast(pl.Int64))
+    # Typed, not inferred: polars infers from the first 100 rows, and a batch whose first
+    # hundred failing lines have no event id would type the column Null and fail on the next.
+    reasons = pl.DataFrame(rows, schema=_FAILURE_SCHEMA, orient="row")
     return reasons.group_by("line_no").agg(
         pl.col("event_id").first(),
         pl.col("rule").first(),
@@ -562,9 +570,7 @@ def failure_reasons(
 
 
 def _empty_failures() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={"line_no": pl.Int64, "event_id": pl.String, "rule": pl.String, "reason": pl.String}
-    )
+    return pl.DataFrame(schema=_FAILURE_SCHEMA)
 
 
 def _decode_failures(frame: pl.DataFrame, prefix: str) -> pl.DataFrame:
