@@ -78,9 +78,9 @@ def run(as_json: bool) -> None:
         # The owners' missed events, landed by the reconciliation, enter the golden records
         # first; the systems that do not own those values are corrected after.
         absorbed = runs.ingest_pending() if reconciled.success else RunReport()
-        if absorbed.batches:
+        if absorbed.batches or absorbed.resumed:
             report.batches += absorbed.batches
-            report.failed += absorbed.failed
+            report.failed = absorbed.failed
             reconciled = runs.reconcile()
             emitted += _emitted(folder, reconciled.run_id)
         if reconciled.success and runs.pending_corrections():
@@ -96,6 +96,7 @@ def run(as_json: bool) -> None:
                 {
                     **summary.as_dict(),
                     "runs": report.batches,
+                    "resumed": report.resumed,
                     "failed": report.failed,
                     "corrections": corrections,
                     "reconciliation": _checks_json(reconciled, with_values=False),
@@ -103,15 +104,20 @@ def run(as_json: bool) -> None:
             )
         )
     else:
+        resumed = f" and resumed {len(report.resumed)}" if report.resumed else ""
         click.echo(
-            f"ran {len(report.batches)} batch(es), reconciliation and delivery in {elapsed:.1f} s"
+            f"ran {len(report.batches)} batch(es){resumed}, reconciliation and delivery in "
+            f"{elapsed:.1f} s"
         )
         _print_summary(summary)
         _print_corrections(corrections)
         _print_checks(reconciled)
     failures = []
     if not report.ok:
-        failures.append(f"failed runs for batches: {', '.join(report.failed)}")
+        failures.append(
+            f"{len(report.failed)} batch(es) left unfinished: {', '.join(report.failed[:5])}; "
+            "the next run tries them again, syncctl doctor says why they stopped"
+        )
     if not reconciled.success:
         failures.append(
             f"the reconciliation run {reconciled.run_id} failed; if a check failed at ERROR, "
@@ -378,6 +384,7 @@ def _print_summary(summary) -> None:
         ("applied", summary.applied),
         ("duplicates", summary.duplicates),
         ("dead letters", summary.dead_lettered),
+        ("dead letters held (not redriven)", summary.dead_letters_held),
         ("pending", summary.pending),
         ("ownership conflicts (applied, owner kept)", summary.conflicts),
     ]
@@ -387,5 +394,16 @@ def _print_summary(summary) -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         click.echo(f"{label:<{width}}  {value:>10,}")
-    verdict = "yes" if summary.balanced else f"NO: {', '.join(summary.unbalanced_batches)}"
+    if summary.balanced:
+        verdict = "yes"
+    elif summary.unbalanced_batches:
+        verdict = f"NO, batches that do not add up: {', '.join(summary.unbalanced_batches)}"
+    else:
+        failed = (
+            f", {len(summary.failed_batches)} after a failed step" if summary.failed_batches else ""
+        )
+        verdict = (
+            f"NO, {summary.pending:,} events pending in {len(summary.unfinished_batches)} "
+            f"unfinished batch(es){failed}; syncctl run resumes them, syncctl doctor says why"
+        )
     click.echo(f"{'counts add up':<{width}}  {verdict:>10}")

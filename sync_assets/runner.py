@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sync_assets.crashpoints import crash_point
 from sync_assets.settings import DataFolder
 
 
@@ -43,7 +44,12 @@ class ReconcileReport:
 @dataclass
 class RunReport:
     batches: list[str] = field(default_factory=list)
+    """New batches the run took."""
+    resumed: list[str] = field(default_factory=list)
+    """Batches an earlier run left unfinished, taken again."""
     failed: list[str] = field(default_factory=list)
+    """Batches still unfinished after the run."""
+    run_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -74,38 +80,66 @@ class Pipeline:
     instance: Any
 
     def ingest_pending(self) -> RunReport:
-        """Ask the landed-batches sensor what is new, and ingest all of it in one range run."""
+        """Ingest what landed, and resume every batch a stopped run left unfinished, in one run.
+
+        The landed-batches sensor says what is new; the ledger says what is unfinished. One run
+        over the range of their partitions takes them all (steps skip batches already past them).
+        """
         import dagster as dg
 
         from sensors.ingest import landed_batches_sensor
+        from sync_assets import ledger
         from sync_assets.ingest.assets import LANDED_BATCHES
         from sync_assets.jobs import INGEST_BATCH_JOB
         from sync_assets.resources import default_resources
+        from sync_assets.warehouse import connect
 
         context = dg.build_sensor_context(
             instance=self.instance, resources=default_resources(self.folder)
         )
         result = landed_batches_sensor(context)
         assert isinstance(result, dg.SensorResult)
-        batch_ids = [str(request.partition_key) for request in result.run_requests or []]
-        report = RunReport()
+        requested = [str(request.partition_key) for request in result.run_requests or []]
+        with connect(self.folder.warehouse, read_only=True) as con:
+            unfinished = ledger.pending_batches(con)
+        report = RunReport(
+            batches=[b for b in requested if b not in unfinished],
+            resumed=unfinished,
+        )
+        batch_ids = list(dict.fromkeys(requested + unfinished))
         if not batch_ids:
             return report
-        self.instance.add_dynamic_partitions(LANDED_BATCHES, batch_ids)
+        start, end = self._partition_range(LANDED_BATCHES, batch_ids)
+        crash_point("after-sensor-request")
         run = self.defs.resolve_job_def(INGEST_BATCH_JOB).execute_in_process(
             instance=self.instance,
             tags={
-                "dagster/asset_partition_range_start": batch_ids[0],
-                "dagster/asset_partition_range_end": batch_ids[-1],
+                "dagster/asset_partition_range_start": start,
+                "dagster/asset_partition_range_end": end,
                 "syncfabric/launched_by": "syncctl",
             },
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             raise_on_error=False,
         )
-        report.batches = batch_ids
-        if not run.success:
+        report.run_id = run.run_id
+        with connect(self.folder.warehouse, read_only=True) as con:
+            report.failed = [b for b in ledger.pending_batches(con) if b in batch_ids]
+        if not run.success and not report.failed:
             report.failed = batch_ids
         return report
+
+    def _partition_range(self, name: str, keys: list[str]) -> tuple[str, str]:
+        """Add the keys that are new, and the first and last of them in the partitions' order:
+        a range run covers everything between (the steps skip what is done)."""
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            self.instance.add_dynamic_partitions(name, keys)
+        except IntegrityError:  # the daemon's sensor added one of them at the same moment
+            self.instance.add_dynamic_partitions(name, keys)
+        order = {key: i for i, key in enumerate(self.instance.get_dynamic_partitions(name))}
+        ranked = sorted(keys, key=order.__getitem__)
+        return ranked[0], ranked[-1]
 
     def reconcile(self) -> ReconcileReport:
         """Fresh snapshots of every system, the diff and the checks, as one run."""
