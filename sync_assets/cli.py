@@ -171,8 +171,31 @@ def deliver(
 
 @main.command("dead-letters")
 @click.option("--json", "as_json", is_flag=True)
-def dead_letters(as_json: bool) -> None:
-    """Corrections waiting in the delivery dead-letter table, with why (values not shown)."""
+@click.option(
+    "--ingest",
+    is_flag=True,
+    help="Events refused by validation, instead of undelivered corrections.",
+)
+@click.option("--rule", help="With --ingest: only the dead letters of this rule.")
+@click.option(
+    "--redrive",
+    "refs",
+    multiple=True,
+    help="With --ingest: send this one again once fixed (an event id, or <batch>:<line>).",
+)
+@click.option(
+    "--redrive-rule",
+    is_flag=True,
+    help="With --ingest and --rule: send every one of the rule again.",
+)
+def dead_letters(
+    as_json: bool, ingest: bool, rule: str | None, refs: tuple[str, ...], redrive_rule: bool
+) -> None:
+    """Dead letters held, with why (values not shown): corrections not delivered, or with
+    --ingest, events refused by validation; --redrive sends ingest dead letters again."""
+    if ingest:
+        _ingest_dead_letters(as_json, rule, list(refs), redrive_rule)
+        return
     from sync_assets.deliver.outbox import held_dead_letters
     from sync_assets.warehouse import connect
 
@@ -187,6 +210,45 @@ def dead_letters(as_json: bool) -> None:
             f"{letter['entity_key']}  {letter['attempts']} attempt(s): {letter['reason']}"
         )
     click.echo(f"{len(held)} dead letter(s) held; redrive with: syncctl deliver --redrive <id>")
+
+
+def _ingest_dead_letters(
+    as_json: bool, rule: str | None, refs: list[str], redrive_rule: bool
+) -> None:
+    from dataclasses import asdict
+
+    from sync_assets.ingest.redrive import held
+    from sync_assets.runner import pipeline
+    from sync_assets.warehouse import connect
+
+    folder = _folder()
+    if refs or redrive_rule:
+        if redrive_rule and not rule:
+            raise click.UsageError("--redrive-rule needs --rule RULE")
+        with pipeline(folder) as runs:
+            landed = runs.redrive_ingest_dead_letters(refs, rule)
+        if as_json:
+            click.echo(json.dumps(landed))
+            return
+        click.echo(
+            f"redrove {landed['events']} dead letter(s) into "
+            + ", ".join(landed["batches"].values())
+            + "; syncctl run (or the sensor) ingests them, and syncctl dead-letters --ingest "
+            "shows what is still held"
+        )
+        return
+    with connect(folder.warehouse, read_only=True) as con:
+        letters = held(con, rule)
+    if as_json:
+        click.echo(json.dumps([asdict(d) | {"ref": d.ref} for d in letters], default=str))
+        return
+    for d in letters:
+        click.echo(f"{d.ref}  {d.event_id or '-'}  {d.rule:<10} {d.reason}")
+    click.echo(
+        f"{len(letters)} ingest dead letter(s) held; once fixed, send them again with: "
+        "syncctl dead-letters --ingest --redrive <event id or batch:line> "
+        "(or --rule RULE --redrive-rule)"
+    )
 
 
 @main.command()

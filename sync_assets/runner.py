@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync_assets.crashpoints import crash_point
+from sync_assets.errors import SyncfabricError
 from sync_assets.settings import DataFolder
 
 
@@ -199,12 +200,47 @@ class Pipeline:
             counts = outbox.delivery_counts(con, run.run_id)
         return DeliveryReport(run.run_id, run.success, counts)
 
+    def redrive_ingest_dead_letters(self, refs: list[str], rule: str | None) -> dict[str, Any]:
+        """Land held ingest dead letters again as new batches; what was landed where."""
+        from sync_assets.ingest.ops import redrive_ingest_dead_letters
+
+        run = self.defs.resolve_job_def(redrive_ingest_dead_letters.name).execute_in_process(
+            instance=self.instance,
+            run_config={
+                "ops": {"redrive_dead_letters": {"config": {"refs": refs, "rule": rule}}},
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            },
+            tags={"syncfabric/launched_by": "syncctl"},
+            raise_on_error=False,
+        )
+        if not run.success:
+            raise SyncfabricError(failure_message(run))
+        return run.output_for_node("redrive_dead_letters")
+
     def pending_corrections(self) -> int:
         from sync_assets.deliver import outbox
         from sync_assets.warehouse import connect
 
         with connect(self.folder.warehouse, read_only=True) as con:
             return outbox.pending_count(con)
+
+
+def failure_message(run: Any) -> str:
+    """What a failed run says for itself: the message of an expected error raised in a step
+    (a SyncfabricError), else each failed step and its error's first line."""
+    messages = []
+    for event in run.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        error = event.step_failure_data.error
+        while error is not None and error.cls_name != "SyncfabricError":
+            error = error.cause
+        if error is not None:
+            messages.append(error.message.split(": ", 1)[-1].strip())
+        else:
+            first = event.step_failure_data.error.message.strip().splitlines()[0]
+            messages.append(f"step {event.step_key} failed: {first}")
+    return "; ".join(messages) or f"run {run.run_id} failed"
 
 
 def _outcome(evaluation: Any) -> CheckOutcome:
