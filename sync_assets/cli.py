@@ -78,9 +78,9 @@ def run(as_json: bool) -> None:
         # The owners' missed events, landed by the reconciliation, enter the golden records
         # first; the systems that do not own those values are corrected after.
         absorbed = runs.ingest_pending() if reconciled.success else RunReport()
-        if absorbed.batches:
+        if absorbed.batches or absorbed.resumed:
             report.batches += absorbed.batches
-            report.failed += absorbed.failed
+            report.failed = absorbed.failed
             reconciled = runs.reconcile()
             emitted += _emitted(folder, reconciled.run_id)
         if reconciled.success and runs.pending_corrections():
@@ -96,6 +96,7 @@ def run(as_json: bool) -> None:
                 {
                     **summary.as_dict(),
                     "runs": report.batches,
+                    "resumed": report.resumed,
                     "failed": report.failed,
                     "corrections": corrections,
                     "reconciliation": _checks_json(reconciled, with_values=False),
@@ -103,15 +104,20 @@ def run(as_json: bool) -> None:
             )
         )
     else:
+        resumed = f" and resumed {len(report.resumed)}" if report.resumed else ""
         click.echo(
-            f"ran {len(report.batches)} batch(es), reconciliation and delivery in {elapsed:.1f} s"
+            f"ran {len(report.batches)} batch(es){resumed}, reconciliation and delivery in "
+            f"{elapsed:.1f} s"
         )
         _print_summary(summary)
         _print_corrections(corrections)
         _print_checks(reconciled)
     failures = []
     if not report.ok:
-        failures.append(f"failed runs for batches: {', '.join(report.failed)}")
+        failures.append(
+            f"{len(report.failed)} batch(es) left unfinished: {', '.join(report.failed[:5])}; "
+            "the next run tries them again, syncctl doctor says why they stopped"
+        )
     if not reconciled.success:
         failures.append(
             f"the reconciliation run {reconciled.run_id} failed; if a check failed at ERROR, "
@@ -165,8 +171,31 @@ def deliver(
 
 @main.command("dead-letters")
 @click.option("--json", "as_json", is_flag=True)
-def dead_letters(as_json: bool) -> None:
-    """Corrections waiting in the delivery dead-letter table, with why (values not shown)."""
+@click.option(
+    "--ingest",
+    is_flag=True,
+    help="Events refused by validation, instead of undelivered corrections.",
+)
+@click.option("--rule", help="With --ingest: only the dead letters of this rule.")
+@click.option(
+    "--redrive",
+    "refs",
+    multiple=True,
+    help="With --ingest: send this one again once fixed (an event id, or <batch>:<line>).",
+)
+@click.option(
+    "--redrive-rule",
+    is_flag=True,
+    help="With --ingest and --rule: send every one of the rule again.",
+)
+def dead_letters(
+    as_json: bool, ingest: bool, rule: str | None, refs: tuple[str, ...], redrive_rule: bool
+) -> None:
+    """Dead letters held, with why (values not shown): corrections not delivered, or with
+    --ingest, events refused by validation; --redrive sends ingest dead letters again."""
+    if ingest:
+        _ingest_dead_letters(as_json, rule, list(refs), redrive_rule)
+        return
     from sync_assets.deliver.outbox import held_dead_letters
     from sync_assets.warehouse import connect
 
@@ -181,6 +210,45 @@ def dead_letters(as_json: bool) -> None:
             f"{letter['entity_key']}  {letter['attempts']} attempt(s): {letter['reason']}"
         )
     click.echo(f"{len(held)} dead letter(s) held; redrive with: syncctl deliver --redrive <id>")
+
+
+def _ingest_dead_letters(
+    as_json: bool, rule: str | None, refs: list[str], redrive_rule: bool
+) -> None:
+    from dataclasses import asdict
+
+    from sync_assets.ingest.redrive import held
+    from sync_assets.runner import pipeline
+    from sync_assets.warehouse import connect
+
+    folder = _folder()
+    if refs or redrive_rule:
+        if redrive_rule and not rule:
+            raise click.UsageError("--redrive-rule needs --rule RULE")
+        with pipeline(folder) as runs:
+            landed = runs.redrive_ingest_dead_letters(refs, rule)
+        if as_json:
+            click.echo(json.dumps(landed))
+            return
+        click.echo(
+            f"redrove {landed['events']} dead letter(s) into "
+            + ", ".join(landed["batches"].values())
+            + "; syncctl run (or the sensor) ingests them, and syncctl dead-letters --ingest "
+            "shows what is still held"
+        )
+        return
+    with connect(folder.warehouse, read_only=True) as con:
+        letters = held(con, rule)
+    if as_json:
+        click.echo(json.dumps([asdict(d) | {"ref": d.ref} for d in letters], default=str))
+        return
+    for d in letters:
+        click.echo(f"{d.ref}  {d.event_id or '-'}  {d.rule:<10} {d.reason}")
+    click.echo(
+        f"{len(letters)} ingest dead letter(s) held; once fixed, send them again with: "
+        "syncctl dead-letters --ingest --redrive <event id or batch:line> "
+        "(or --rule RULE --redrive-rule)"
+    )
 
 
 @main.command()
@@ -378,6 +446,7 @@ def _print_summary(summary) -> None:
         ("applied", summary.applied),
         ("duplicates", summary.duplicates),
         ("dead letters", summary.dead_lettered),
+        ("dead letters held (not redriven)", summary.dead_letters_held),
         ("pending", summary.pending),
         ("ownership conflicts (applied, owner kept)", summary.conflicts),
     ]
@@ -387,5 +456,16 @@ def _print_summary(summary) -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         click.echo(f"{label:<{width}}  {value:>10,}")
-    verdict = "yes" if summary.balanced else f"NO: {', '.join(summary.unbalanced_batches)}"
+    if summary.balanced:
+        verdict = "yes"
+    elif summary.unbalanced_batches:
+        verdict = f"NO, batches that do not add up: {', '.join(summary.unbalanced_batches)}"
+    else:
+        failed = (
+            f", {len(summary.failed_batches)} after a failed step" if summary.failed_batches else ""
+        )
+        verdict = (
+            f"NO, {summary.pending:,} events pending in {len(summary.unfinished_batches)} "
+            f"unfinished batch(es){failed}; syncctl run resumes them, syncctl doctor says why"
+        )
     click.echo(f"{'counts add up':<{width}}  {verdict:>10}")

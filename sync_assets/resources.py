@@ -26,8 +26,8 @@ class WarehouseResource(dg.ConfigurableResource):
     path: str
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.connect(self.path) as con:
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.connect(self.path, read_only=read_only) as con:
             yield con
 
 

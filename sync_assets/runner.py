@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sync_assets.crashpoints import crash_point
+from sync_assets.errors import SyncfabricError
 from sync_assets.settings import DataFolder
 
 
@@ -43,7 +45,12 @@ class ReconcileReport:
 @dataclass
 class RunReport:
     batches: list[str] = field(default_factory=list)
+    """New batches the run took."""
+    resumed: list[str] = field(default_factory=list)
+    """Batches an earlier run left unfinished, taken again."""
     failed: list[str] = field(default_factory=list)
+    """Batches still unfinished after the run."""
+    run_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -74,38 +81,66 @@ class Pipeline:
     instance: Any
 
     def ingest_pending(self) -> RunReport:
-        """Ask the landed-batches sensor what is new, and ingest all of it in one range run."""
+        """Ingest what landed, and resume every batch a stopped run left unfinished, in one run.
+
+        The landed-batches sensor says what is new; the ledger says what is unfinished. One run
+        over the range of their partitions takes them all (steps skip batches already past them).
+        """
         import dagster as dg
 
         from sensors.ingest import landed_batches_sensor
+        from sync_assets import ledger
         from sync_assets.ingest.assets import LANDED_BATCHES
         from sync_assets.jobs import INGEST_BATCH_JOB
         from sync_assets.resources import default_resources
+        from sync_assets.warehouse import connect
 
         context = dg.build_sensor_context(
             instance=self.instance, resources=default_resources(self.folder)
         )
         result = landed_batches_sensor(context)
         assert isinstance(result, dg.SensorResult)
-        batch_ids = [str(request.partition_key) for request in result.run_requests or []]
-        report = RunReport()
+        requested = [str(request.partition_key) for request in result.run_requests or []]
+        with connect(self.folder.warehouse, read_only=True) as con:
+            unfinished = ledger.pending_batches(con)
+        report = RunReport(
+            batches=[b for b in requested if b not in unfinished],
+            resumed=unfinished,
+        )
+        batch_ids = list(dict.fromkeys(requested + unfinished))
         if not batch_ids:
             return report
-        self.instance.add_dynamic_partitions(LANDED_BATCHES, batch_ids)
+        start, end = self._partition_range(LANDED_BATCHES, batch_ids)
+        crash_point("after-sensor-request")
         run = self.defs.resolve_job_def(INGEST_BATCH_JOB).execute_in_process(
             instance=self.instance,
             tags={
-                "dagster/asset_partition_range_start": batch_ids[0],
-                "dagster/asset_partition_range_end": batch_ids[-1],
+                "dagster/asset_partition_range_start": start,
+                "dagster/asset_partition_range_end": end,
                 "syncfabric/launched_by": "syncctl",
             },
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             raise_on_error=False,
         )
-        report.batches = batch_ids
-        if not run.success:
+        report.run_id = run.run_id
+        with connect(self.folder.warehouse, read_only=True) as con:
+            report.failed = [b for b in ledger.pending_batches(con) if b in batch_ids]
+        if not run.success and not report.failed:
             report.failed = batch_ids
         return report
+
+    def _partition_range(self, name: str, keys: list[str]) -> tuple[str, str]:
+        """Add the keys that are new, and the first and last of them in the partitions' order:
+        a range run covers everything between (the steps skip what is done)."""
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            self.instance.add_dynamic_partitions(name, keys)
+        except IntegrityError:  # the daemon's sensor added one of them at the same moment
+            self.instance.add_dynamic_partitions(name, keys)
+        order = {key: i for i, key in enumerate(self.instance.get_dynamic_partitions(name))}
+        ranked = sorted(keys, key=order.__getitem__)
+        return ranked[0], ranked[-1]
 
     def reconcile(self) -> ReconcileReport:
         """Fresh snapshots of every system, the diff and the checks, as one run."""
@@ -165,12 +200,47 @@ class Pipeline:
             counts = outbox.delivery_counts(con, run.run_id)
         return DeliveryReport(run.run_id, run.success, counts)
 
+    def redrive_ingest_dead_letters(self, refs: list[str], rule: str | None) -> dict[str, Any]:
+        """Land held ingest dead letters again as new batches; what was landed where."""
+        from sync_assets.ingest.ops import redrive_ingest_dead_letters
+
+        run = self.defs.resolve_job_def(redrive_ingest_dead_letters.name).execute_in_process(
+            instance=self.instance,
+            run_config={
+                "ops": {"redrive_dead_letters": {"config": {"refs": refs, "rule": rule}}},
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            },
+            tags={"syncfabric/launched_by": "syncctl"},
+            raise_on_error=False,
+        )
+        if not run.success:
+            raise SyncfabricError(failure_message(run))
+        return run.output_for_node("redrive_dead_letters")
+
     def pending_corrections(self) -> int:
         from sync_assets.deliver import outbox
         from sync_assets.warehouse import connect
 
         with connect(self.folder.warehouse, read_only=True) as con:
             return outbox.pending_count(con)
+
+
+def failure_message(run: Any) -> str:
+    """What a failed run says for itself: the message of an expected error raised in a step
+    (a SyncfabricError), else each failed step and its error's first line."""
+    messages = []
+    for event in run.all_events:
+        if event.event_type_value != "STEP_FAILURE":
+            continue
+        error = event.step_failure_data.error
+        while error is not None and error.cls_name != "SyncfabricError":
+            error = error.cause
+        if error is not None:
+            messages.append(error.message.split(": ", 1)[-1].strip())
+        else:
+            first = event.step_failure_data.error.message.strip().splitlines()[0]
+            messages.append(f"step {event.step_key} failed: {first}")
+    return "; ".join(messages) or f"run {run.run_id} failed"
 
 
 def _outcome(evaluation: Any) -> CheckOutcome:
