@@ -6,10 +6,12 @@ Heavy imports (dagster, pandera) happen inside the commands that need them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import click
 
@@ -113,14 +115,16 @@ def run(as_json: bool) -> None:
     if not report.ok:
         failures.append(f"failed runs for batches: {', '.join(report.failed)}")
     if not reconciled.success:
-        failures.append(
-            f"the reconciliation run {reconciled.run_id} failed; if a check failed at ERROR, "
-            "review the drift (syncctl check --json) and deliver by hand: syncctl deliver --emit"
-        )
+        failures.append(_not_corrected(reconciled, "syncctl reconcile"))
     if delivered is not None and not delivered.success:
         failures.append(
             f"the delivery run {delivered.run_id} failed: dead letters are held; "
             "see docs/runbooks/delivery.md"
+        )
+    elif reconciled.success and reconciled.discrepancies:
+        failures.append(
+            f"{reconciled.discrepancies:,} discrepancies left after this run (the checks above): "
+            "what they are: syncctl check --json; see docs/runbooks/reconciliation.md"
         )
     for failure in failures:
         click.echo(failure, err=True)
@@ -129,24 +133,60 @@ def run(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--emit", is_flag=True, help="First emit corrections from the latest reconciliation.")
+@click.option(
+    "--emit",
+    is_flag=True,
+    help="First emit the corrections (and land the owners' missed events) of the latest "
+    "reconciliation; past a check failing at ERROR, only with --i-have-reviewed.",
+)
+@click.option(
+    "--i-have-reviewed",
+    "reviewed",
+    type=int,
+    metavar="N",
+    help="With --emit: the number of corrections you reviewed (syncctl check --json); it must be "
+    "exactly the number that would be emitted.",
+)
 @click.option("--redrive", multiple=True, help="A dead-lettered correction id to send again.")
 @click.option("--redrive-all", is_flag=True, help="Send every dead letter again.")
 @click.option("--destination", help="Only redrive the dead letters of this system.")
 @click.option("--json", "as_json", is_flag=True)
 def deliver(
-    emit: bool, redrive: tuple[str, ...], redrive_all: bool, destination: str | None, as_json: bool
+    emit: bool,
+    reviewed: int | None,
+    redrive: tuple[str, ...],
+    redrive_all: bool,
+    destination: str | None,
+    as_json: bool,
 ) -> None:
-    """Deliver pending corrections (and redriven dead letters); exit 1 while dead letters are held."""
+    """Deliver pending corrections (and redriven dead letters); exit 1 while dead letters are held.
+
+    Each correction is re-checked against the system's record just before it is written: a record
+    that changed since the reconciliation saw it is not overwritten, one already right is not
+    written, and a correction whose golden record changed since it was emitted is not sent.
+    """
+    from sync_assets.errors import EXIT_FAILED, EXIT_USAGE, SyncfabricError
     from sync_assets.runner import pipeline
 
-    with pipeline(_folder()) as runs:
-        if emit and not runs.emit_corrections():
-            click.echo("emitting corrections failed: has a reconciliation run?", err=True)
-            sys.exit(2)
-        delivered = runs.deliver(
-            redrive=list(redrive), redrive_all=redrive_all, destination=destination
-        )
+    with _reported():
+        if reviewed is not None and not emit:
+            raise SyncfabricError("--i-have-reviewed goes with --emit", exit_code=EXIT_USAGE)
+        if destination is not None and not (redrive or redrive_all):
+            raise SyncfabricError(
+                "--destination chooses whose dead letters to redrive: add --redrive-all",
+                exit_code=EXIT_USAGE,
+            )
+        with pipeline(_folder()) as runs:
+            if emit and not runs.emit_corrections(
+                reviewed, confirm="syncctl deliver --emit --i-have-reviewed {n}"
+            ):
+                raise SyncfabricError(
+                    "emitting the corrections failed; see the run in the Dagster UI (syncctl ui)",
+                    exit_code=EXIT_FAILED,
+                )
+            delivered = runs.deliver(
+                redrive=list(redrive), redrive_all=redrive_all, destination=destination
+            )
     if as_json:
         click.echo(
             json.dumps(
@@ -195,17 +235,22 @@ def dead_letters(as_json: bool) -> None:
 def check(as_json: bool, fail_on: str) -> None:
     """Snapshot every system, diff it, run the reconciliation checks; exit 1 on failure.
 
+    Read-only: it lands no missed event and emits no correction (`syncctl reconcile` does).
     The JSON output carries the full values of the discrepancies (PII included), for an operator
     who can read the systems anyway; the Dagster UI shows them masked.
     """
     from sync_assets.runner import pipeline
 
     with pipeline(_folder()) as runs:
-        reconciled = runs.reconcile()
+        reconciled = runs.reconcile(emit=False)
     if as_json:
         click.echo(json.dumps(_checks_json(reconciled, with_values=True), default=str))
     else:
         _print_checks(reconciled)
+    click.echo(
+        "read-only: no missed event landed, no correction emitted (syncctl reconcile does that)",
+        err=True,
+    )
     if not reconciled.checks:
         click.echo(f"the reconciliation run {reconciled.run_id} failed", err=True)
         sys.exit(2)
@@ -213,6 +258,59 @@ def check(as_json: bool, fail_on: str) -> None:
     if failing:
         click.echo(f"{len(failing)} check(s) failed at {fail_on} level or above", err=True)
         sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks and counts as JSON.")
+@click.option(
+    "--i-have-reviewed",
+    "reviewed",
+    type=int,
+    metavar="N",
+    help="Past a check failing at ERROR: the number of corrections you reviewed (syncctl check "
+    "--json); it must be exactly the number that would be emitted.",
+)
+def reconcile(as_json: bool, reviewed: int | None) -> None:
+    """Reconcile and emit: snapshot, diff and check every system, land the owners' missed events
+    and emit the corrections of the drift, for `syncctl deliver` (or the sensor) to deliver.
+
+    Past a check failing at ERROR nothing is emitted unless --i-have-reviewed names the number of
+    corrections; while a landed batch is not applied, nothing is emitted at all.
+    """
+    from sync_assets.deliver.outbox import emitted_by, pending_count
+    from sync_assets.errors import SyncfabricError
+    from sync_assets.runner import pipeline
+    from sync_assets.warehouse import connect
+
+    folder = _folder()
+    refusal = None
+    with pipeline(folder) as runs:
+        reconciled = runs.reconcile(reviewed=reviewed)
+        emitted_by_hand = False
+        if not reconciled.success and reconciled.failing("error"):
+            try:
+                emitted_by_hand = runs.emit_corrections(
+                    reviewed, confirm="syncctl reconcile --i-have-reviewed {n}"
+                )
+            except SyncfabricError as refused:
+                refusal = refused
+    with connect(folder.warehouse, read_only=True) as con:
+        emitted, pending = emitted_by(con, reconciled.run_id), pending_count(con)
+    if as_json:
+        report = _checks_json(reconciled, with_values=False)
+        click.echo(json.dumps(report | {"emitted": emitted, "pending": pending}))
+    else:
+        _print_checks(reconciled)
+        click.echo(f"{'corrections emitted':<41}  {emitted:>10,}")
+        click.echo(f"{'corrections pending delivery':<41}  {pending:>10,}")
+    if refusal is not None:
+        click.echo(refusal.message, err=True)
+        sys.exit(refusal.exit_code)
+    if not (reconciled.success or emitted_by_hand):
+        click.echo(_not_corrected(reconciled, "syncctl reconcile"), err=True)
+        sys.exit(1)
+    if pending:
+        click.echo("deliver them: syncctl deliver", err=True)
 
 
 @main.command()
@@ -273,6 +371,40 @@ def ui(port: int) -> None:
     os.execv(
         dagster,
         [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "sync_assets.definitions"],
+    )
+
+
+@contextlib.contextmanager
+def _reported() -> Iterator[None]:
+    """An expected failure (`SyncfabricError`) printed as its message, exiting with its code."""
+    from sync_assets.errors import SyncfabricError
+
+    try:
+        yield
+    except SyncfabricError as error:
+        click.echo(error.message, err=True)
+        sys.exit(error.exit_code)
+
+
+def _not_corrected(reconciled, gated: str) -> str:
+    """Why a reconciliation run emitted nothing, and what to do: never advice that corrects
+    without the review gate (`gated`: the command whose gate names the count)."""
+    if reconciled.refusals:
+        return f"the reconciliation run {reconciled.run_id} corrected nothing: " + "\n".join(
+            reconciled.refusals
+        )
+    failing = reconciled.failing("error")
+    if failing:
+        names = ", ".join(c.name for c in failing)
+        return (
+            f"the reconciliation run {reconciled.run_id} found too much drift to correct "
+            f"automatically ({names} failed at ERROR): nothing was corrected. Review it "
+            f"(syncctl check --json); if it is right, {gated} names the number of corrections "
+            "to confirm with --i-have-reviewed"
+        )
+    return (
+        f"the reconciliation run {reconciled.run_id} failed; see its steps in the Dagster UI "
+        "(syncctl ui)"
     )
 
 
@@ -343,6 +475,7 @@ def _corrections_summary(emitted: int, delivered, reconciled) -> dict[str, objec
         "delivered": counts.get("delivered", 0),
         "duplicate": counts.get("duplicate", 0),
         "superseded": counts.get("superseded", 0),
+        "not_written": sum(counts.get(s, 0) for s in ("stale", "changed", "in_sync")),
         "dead_lettered": counts.get("dead_lettered", 0),
         "compensations": counts.get("compensations", 0),
         "retries": counts.get("retries", 0),
@@ -355,6 +488,7 @@ def _print_corrections(corrections: dict[str, object]) -> None:
         "missed_events": "missed events absorbed (owners' values)",
         "emitted": "corrections emitted",
         "delivered": "corrections delivered",
+        "not_written": "not written (stale, changed, in sync)",
         "dead_lettered": "corrections dead-lettered",
         "retries": "delivery retries",
         "discrepancies_left": "discrepancies left",

@@ -33,11 +33,18 @@ class ReconcileReport:
     run_id: str
     success: bool
     checks: list[CheckOutcome] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    """Why a step refused to go on (its `dg.Failure`): batches pending, a review that does not
+    match; each message once."""
 
     def failing(self, fail_on: str) -> list[CheckOutcome]:
         """Failed checks at or above `fail_on` ('error' or 'warn')."""
         levels = {"ERROR"} if fail_on == "error" else {"ERROR", "WARN"}
         return [c for c in self.checks if not c.passed and c.severity in levels]
+
+    @property
+    def discrepancies(self) -> int:
+        return sum(c.discrepancies for c in self.checks)
 
 
 @dataclass
@@ -107,35 +114,68 @@ class Pipeline:
             report.failed = batch_ids
         return report
 
-    def reconcile(self) -> ReconcileReport:
-        """Fresh snapshots of every system, the diff and the checks, as one run."""
+    def reconcile(self, *, emit: bool = True, reviewed: int | None = None) -> ReconcileReport:
+        """Fresh snapshots of every system, the diff and the checks, as one run; with `emit`,
+        also the owners' missed events and the corrections (each refusing on its own terms:
+        pending batches, an ERROR check, a `reviewed` count that does not match), else nothing
+        is landed or emitted."""
         import dagster as dg
 
-        from sync_assets.jobs import RECONCILE_JOB
+        from sync_assets.jobs import CHECK_JOB, RECONCILE_JOB
 
-        run = self.defs.resolve_job_def(RECONCILE_JOB).execute_in_process(
+        run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        if emit and reviewed is not None:
+            review = {"config": {"i_have_reviewed": reviewed}}
+            run_config["ops"] = {"missed_events": review, "corrections": review}
+        run = self.defs.resolve_job_def(RECONCILE_JOB if emit else CHECK_JOB).execute_in_process(
             instance=self.instance,
             tags={"syncfabric/launched_by": "syncctl"},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config=run_config,
             raise_on_error=False,
         )
         report = ReconcileReport(run_id=run.run_id, success=run.success)
         for evaluation in run.get_asset_check_evaluations():
             if evaluation.asset_key == dg.AssetKey("discrepancies"):
                 report.checks.append(_outcome(evaluation))
+        for event in run.get_step_failure_events():
+            refused = event.step_failure_data.user_failure_data
+            if refused is not None and refused.description not in report.refusals:
+                report.refusals.append(refused.description or "")
         return report
 
-    def emit_corrections(self) -> bool:
-        """Materialize `corrections` and `missed_events` from the latest reconciliation, by
-        hand: past a failing check, which stops the automatic path."""
+    def emit_corrections(self, reviewed: int | None = None, confirm: str = "") -> bool:
+        """Materialize `missed_events` and `corrections` from the latest reconciliation by hand:
+        past a failing check, which stops the automatic path, when `reviewed` names the number
+        of corrections exactly.
+
+        Raises `SyncfabricError` without launching anything while batches are pending, when no
+        reconciliation ran, or when the review gate refuses (`confirm`: how the caller passes the
+        number, with `{n}`); the assets check the same again when they run.
+        """
         import dagster as dg
 
+        from sync_assets.deliver.corrections import require_complete_golden
+        from sync_assets.deliver.gate import UI_CONFIRM, enforce
+        from sync_assets.errors import SyncfabricError
+        from sync_assets.reconcile.comparisons import latest_run
+        from sync_assets.warehouse import connect
+
+        with connect(self.folder.warehouse, read_only=True) as con:
+            require_complete_golden(con)
+            run_id = latest_run(con)
+            if run_id is None:
+                raise SyncfabricError("no reconciliation has run yet: run syncctl reconcile first")
+            enforce(con, run_id, reviewed, confirm or UI_CONFIRM)
+        review = {"config": {"i_have_reviewed": reviewed}}
         job = self.defs.resolve_implicit_global_asset_job_def()
         run = job.execute_in_process(
             instance=self.instance,
             asset_selection=[dg.AssetKey("missed_events"), dg.AssetKey("corrections")],
             tags={"syncfabric/launched_by": "syncctl"},
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            run_config={
+                "ops": {"missed_events": review, "corrections": review},
+                "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            },
             raise_on_error=False,
         )
         return run.success
@@ -147,10 +187,16 @@ class Pipeline:
         redrive_all: bool = False,
         destination: str | None = None,
     ) -> DeliveryReport:
-        """Drain the corrections outbox into every system (redriving dead letters if asked)."""
+        """Drain the corrections outbox into every system (redriving dead letters if asked).
+
+        Raises `SyncfabricError` before any delivery for an unknown destination or a redrive id
+        that names no dead letter.
+        """
         from sync_assets.deliver import outbox
         from sync_assets.warehouse import connect
 
+        with connect(self.folder.warehouse, read_only=True) as con:
+            outbox.check_redrive(con, redrive or [], destination)
         plan = {"redrive": redrive or [], "redrive_all": redrive_all, "destination": destination}
         run = self.defs.resolve_job_def("deliver_corrections").execute_in_process(
             instance=self.instance,
