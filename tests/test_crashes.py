@@ -66,14 +66,24 @@ def end_state(home: Path) -> dict[str, object]:
             ).fetchall()
         for mapping in MAPPINGS.values():
             table = snapshot_table(mapping)
-            state[table] = con.execute(f"SELECT * EXCLUDE (system_key) FROM {table} ORDER BY ALL").fetchall()
+            state[table] = con.execute(
+                f"SELECT * EXCLUDE (system_key) FROM {table} ORDER BY ALL"
+            ).fetchall()
         state["open_corrections"] = con.execute(
             "SELECT count(*) FROM corrections WHERE status IN ('pending', 'dead_lettered')"
         ).fetchall()
     summary = json.loads(syncctl(home, "summary", "--json").stdout)
     state["summary"] = {
         k: summary[k]
-        for k in ("landed", "applied", "duplicates", "dead_lettered", "pending", "golden", "deleted")
+        for k in (
+            "landed",
+            "applied",
+            "duplicates",
+            "dead_lettered",
+            "pending",
+            "golden",
+            "deleted",
+        )
     }
     return state
 
