@@ -253,8 +253,10 @@ class Pipeline:
                 raise_on_error=False,
                 **options,
             )
-        finally:
-            watcher.finish()
+        except BaseException:
+            watcher.finish(None)
+            raise
+        watcher.finish(result.success)
         failures = step_failures(job.name, result.all_events)
         self.failures.extend(failures)
         error = operator_error(failures)

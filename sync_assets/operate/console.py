@@ -3,7 +3,8 @@
 `CONSOLE` is the process's console, set once by syncctl's main group (`-v`). Without -v, Dagster's
 own console logging is off (the instance still records every event, and the UI shows them); with
 it, Dagster logs as usual, tracebacks included. On a terminal (stdout a tty, and not a `--json`
-command) a run shows which step is running and, per finished step, its counts (batches, rows).
+command) a run shows which step is running, its messages and counts (batches, rows) as they
+come, and a line per run when it ends.
 """
 
 from __future__ import annotations
@@ -56,12 +57,16 @@ CONSOLE = Console()
 
 @dataclass
 class RunWatcher:
-    """Follows one run's events as the instance stores them, and draws its progress."""
+    """Follows one run's events as the instance stores them, and draws its progress: a status
+    line that changes with each step (its messages, then its counts), and one line per run when
+    it ends (or per step that failed)."""
 
     job: str
     stream: TextIO | None
+    _began: float = field(default_factory=time.perf_counter)
     _started: dict[str, float] = field(default_factory=dict)
     _counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    _steps: int = 0
     _status_shown: bool = False
 
     def __call__(self, entry: Any) -> None:
@@ -82,16 +87,28 @@ class RunWatcher:
             for key, value in event.event_specific_data.materialization.metadata.items():
                 if key not in COUNT_SKIP and isinstance(value.value, int):
                     counts[key.removeprefix("dagster/")] = value.value
-        elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and step:
-            took = time.perf_counter() - self._started.get(step, time.perf_counter())
-            verdict = "done" if kind == "STEP_SUCCESS" else "FAILED"
-            self._line(f"{self.job} / {step} {verdict} in {took:.1f} s{self._shown(step)}")
+        elif kind == "STEP_SUCCESS" and step:
+            self._steps += 1
+            self._status(f"{self.job} / {step} done in {self._took(step)}{self._shown(step)}")
+        elif kind == "STEP_FAILURE" and step:
+            self._line(f"{self.job} / {step} FAILED after {self._took(step)}")
 
-    def finish(self) -> None:
-        if self.stream is not None and self._status_shown:
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
-            self._status_shown = False
+    def finish(self, success: bool | None) -> None:
+        """The run is over: its line (None: it did not get to end, the error says why)."""
+        if self.stream is None:
+            return
+        if success is None:
+            if self._status_shown:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
+                self._status_shown = False
+            return
+        took = time.perf_counter() - self._began
+        verdict = "done" if success else "FAILED"
+        self._line(f"{self.job}: {verdict}, {self._steps} step(s) succeeded in {took:.1f} s")
+
+    def _took(self, step: str) -> str:
+        return f"{time.perf_counter() - self._started.get(step, time.perf_counter()):.1f} s"
 
     def _shown(self, step: str) -> str:
         counts = list(self._counts.get(step, {}).items())[:MAX_COUNTS]

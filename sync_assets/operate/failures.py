@@ -112,4 +112,6 @@ def _message(error: Any) -> str:
     if sep and name.endswith(error.cls_name):
         own = error.cls_name.startswith("Dagster") or error.cls_name == "SyncfabricError"
         text = rest if own else f"{error.cls_name}: {rest}"
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+    if error.cls_name == "SyncfabricError" or len(text) <= MAX_MESSAGE:
+        return text
+    return text[: MAX_MESSAGE - 1] + "…"

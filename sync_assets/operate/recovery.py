@@ -14,7 +14,9 @@ something asks here first:
   RUN_START event, a process that must have started no later than the run (a pid can be reused).
 - a pool claim is stale when its run is finished, unknown, or dead.
 
-Dead runs are marked failed (the UI shows why) and their claims freed.
+Dead runs are marked failed (the UI shows why) and their claims freed. Pids are only meaningful
+on one machine: the UI's run workers and syncctl must share the host (and its pid namespace), as
+they do when both use the same data folder on a local disk.
 """
 
 from __future__ import annotations
