@@ -301,7 +301,9 @@ def _ingest_dead_letters(
     if refs or redrive_rule:
         if redrive_rule and not rule:
             raise click.UsageError("--redrive-rule needs --rule RULE")
-        with pipeline(folder) as runs:
+        from sync_assets.operate.lock import hold
+
+        with hold(folder, "dead-letters --redrive"), pipeline(folder) as runs:
             landed = runs.redrive_ingest_dead_letters(refs, rule)
         if as_json:
             click.echo(json.dumps(landed))
@@ -415,12 +417,14 @@ def _repair(folder: DataFolder):
     with pipeline(folder) as runs:
         repaired = [f"marked failed: {stuck.describe()}" for stuck in runs.recovered.stuck_runs]
         repaired += [f"freed: {stale.describe()}" for stale in runs.recovered.stale_claims]
-        stranded = stranded_batches(folder)
-        if stranded:
+        if stranded_batches(folder):
             resumed = runs.ingest_pending()
-            repaired.append(f"resumed {len(stranded)} stranded batch(es): {', '.join(stranded)}")
+            if resumed.resumed:
+                repaired.append(
+                    f"resumed {len(resumed.resumed)} stranded batch(es): {', '.join(resumed.resumed)}"
+                )
             if not resumed.ok:
-                repaired.append(f"failed again: {', '.join(resumed.failed)}")
+                repaired.append(f"still unfinished: {', '.join(resumed.failed)}")
         report = examine(folder, runs.instance)
     report.repaired = repaired
     return report

@@ -244,6 +244,7 @@ class Pipeline:
         watcher = CONSOLE.watch(job.name)
         self.instance.add_event_listener(run_id, watcher)
         self.instance.add_event_listener(run_id, _crash_after_step_start)
+        self.instance.add_event_listener(run_id, _PoolWait(job.name, self.instance))
         try:
             result = job.execute_in_process(
                 instance=self.instance,
@@ -308,6 +309,32 @@ def _outcome(evaluation: Any) -> CheckOutcome:
         rows_compared=int(metadata["rows_compared"]),
         counts={k: int(metadata[k]) for k in ("missing", "extra", "mismatch", "divergence")},
     )
+
+
+@dataclass
+class _PoolWait:
+    """Says, once per pool, that a step waits for a pool another run holds, and which run: a
+    wait that nothing on the console explained looked like a hang."""
+
+    job: str
+    instance: Any
+    said: set[str] = field(default_factory=set)
+
+    def __call__(self, entry: Any) -> None:
+        event = entry.dagster_event
+        message = (event.message or "") if event is not None else ""
+        if not message.startswith(recovery.BLOCKED_BY_POOL):
+            return
+        pool = message.removeprefix(recovery.BLOCKED_BY_POOL).strip()
+        if pool in self.said:
+            return
+        self.said.add(pool)
+        holders = recovery.holders(self.instance, pool) or ["another run"]
+        CONSOLE.notice(
+            f"{self.job}: step {event.step_key} waits for the {pool} pool, held by "
+            f"{'; '.join(holders)}. It goes on when that run ends; `syncctl doctor` shows "
+            "whether one is stuck."
+        )
 
 
 def _crash_after_step_start(entry: Any) -> None:

@@ -7,6 +7,7 @@ import http.server
 import json
 import os
 import pty
+import queue
 import re
 import shutil
 import socket
@@ -185,7 +186,7 @@ def test_doctor_repair_fails_dead_runs_frees_claims_and_resumes_stranded_batches
     assert before.returncode == 1
     assert "runs whose process is gone: 1" in before.stdout
     assert "stale pool claims: 1" in before.stdout
-    assert f"stranded batches (ingested, not applied): 1\n  {stranded.batch_id}" in before.stdout
+    assert f"stranded batches (not applied): 1\n  {stranded.batch_id}: raw" in before.stdout
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr[-3000:]
     report = json.loads(repaired.stdout)
     assert report["healthy"] and report["stuck_runs"] == report["stranded_batches"] == []
@@ -193,6 +194,116 @@ def test_doctor_repair_fails_dead_runs_frees_claims_and_resumes_stranded_batches
     assert any(stranded.batch_id in action for action in report["repaired"])
     assert unfinished_runs_and_claims(home) == ([], [])
     assert json.loads(summary.stdout)["pending"] == 0
+
+
+class Lines:
+    """A process's stream read line by line in a thread, so a test can wait for a line with a
+    deadline (a process waiting in silence must fail the test, not hang it)."""
+
+    def __init__(self, stream) -> None:
+        self.seen: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def first_saying(self, words: str, limit_s: float = 300) -> str:
+        while True:
+            try:
+                line = self._lines.get(timeout=limit_s)
+            except queue.Empty:
+                raise AssertionError(f"nothing said {words!r} within {limit_s} s") from None
+            if line is None:
+                raise AssertionError(f"the stream ended without {words!r}: {self.seen}")
+            self.seen.append(line)
+            if words in line:
+                return line
+
+    def rest(self) -> str:
+        """Everything, once the stream has ended."""
+        while (line := self._lines.get(timeout=300)) is not None:
+            self.seen.append(line)
+        return "".join(self.seen)
+
+
+HOLD_THE_WRITER_POOL = """
+import sys
+import dagster as dg
+from dagster._core.instance.ref import InstanceRef
+
+@dg.op(pool="duckdb_writer")
+def hold_the_writer_pool():
+    print("held", flush=True)
+    sys.stdin.readline()
+
+job = dg.GraphDefinition(name="launched_from_the_ui", node_defs=[hold_the_writer_pool]).to_job()
+with dg.DagsterInstance.from_ref(InstanceRef.from_dir(sys.argv[1])) as instance:
+    job.execute_in_process(instance=instance)
+"""
+
+
+def test_a_live_run_holding_the_pool_is_left_alone_and_the_wait_is_said(home):
+    assert syncctl(home, "doctor").returncode == 0  # the instance exists, with its pool limit
+    other = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_WRITER_POOL, str(home / "dagster")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout.readline() == "held\n"  # its step holds the writer pool's slot
+        ran = subprocess.Popen(
+            [SYNCCTL, "run", "--json"],
+            env={**os.environ, "SYNCFABRIC_HOME": str(home)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        stderr = Lines(ran.stderr)
+        said = stderr.first_saying("waits for")  # its first step found the pool taken
+        other.communicate("go on\n", timeout=120)
+        out = ran.stdout.read()
+        ran.wait(timeout=300)
+        err = stderr.rest()
+    finally:
+        if other.poll() is None:
+            other.kill()
+
+    assert "ingest_batch: step raw_events waits for the duckdb_writer pool, held by run " in said
+    assert "(launched_from_the_ui, STARTED, launched by the UI or the daemon)" in said
+    assert ran.returncode == 0, err[-3000:]
+    assert "marked failed" not in err
+    assert json.loads(out)["pending"] == 0
+    with instance_of(home) as instance:
+        [theirs] = [r for r in instance.get_runs() if r.job_name == "launched_from_the_ui"]
+        assert theirs.status.value == "SUCCESS"
+
+
+def test_a_run_of_the_ui_whose_worker_died_is_found_by_its_pid_and_recovered(home):
+    assert syncctl(home, "doctor").returncode == 0
+    other = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_WRITER_POOL, str(home / "dagster")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other.stdout.readline() == "held\n"
+    other.kill()  # the worker dies holding the slot, as an OOM-killed run worker would
+    other.wait(timeout=30)
+
+    found = syncctl(home, "doctor", "--json")
+    ran = syncctl(home, "run", "--json")
+
+    assert found.returncode == 1
+    [stuck] = json.loads(found.stdout)["stuck_runs"]
+    assert (stuck["job"], stuck["launched_by"]) == ("launched_from_the_ui", "dagster")
+    assert stuck["why"] == f"its process (pid {other.pid}) is gone"
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert f"run {stuck['run_id']} (launched_from_the_ui, STARTED, started " in ran.stderr
+    assert unfinished_runs_and_claims(home) == ([], [])
 
 
 # ---- bad settings ------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ class Report:
     stuck_runs: list[recovery.StuckRun] = field(default_factory=list)
     stale_claims: list[recovery.StaleClaim] = field(default_factory=list)
     stranded_batches: list[str] = field(default_factory=list)
-    """Ingested but not applied: the golden records lack them until they are resumed."""
+    """Not yet applied ('<batch>: <state>, waiting for <step>[; failed attempts ...]'): the
+    golden records lack them until they are resumed."""
     refused_landing: list[str] = field(default_factory=list)
     """Landing entries that are not batches ('path: reason'); a person must move them."""
     not_checked: list[str] = field(default_factory=list)
@@ -86,7 +87,7 @@ class Report:
 SECTIONS = [
     ("stuck_runs", "runs whose process is gone"),
     ("stale_claims", "stale pool claims"),
-    ("stranded_batches", "stranded batches (ingested, not applied)"),
+    ("stranded_batches", "stranded batches (not applied)"),
     ("refused_landing", "refused landing entries"),
 ]
 
@@ -110,26 +111,23 @@ def examine(folder: DataFolder, instance: Any) -> Report:
 
 
 def stranded_batches(folder: DataFolder) -> list[str]:
-    from sync_assets.ledger import pending_batches
+    """The batches not yet applied, each with its state, what it waits for and, after a failed
+    step, the error (this report is the operator's, on their terminal: the error stays whole)."""
+    from sync_assets.ledger import unfinished
     from sync_assets.warehouse import connect
 
     if not folder.warehouse.exists():
         return []
     with connect(folder.warehouse, read_only=True) as con:
-        return pending_batches(con)
+        return [batch.describe(detail=True) for batch in unfinished(con)]
 
 
 def refused_landing_entries(folder: DataFolder) -> list[str]:
-    """Landing entries that are not batches, with why: symbolic links, folders, files of unknown
-    systems. They come from `LandingZone.scan()` (the landing zone's own judgement); a landing
-    zone without `scan` (before that change) lists none."""
+    """Landing entries that are not batches, with why (symbolic links, folders, files of unknown
+    systems): the landing zone's own judgement, which leaves them where they are."""
     from sync_assets.ingest.landing import LandingZone
 
-    zone = LandingZone(folder.landing)
-    scan = getattr(zone, "scan", None)
-    if scan is None:
-        return []
-    return [str(refusal) for refusal in scan().refused]
+    return [str(refusal) for refusal in LandingZone(folder.landing).scan().refused]
 
 
 def _describe(item: Any) -> str:

@@ -15,8 +15,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sync_assets.errors import EXIT_FAILED, SyncfabricError
+from sync_assets.errors import EXIT_FAILED, EXIT_USAGE, SyncfabricError
 
+DEFAULT_EXIT_CODE = EXIT_USAGE
+"""SyncfabricError's own default: what a step's SyncfabricError without `as_step_failure` gets."""
 EXIT_CODE_KEY = "syncfabric/exit_code"
 """Metadata of a dg.Failure raised for a SyncfabricError: the exit code syncctl should use."""
 
@@ -24,17 +26,30 @@ EXIT_CODE_KEY = "syncfabric/exit_code"
 @contextlib.contextmanager
 def as_step_failure() -> Iterator[None]:
     """Inside a Dagster step: a SyncfabricError becomes a dg.Failure with its message and exit
-    code, not retried, so the run records why and syncctl can say it without a traceback."""
+    code, not retried, so the run records why and syncctl can say it without a traceback.
+    Outside a step (a sensor called by syncctl, say) it stays the SyncfabricError it is."""
     import dagster as dg
 
     try:
         yield
     except SyncfabricError as error:
+        if not _in_a_step():
+            raise
         raise dg.Failure(
             description=error.message,
             metadata={EXIT_CODE_KEY: error.exit_code},
             allow_retries=False,
         ) from error
+
+
+def _in_a_step() -> bool:
+    import dagster as dg
+
+    try:
+        dg.OpExecutionContext.get()
+    except dg.DagsterInvariantViolationError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -89,8 +104,9 @@ def _from_step(job: str, event: Any) -> StepFailure:
     innermost = _innermost(data.error)
     message = _message(innermost) if innermost else "failed without an error"
     if innermost is not None and innermost.cls_name == "SyncfabricError":
-        # Raised outside `as_step_failure`: the message is the operator's, the code unknown.
-        return StepFailure(job, event.step_key, message, EXIT_FAILED)
+        # Raised outside `as_step_failure`: the message is the operator's; the code did not
+        # survive Dagster's serialization, so it is the class's default.
+        return StepFailure(job, event.step_key, message, DEFAULT_EXIT_CODE)
     return StepFailure(job, event.step_key, message)
 
 

@@ -184,6 +184,24 @@ def repair(instance: Any, findings: Findings) -> None:
         instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
 
+BLOCKED_BY_POOL = "Step blocked by limit for pool "
+"""How Dagster's engine event says a step waits for a pool slot."""
+
+
+def holders(instance: Any, pool: str) -> list[str]:
+    """The runs holding slots of `pool`, each as 'run <id> (<job>, <status>, launched by ...)'."""
+    claimed = [c for c in pool_claims(instance) if c.pool == pool and not c.queued]
+    described = []
+    for run_id in dict.fromkeys(c.run_id for c in claimed):
+        run = instance.get_run_by_id(run_id)
+        if run is None:
+            described.append(f"run {run_id} (unknown to the instance)")
+            continue
+        who = SYNCCTL if run.tags.get(LAUNCHED_BY_TAG) == SYNCCTL else "the UI or the daemon"
+        described.append(f"run {run_id} ({run.job_name}, {run.status.value}, launched by {who})")
+    return described
+
+
 def unfinished_runs(instance: Any) -> list[RunFacts]:
     import dagster as dg
 
@@ -240,7 +258,8 @@ def _run_start_pid(instance: Any, run_id: str) -> int | None:
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.RUN_START, limit=1
     ).records
-    return records[0].event_log_entry.pid if records else None
+    event = records[0].event_log_entry.dagster_event if records else None
+    return event.pid if event is not None else None
 
 
 def _int(text: str | None) -> int | None:
