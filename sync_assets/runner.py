@@ -282,21 +282,10 @@ class Pipeline:
 
 
 def failure_message(run: Any) -> str:
-    """What a failed run says for itself: the message of an expected error raised in a step
-    (a SyncfabricError), else each failed step and its error's first line."""
-    messages = []
-    for event in run.all_events:
-        if event.event_type_value != "STEP_FAILURE":
-            continue
-        error = event.step_failure_data.error
-        while error is not None and error.cls_name != "SyncfabricError":
-            error = error.cause
-        if error is not None:
-            messages.append(error.message.split(": ", 1)[-1].strip())
-        else:
-            first = event.step_failure_data.error.message.strip().splitlines()[0]
-            messages.append(f"step {event.step_key} failed: {first}")
-    return "; ".join(messages) or f"run {run.run_id} failed"
+    """What a failed run says for itself: each failed step and its message (an operator's
+    SyncfabricError in a step is raised by `Pipeline._execute` before this is asked)."""
+    failures = step_failures(run.dagster_run.job_name, run.all_events)
+    return "; ".join(failure.line() for failure in failures) or f"run {run.run_id} failed"
 
 
 def _outcome(evaluation: Any) -> CheckOutcome:
