@@ -21,7 +21,6 @@ import pytest
 
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.ingest.raw import ingest_batch
-from sync_assets.operate.lock import hold
 from sync_assets.settings import DataFolder
 from sync_assets.warehouse import connect, transaction
 
@@ -88,6 +87,8 @@ def crash_a_run(home: Path) -> None:
 
 
 def test_a_second_writer_exits_75_naming_who_holds_the_data_folder(home):
+    from sync_assets.operate.lock import hold
+
     with hold(DataFolder(home), "run"):
         ran = syncctl(home, "run")
         repair = syncctl(home, "doctor", "--repair")
@@ -102,6 +103,8 @@ def test_a_second_writer_exits_75_naming_who_holds_the_data_folder(home):
 
 
 def test_with_wait_the_second_writer_goes_once_the_first_is_done(home):
+    from sync_assets.operate.lock import hold
+
     with hold(DataFolder(home), "check"):
         second = subprocess.Popen(
             [SYNCCTL, "run", "--json", "--wait", "300"],
