@@ -2,27 +2,88 @@
 
 Every command works on the data folder named by SYNCFABRIC_HOME (`.syncfabric/` by default).
 Heavy imports (dagster, pandera) happen inside the commands that need them.
+
+A command that writes the data folder holds it (`@writes_data_folder`): one syncctl at a time,
+a second one waits `--wait` seconds and then says who holds it (exit 75). A situation the operator
+can act on raises `SyncfabricError`; the main group prints its message alone and exits with its
+code (`-v` adds the traceback, and Dagster's own logs).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import time
+import traceback
+from collections.abc import Callable
+from typing import Any
 
 import click
 
+from sync_assets.errors import SyncfabricError
+from sync_assets.operate.console import CONSOLE
 from sync_assets.settings import DataFolder
 
 
 def _folder() -> DataFolder:
-    return DataFolder.from_env()
+    """The data folder; an error naming the path when there is none (only `demo` makes one)."""
+    return DataFolder.from_env().require()
 
 
-@click.group()
-def main() -> None:
+class _Syncctl(click.Group):
+    """The main group: an operator's error is its message on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SyncfabricError as error:
+            if CONSOLE.verbose:
+                traceback.print_exception(error)
+            click.echo(error.message, err=True)
+            ctx.exit(error.exit_code)
+
+
+@click.group(cls=_Syncctl)
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Show tracebacks and Dagster's own logs on the console."
+)
+def main(verbose: bool) -> None:
     """Keep business systems in sync: ingest change events, keep golden records."""
+    CONSOLE.configure(verbose=verbose)
+
+
+_wait_option = click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="SECONDS",
+    help="If another syncctl holds the data folder, wait this long for it to finish.",
+)
+
+
+def writes_data_folder(command: Callable[..., Any]) -> Callable[..., Any]:
+    """For a command that writes the data folder: hold the folder's lock while it runs (one
+    syncctl at a time; the kernel frees it if the process dies), waiting up to `--wait` seconds
+    for another holder. Put it under `@main.command()`."""
+    from sync_assets.operate.lock import hold
+
+    @_wait_option
+    @functools.wraps(command)
+    def holding(*args: Any, wait_s: float, **kwargs: Any) -> Any:
+        name = click.get_current_context().info_name or command.__name__
+        with hold(_folder(), name, wait_s=wait_s, on_wait=_say_waiting):
+            return command(*args, **kwargs)
+
+    return holding
+
+
+def _say_waiting(holder: Any) -> None:
+    who = holder.describe() if holder else "another process"
+    click.echo(f"waiting for {who} to release the data folder", err=True)
 
 
 @main.command()
@@ -37,11 +98,24 @@ def main() -> None:
     "below the reconciliation's ERROR threshold]",
 )
 @click.option("--force", is_flag=True, help="Build a new landscape even if one exists.")
-def demo(customers: int, orders: int, seed: int, drift: int | None, force: bool) -> None:
+@_wait_option
+def demo(
+    customers: int, orders: int, seed: int, drift: int | None, force: bool, wait_s: float
+) -> None:
     """Create the demo landscape (three systems and their landed events) if there is none."""
+    from sync_assets.operate.lock import hold
+
+    folder = DataFolder.from_env()  # the one command that may create the data folder
+    folder.root.mkdir(parents=True, exist_ok=True)
+    with hold(folder, "demo", wait_s=wait_s, on_wait=_say_waiting):
+        _build_demo(folder, customers, orders, seed, drift, force)
+
+
+def _build_demo(
+    folder: DataFolder, customers: int, orders: int, seed: int, drift: int | None, force: bool
+) -> None:
     from sync_assets.demo.landscape import build_demo_landscape, landscape_exists
 
-    folder = _folder()
     if landscape_exists(folder) and not force:
         click.echo(f"demo landscape already in {folder.root}; leaving it as it is")
         return
@@ -62,6 +136,7 @@ def demo(customers: int, orders: int, seed: int, drift: int | None, force: bool)
 
 
 @main.command()
+@writes_data_folder
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(as_json: bool) -> None:
     """Run the pipeline once: ingest what landed, reconcile, deliver the corrections, and
@@ -135,6 +210,7 @@ def run(as_json: bool) -> None:
 
 
 @main.command()
+@writes_data_folder
 @click.option("--emit", is_flag=True, help="First emit corrections from the latest reconciliation.")
 @click.option("--redrive", multiple=True, help="A dead-lettered correction id to send again.")
 @click.option("--redrive-all", is_flag=True, help="Send every dead letter again.")
@@ -225,7 +301,9 @@ def _ingest_dead_letters(
     if refs or redrive_rule:
         if redrive_rule and not rule:
             raise click.UsageError("--redrive-rule needs --rule RULE")
-        with pipeline(folder) as runs:
+        from sync_assets.operate.lock import hold
+
+        with hold(folder, "dead-letters --redrive"), pipeline(folder) as runs:
             landed = runs.redrive_ingest_dead_letters(refs, rule)
         if as_json:
             click.echo(json.dumps(landed))
@@ -252,6 +330,7 @@ def _ingest_dead_letters(
 
 
 @main.command()
+@writes_data_folder
 @click.option("--json", "as_json", is_flag=True, help="Each check with its counts and findings.")
 @click.option(
     "--fail-on",
@@ -297,6 +376,62 @@ def summary(as_json: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Mark dead runs failed, free stale pool claims and resume stranded batches; then report "
+    "again. Holds the data folder.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_wait_option
+def doctor(repair: bool, as_json: bool, wait_s: float) -> None:
+    """What is stuck: runs whose process is gone, stale pool claims, stranded batches, refused
+    landing entries, and who holds the data folder. Exit 0 when healthy, 1 when something
+    remains wrong. See docs/runbooks/stuck-runs.md."""
+    from sync_assets.operate.doctor import examine
+    from sync_assets.operate.lock import hold
+    from sync_assets.runner import open_instance
+
+    folder = _folder()
+    if repair:
+        with hold(folder, "doctor --repair", wait_s=wait_s, on_wait=_say_waiting):
+            report = _repair(folder)
+    else:
+        with open_instance(folder) as instance:
+            report = examine(folder, instance)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if not report.healthy:
+        sys.exit(1)
+
+
+def _repair(folder: DataFolder):
+    """Recover the instance (dead runs failed, stale claims freed, as any pipeline does), resume
+    the stranded batches, and examine the folder again."""
+    from sync_assets.operate.doctor import examine, stranded_batches
+    from sync_assets.runner import pipeline
+
+    with pipeline(folder) as runs:
+        repaired = [f"marked failed: {stuck.describe()}" for stuck in runs.recovered.stuck_runs]
+        repaired += [f"freed: {stale.describe()}" for stale in runs.recovered.stale_claims]
+        if stranded_batches(folder):
+            resumed = runs.ingest_pending()
+            if resumed.resumed:
+                repaired.append(
+                    f"resumed {len(resumed.resumed)} stranded batch(es): {', '.join(resumed.resumed)}"
+                )
+            if not resumed.ok:
+                repaired.append(f"still unfinished: {', '.join(resumed.failed)}")
+        report = examine(folder, runs.instance)
+    report.repaired = repaired
+    return report
+
+
+@main.command()
+@writes_data_folder
 @click.option("--json", "as_json", is_flag=True)
 def replay(as_json: bool) -> None:
     """Rebuild every golden record from the event log and compare with the incremental state."""
