@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from sync_assets import ledger
 from sync_assets.ledger import summarize, unbalanced_batches
 from sync_assets.resources import WarehouseResource
 from sync_assets.warehouse import WRITER_POOL
@@ -15,22 +16,35 @@ DEAD_LETTER_WARN_RATE = 0.05
     asset="batch_ledger",
     blocking=True,
     pool=WRITER_POOL,
-    description="Every landed event is applied, a duplicate or a dead letter, in every batch.",
+    description=(
+        "Every landed event is applied, a duplicate or a dead letter, in every batch; no batch "
+        "is stuck after a failed step."
+    ),
 )
 def every_event_accounted_for(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connect() as con:
         broken = unbalanced_batches(con)
         summary = summarize(con)
+        stuck = [b for b in ledger.unfinished(con) if b.failures]
+    problems = []
+    if broken:
+        problems.append(f"{len(broken)} batch(es) do not add up")
+    if stuck:
+        problems.append(
+            f"{len(stuck)} batch(es) stopped on a failed step, the next run tries them again: "
+            + "; ".join(b.describe() for b in stuck[:5])
+        )
     return dg.AssetCheckResult(
-        passed=not broken,
+        passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=None if not broken else f"{len(broken)} batch(es) do not add up",
+        description="; ".join(problems) or None,
         metadata={
             "landed": summary.landed,
             "applied": summary.applied,
             "duplicates": summary.duplicates,
             "dead_lettered": summary.dead_lettered,
             "pending": summary.pending,
+            "failed_batches": dg.MetadataValue.json([b.batch_id for b in stuck]),
             "unbalanced_batches": dg.MetadataValue.json([list(row) for row in broken]),
             "runbook": dg.MetadataValue.path(LEDGER_RUNBOOK),
         },

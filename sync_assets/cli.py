@@ -2,29 +2,88 @@
 
 Every command works on the data folder named by SYNCFABRIC_HOME (`.syncfabric/` by default).
 Heavy imports (dagster, pandera) happen inside the commands that need them.
+
+A command that writes the data folder holds it (`@writes_data_folder`): one syncctl at a time,
+a second one waits `--wait` seconds and then says who holds it (exit 75). A situation the operator
+can act on raises `SyncfabricError`; the main group prints its message alone and exits with its
+code (`-v` adds the traceback, and Dagster's own logs).
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable
+from typing import Any
 
 import click
 
+from sync_assets.errors import SyncfabricError
+from sync_assets.operate.console import CONSOLE
 from sync_assets.settings import DataFolder
 
 
 def _folder() -> DataFolder:
-    return DataFolder.from_env()
+    """The data folder; an error naming the path when there is none (only `demo` makes one)."""
+    return DataFolder.from_env().require()
 
 
-@click.group()
-def main() -> None:
+class _Syncctl(click.Group):
+    """The main group: an operator's error is its message on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SyncfabricError as error:
+            if CONSOLE.verbose:
+                traceback.print_exception(error)
+            click.echo(error.message, err=True)
+            ctx.exit(error.exit_code)
+
+
+@click.group(cls=_Syncctl)
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Show tracebacks and Dagster's own logs on the console."
+)
+def main(verbose: bool) -> None:
     """Keep business systems in sync: ingest change events, keep golden records."""
+    CONSOLE.configure(verbose=verbose)
+
+
+_wait_option = click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="SECONDS",
+    help="If another syncctl holds the data folder, wait this long for it to finish.",
+)
+
+
+def writes_data_folder(command: Callable[..., Any]) -> Callable[..., Any]:
+    """For a command that writes the data folder: hold the folder's lock while it runs (one
+    syncctl at a time; the kernel frees it if the process dies), waiting up to `--wait` seconds
+    for another holder. Put it under `@main.command()`."""
+    from sync_assets.operate.lock import hold
+
+    @_wait_option
+    @functools.wraps(command)
+    def holding(*args: Any, wait_s: float, **kwargs: Any) -> Any:
+        name = click.get_current_context().info_name or command.__name__
+        with hold(_folder(), name, wait_s=wait_s, on_wait=_say_waiting):
+            return command(*args, **kwargs)
+
+    return holding
+
+
+def _say_waiting(holder: Any) -> None:
+    who = holder.describe() if holder else "another process"
+    click.echo(f"waiting for {who} to release the data folder", err=True)
 
 
 @main.command()
@@ -39,11 +98,24 @@ def main() -> None:
     "below the reconciliation's ERROR threshold]",
 )
 @click.option("--force", is_flag=True, help="Build a new landscape even if one exists.")
-def demo(customers: int, orders: int, seed: int, drift: int | None, force: bool) -> None:
+@_wait_option
+def demo(
+    customers: int, orders: int, seed: int, drift: int | None, force: bool, wait_s: float
+) -> None:
     """Create the demo landscape (three systems and their landed events) if there is none."""
+    from sync_assets.operate.lock import hold
+
+    folder = DataFolder.from_env()  # the one command that may create the data folder
+    folder.root.mkdir(parents=True, exist_ok=True)
+    with hold(folder, "demo", wait_s=wait_s, on_wait=_say_waiting):
+        _build_demo(folder, customers, orders, seed, drift, force)
+
+
+def _build_demo(
+    folder: DataFolder, customers: int, orders: int, seed: int, drift: int | None, force: bool
+) -> None:
     from sync_assets.demo.landscape import build_demo_landscape, landscape_exists
 
-    folder = _folder()
     if landscape_exists(folder) and not force:
         click.echo(f"demo landscape already in {folder.root}; leaving it as it is")
         return
@@ -64,6 +136,7 @@ def demo(customers: int, orders: int, seed: int, drift: int | None, force: bool)
 
 
 @main.command()
+@writes_data_folder
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(as_json: bool) -> None:
     """Run the pipeline once: ingest what landed, reconcile, deliver the corrections, and
@@ -80,9 +153,9 @@ def run(as_json: bool) -> None:
         # The owners' missed events, landed by the reconciliation, enter the golden records
         # first; the systems that do not own those values are corrected after.
         absorbed = runs.ingest_pending() if reconciled.success else RunReport()
-        if absorbed.batches:
+        if absorbed.batches or absorbed.resumed:
             report.batches += absorbed.batches
-            report.failed += absorbed.failed
+            report.failed = absorbed.failed
             reconciled = runs.reconcile()
             emitted += _emitted(folder, reconciled.run_id)
         if reconciled.success and runs.pending_corrections():
@@ -98,6 +171,7 @@ def run(as_json: bool) -> None:
                 {
                     **summary.as_dict(),
                     "runs": report.batches,
+                    "resumed": report.resumed,
                     "failed": report.failed,
                     "corrections": corrections,
                     "reconciliation": _checks_json(reconciled, with_values=False),
@@ -105,15 +179,20 @@ def run(as_json: bool) -> None:
             )
         )
     else:
+        resumed = f" and resumed {len(report.resumed)}" if report.resumed else ""
         click.echo(
-            f"ran {len(report.batches)} batch(es), reconciliation and delivery in {elapsed:.1f} s"
+            f"ran {len(report.batches)} batch(es){resumed}, reconciliation and delivery in "
+            f"{elapsed:.1f} s"
         )
         _print_summary(summary)
         _print_corrections(corrections)
         _print_checks(reconciled)
     failures = []
     if not report.ok:
-        failures.append(f"failed runs for batches: {', '.join(report.failed)}")
+        failures.append(
+            f"{len(report.failed)} batch(es) left unfinished: {', '.join(report.failed[:5])}; "
+            "the next run tries them again, syncctl doctor says why they stopped"
+        )
     if not reconciled.success:
         failures.append(_not_corrected(reconciled, "syncctl reconcile"))
     if delivered is not None and not delivered.success:
@@ -133,6 +212,7 @@ def run(as_json: bool) -> None:
 
 
 @main.command()
+@writes_data_folder
 @click.option(
     "--emit",
     is_flag=True,
@@ -165,28 +245,26 @@ def deliver(
     that changed since the reconciliation saw it is not overwritten, one already right is not
     written, and a correction whose golden record changed since it was emitted is not sent.
     """
-    from sync_assets.errors import EXIT_FAILED, EXIT_USAGE, SyncfabricError
+    from sync_assets.errors import EXIT_FAILED, EXIT_USAGE
     from sync_assets.runner import pipeline
 
-    with _reported():
-        if reviewed is not None and not emit:
-            raise SyncfabricError("--i-have-reviewed goes with --emit", exit_code=EXIT_USAGE)
-        if destination is not None and not (redrive or redrive_all):
+    if reviewed is not None and not emit:
+        raise SyncfabricError("--i-have-reviewed goes with --emit", exit_code=EXIT_USAGE)
+    if destination is not None and not (redrive or redrive_all):
+        raise SyncfabricError(
+            "--destination chooses whose dead letters to redrive: add --redrive-all",
+            exit_code=EXIT_USAGE,
+        )
+    with pipeline(_folder()) as runs:
+        if emit and not runs.emit_corrections(
+            reviewed, confirm="syncctl deliver --emit --i-have-reviewed {n}"
+        ):
             raise SyncfabricError(
-                "--destination chooses whose dead letters to redrive: add --redrive-all",
-                exit_code=EXIT_USAGE,
+                "emitting the corrections failed: its failed steps are above", exit_code=EXIT_FAILED
             )
-        with pipeline(_folder()) as runs:
-            if emit and not runs.emit_corrections(
-                reviewed, confirm="syncctl deliver --emit --i-have-reviewed {n}"
-            ):
-                raise SyncfabricError(
-                    "emitting the corrections failed; see the run in the Dagster UI (syncctl ui)",
-                    exit_code=EXIT_FAILED,
-                )
-            delivered = runs.deliver(
-                redrive=list(redrive), redrive_all=redrive_all, destination=destination
-            )
+        delivered = runs.deliver(
+            redrive=list(redrive), redrive_all=redrive_all, destination=destination
+        )
     if as_json:
         click.echo(
             json.dumps(
@@ -205,8 +283,31 @@ def deliver(
 
 @main.command("dead-letters")
 @click.option("--json", "as_json", is_flag=True)
-def dead_letters(as_json: bool) -> None:
-    """Corrections waiting in the delivery dead-letter table, with why (values not shown)."""
+@click.option(
+    "--ingest",
+    is_flag=True,
+    help="Events refused by validation, instead of undelivered corrections.",
+)
+@click.option("--rule", help="With --ingest: only the dead letters of this rule.")
+@click.option(
+    "--redrive",
+    "refs",
+    multiple=True,
+    help="With --ingest: send this one again once fixed (an event id, or <batch>:<line>).",
+)
+@click.option(
+    "--redrive-rule",
+    is_flag=True,
+    help="With --ingest and --rule: send every one of the rule again.",
+)
+def dead_letters(
+    as_json: bool, ingest: bool, rule: str | None, refs: tuple[str, ...], redrive_rule: bool
+) -> None:
+    """Dead letters held, with why (values not shown): corrections not delivered, or with
+    --ingest, events refused by validation; --redrive sends ingest dead letters again."""
+    if ingest:
+        _ingest_dead_letters(as_json, rule, list(refs), redrive_rule)
+        return
     from sync_assets.deliver.outbox import held_dead_letters
     from sync_assets.warehouse import connect
 
@@ -223,7 +324,49 @@ def dead_letters(as_json: bool) -> None:
     click.echo(f"{len(held)} dead letter(s) held; redrive with: syncctl deliver --redrive <id>")
 
 
+def _ingest_dead_letters(
+    as_json: bool, rule: str | None, refs: list[str], redrive_rule: bool
+) -> None:
+    from dataclasses import asdict
+
+    from sync_assets.ingest.redrive import held
+    from sync_assets.runner import pipeline
+    from sync_assets.warehouse import connect
+
+    folder = _folder()
+    if refs or redrive_rule:
+        if redrive_rule and not rule:
+            raise click.UsageError("--redrive-rule needs --rule RULE")
+        from sync_assets.operate.lock import hold
+
+        with hold(folder, "dead-letters --redrive"), pipeline(folder) as runs:
+            landed = runs.redrive_ingest_dead_letters(refs, rule)
+        if as_json:
+            click.echo(json.dumps(landed))
+            return
+        click.echo(
+            f"redrove {landed['events']} dead letter(s) into "
+            + ", ".join(landed["batches"].values())
+            + "; syncctl run (or the sensor) ingests them, and syncctl dead-letters --ingest "
+            "shows what is still held"
+        )
+        return
+    with connect(folder.warehouse, read_only=True) as con:
+        letters = held(con, rule)
+    if as_json:
+        click.echo(json.dumps([asdict(d) | {"ref": d.ref} for d in letters], default=str))
+        return
+    for d in letters:
+        click.echo(f"{d.ref}  {d.event_id or '-'}  {d.rule:<10} {d.reason}")
+    click.echo(
+        f"{len(letters)} ingest dead letter(s) held; once fixed, send them again with: "
+        "syncctl dead-letters --ingest --redrive <event id or batch:line> "
+        "(or --rule RULE --redrive-rule)"
+    )
+
+
 @main.command()
+@writes_data_folder
 @click.option("--json", "as_json", is_flag=True, help="Each check with its counts and findings.")
 @click.option(
     "--fail-on",
@@ -261,6 +404,7 @@ def check(as_json: bool, fail_on: str) -> None:
 
 
 @main.command()
+@writes_data_folder
 @click.option("--json", "as_json", is_flag=True, help="Print the checks and counts as JSON.")
 @click.option(
     "--i-have-reviewed",
@@ -278,12 +422,11 @@ def reconcile(as_json: bool, reviewed: int | None) -> None:
     corrections; while a landed batch is not applied, nothing is emitted at all.
     """
     from sync_assets.deliver.outbox import emitted_by, pending_count
-    from sync_assets.errors import SyncfabricError
     from sync_assets.runner import pipeline
     from sync_assets.warehouse import connect
 
     folder = _folder()
-    refusal = None
+    refusal: SyncfabricError | None = None
     with pipeline(folder) as runs:
         reconciled = runs.reconcile(reviewed=reviewed)
         emitted_by_hand = False
@@ -304,8 +447,7 @@ def reconcile(as_json: bool, reviewed: int | None) -> None:
         click.echo(f"{'corrections emitted':<41}  {emitted:>10,}")
         click.echo(f"{'corrections pending delivery':<41}  {pending:>10,}")
     if refusal is not None:
-        click.echo(refusal.message, err=True)
-        sys.exit(refusal.exit_code)
+        raise refusal  # after the checks it judged: printed alone, with its exit code
     if not (reconciled.success or emitted_by_hand):
         click.echo(_not_corrected(reconciled, "syncctl reconcile"), err=True)
         sys.exit(1)
@@ -327,6 +469,62 @@ def summary(as_json: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Mark dead runs failed, free stale pool claims and resume stranded batches; then report "
+    "again. Holds the data folder.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_wait_option
+def doctor(repair: bool, as_json: bool, wait_s: float) -> None:
+    """What is stuck: runs whose process is gone, stale pool claims, stranded batches, refused
+    landing entries, and who holds the data folder. Exit 0 when healthy, 1 when something
+    remains wrong. See docs/runbooks/stuck-runs.md."""
+    from sync_assets.operate.doctor import examine
+    from sync_assets.operate.lock import hold
+    from sync_assets.runner import open_instance
+
+    folder = _folder()
+    if repair:
+        with hold(folder, "doctor --repair", wait_s=wait_s, on_wait=_say_waiting):
+            report = _repair(folder)
+    else:
+        with open_instance(folder) as instance:
+            report = examine(folder, instance)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if not report.healthy:
+        sys.exit(1)
+
+
+def _repair(folder: DataFolder):
+    """Recover the instance (dead runs failed, stale claims freed, as any pipeline does), resume
+    the stranded batches, and examine the folder again."""
+    from sync_assets.operate.doctor import examine, stranded_batches
+    from sync_assets.runner import pipeline
+
+    with pipeline(folder) as runs:
+        repaired = [f"marked failed: {stuck.describe()}" for stuck in runs.recovered.stuck_runs]
+        repaired += [f"freed: {stale.describe()}" for stale in runs.recovered.stale_claims]
+        if stranded_batches(folder):
+            resumed = runs.ingest_pending()
+            if resumed.resumed:
+                repaired.append(
+                    f"resumed {len(resumed.resumed)} stranded batch(es): {', '.join(resumed.resumed)}"
+                )
+            if not resumed.ok:
+                repaired.append(f"still unfinished: {', '.join(resumed.failed)}")
+        report = examine(folder, runs.instance)
+    report.repaired = repaired
+    return report
+
+
+@main.command()
+@writes_data_folder
 @click.option("--json", "as_json", is_flag=True)
 def replay(as_json: bool) -> None:
     """Rebuild every golden record from the event log and compare with the incremental state."""
@@ -374,25 +572,9 @@ def ui(port: int) -> None:
     )
 
 
-@contextlib.contextmanager
-def _reported() -> Iterator[None]:
-    """An expected failure (`SyncfabricError`) printed as its message, exiting with its code."""
-    from sync_assets.errors import SyncfabricError
-
-    try:
-        yield
-    except SyncfabricError as error:
-        click.echo(error.message, err=True)
-        sys.exit(error.exit_code)
-
-
 def _not_corrected(reconciled, gated: str) -> str:
     """Why a reconciliation run emitted nothing, and what to do: never advice that corrects
     without the review gate (`gated`: the command whose gate names the count)."""
-    if reconciled.refusals:
-        return f"the reconciliation run {reconciled.run_id} corrected nothing: " + "\n".join(
-            reconciled.refusals
-        )
     failing = reconciled.failing("error")
     if failing:
         names = ", ".join(c.name for c in failing)
@@ -403,8 +585,8 @@ def _not_corrected(reconciled, gated: str) -> str:
             "to confirm with --i-have-reviewed"
         )
     return (
-        f"the reconciliation run {reconciled.run_id} failed; see its steps in the Dagster UI "
-        "(syncctl ui)"
+        f"the reconciliation run {reconciled.run_id} failed and corrected nothing: its failed "
+        "steps are above (corrections and missed events refuse while batches are not applied)"
     )
 
 
@@ -512,6 +694,7 @@ def _print_summary(summary) -> None:
         ("applied", summary.applied),
         ("duplicates", summary.duplicates),
         ("dead letters", summary.dead_lettered),
+        ("dead letters held (not redriven)", summary.dead_letters_held),
         ("pending", summary.pending),
         ("ownership conflicts (applied, owner kept)", summary.conflicts),
     ]
@@ -521,5 +704,16 @@ def _print_summary(summary) -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         click.echo(f"{label:<{width}}  {value:>10,}")
-    verdict = "yes" if summary.balanced else f"NO: {', '.join(summary.unbalanced_batches)}"
+    if summary.balanced:
+        verdict = "yes"
+    elif summary.unbalanced_batches:
+        verdict = f"NO, batches that do not add up: {', '.join(summary.unbalanced_batches)}"
+    else:
+        failed = (
+            f", {len(summary.failed_batches)} after a failed step" if summary.failed_batches else ""
+        )
+        verdict = (
+            f"NO, {summary.pending:,} events pending in {len(summary.unfinished_batches)} "
+            f"unfinished batch(es){failed}; syncctl run resumes them, syncctl doctor says why"
+        )
     click.echo(f"{'counts add up':<{width}}  {verdict:>10}")

@@ -4,6 +4,12 @@ The landed-batches sensor is evaluated once against the real Dagster instance un
 folder; the batches it requests run together as one in-process run over that range of batch
 partitions (a run per batch costs about a second of Dagster bookkeeping, and the demo must stay
 well under 30 s). The run is recorded in the instance, so `make ui` shows the same history.
+
+Opening the instance first recovers from crashes: runs whose process is gone are marked failed
+and their pool claims freed (sync_assets/operate/recovery.py), or the next run would wait forever
+for a slot. Every run goes through `Pipeline._execute`: tagged as syncctl's with its pid, quiet on
+the console (one line per failed step; `-v` shows Dagster's logs), progress on a terminal, and a
+step's operator error (a bad URL, a busy warehouse) raised as the SyncfabricError it was.
 """
 
 from __future__ import annotations
@@ -14,6 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sync_assets.crashpoints import crash_point
+from sync_assets.errors import SyncfabricError
+from sync_assets.operate import recovery
+from sync_assets.operate.console import CONSOLE
+from sync_assets.operate.failures import StepFailure, operator_error, step_failures
+from sync_assets.operate.lock import is_held_here
 from sync_assets.settings import DataFolder
 
 
@@ -33,9 +45,6 @@ class ReconcileReport:
     run_id: str
     success: bool
     checks: list[CheckOutcome] = field(default_factory=list)
-    refusals: list[str] = field(default_factory=list)
-    """Why a step refused to go on (its `dg.Failure`): batches pending, a review that does not
-    match; each message once."""
 
     def failing(self, fail_on: str) -> list[CheckOutcome]:
         """Failed checks at or above `fail_on` ('error' or 'warn')."""
@@ -50,7 +59,12 @@ class ReconcileReport:
 @dataclass
 class RunReport:
     batches: list[str] = field(default_factory=list)
+    """New batches the run took."""
+    resumed: list[str] = field(default_factory=list)
+    """Batches an earlier run left unfinished, taken again."""
     failed: list[str] = field(default_factory=list)
+    """Batches still unfinished after the run."""
+    run_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -79,40 +93,70 @@ class Pipeline:
     folder: DataFolder
     defs: Any
     instance: Any
+    recovered: recovery.Findings = field(default_factory=recovery.Findings)
+    """What opening the instance found dead, and repaired."""
+    failures: list[StepFailure] = field(default_factory=list)
+    """Every step failure of this command's runs, in order."""
 
     def ingest_pending(self) -> RunReport:
-        """Ask the landed-batches sensor what is new, and ingest all of it in one range run."""
+        """Ingest what landed, and resume every batch a stopped run left unfinished, in one run.
+
+        The landed-batches sensor says what is new; the ledger says what is unfinished. One run
+        over the range of their partitions takes them all (steps skip batches already past them).
+        """
         import dagster as dg
 
         from sensors.ingest import landed_batches_sensor
+        from sync_assets import ledger
         from sync_assets.ingest.assets import LANDED_BATCHES
         from sync_assets.jobs import INGEST_BATCH_JOB
         from sync_assets.resources import default_resources
+        from sync_assets.warehouse import connect
 
         context = dg.build_sensor_context(
             instance=self.instance, resources=default_resources(self.folder)
         )
         result = landed_batches_sensor(context)
         assert isinstance(result, dg.SensorResult)
-        batch_ids = [str(request.partition_key) for request in result.run_requests or []]
-        report = RunReport()
+        requested = [str(request.partition_key) for request in result.run_requests or []]
+        with connect(self.folder.warehouse, read_only=True) as con:
+            unfinished = ledger.pending_batches(con)
+        report = RunReport(
+            batches=[b for b in requested if b not in unfinished],
+            resumed=unfinished,
+        )
+        batch_ids = list(dict.fromkeys(requested + unfinished))
         if not batch_ids:
             return report
-        self.instance.add_dynamic_partitions(LANDED_BATCHES, batch_ids)
-        run = self.defs.resolve_job_def(INGEST_BATCH_JOB).execute_in_process(
-            instance=self.instance,
+        start, end = self._partition_range(LANDED_BATCHES, batch_ids)
+        crash_point("after-sensor-request")
+        run = self._execute(
+            self.defs.resolve_job_def(INGEST_BATCH_JOB),
             tags={
-                "dagster/asset_partition_range_start": batch_ids[0],
-                "dagster/asset_partition_range_end": batch_ids[-1],
-                "syncfabric/launched_by": "syncctl",
+                "dagster/asset_partition_range_start": start,
+                "dagster/asset_partition_range_end": end,
             },
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            raise_on_error=False,
         )
-        report.batches = batch_ids
-        if not run.success:
+        report.run_id = run.run_id
+        with connect(self.folder.warehouse, read_only=True) as con:
+            report.failed = [b for b in ledger.pending_batches(con) if b in batch_ids]
+        if not run.success and not report.failed:
             report.failed = batch_ids
         return report
+
+    def _partition_range(self, name: str, keys: list[str]) -> tuple[str, str]:
+        """Add the keys that are new, and the first and last of them in the partitions' order:
+        a range run covers everything between (the steps skip what is done)."""
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            self.instance.add_dynamic_partitions(name, keys)
+        except IntegrityError:  # the daemon's sensor added one of them at the same moment
+            self.instance.add_dynamic_partitions(name, keys)
+        order = {key: i for i, key in enumerate(self.instance.get_dynamic_partitions(name))}
+        ranked = sorted(keys, key=order.__getitem__)
+        return ranked[0], ranked[-1]
 
     def reconcile(self, *, emit: bool = True, reviewed: int | None = None) -> ReconcileReport:
         """Fresh snapshots of every system, the diff and the checks, as one run; with `emit`,
@@ -127,20 +171,13 @@ class Pipeline:
         if emit and reviewed is not None:
             review = {"config": {"i_have_reviewed": reviewed}}
             run_config["ops"] = {"missed_events": review, "corrections": review}
-        run = self.defs.resolve_job_def(RECONCILE_JOB if emit else CHECK_JOB).execute_in_process(
-            instance=self.instance,
-            tags={"syncfabric/launched_by": "syncctl"},
-            run_config=run_config,
-            raise_on_error=False,
+        run = self._execute(
+            self.defs.resolve_job_def(RECONCILE_JOB if emit else CHECK_JOB), run_config=run_config
         )
         report = ReconcileReport(run_id=run.run_id, success=run.success)
         for evaluation in run.get_asset_check_evaluations():
             if evaluation.asset_key == dg.AssetKey("discrepancies"):
                 report.checks.append(_outcome(evaluation))
-        for event in run.get_step_failure_events():
-            refused = event.step_failure_data.user_failure_data
-            if refused is not None and refused.description not in report.refusals:
-                report.refusals.append(refused.description or "")
         return report
 
     def emit_corrections(self, reviewed: int | None = None, confirm: str = "") -> bool:
@@ -156,7 +193,6 @@ class Pipeline:
 
         from sync_assets.deliver.corrections import require_complete_golden
         from sync_assets.deliver.gate import UI_CONFIRM, enforce
-        from sync_assets.errors import SyncfabricError
         from sync_assets.reconcile.comparisons import latest_run
         from sync_assets.warehouse import connect
 
@@ -168,15 +204,13 @@ class Pipeline:
             enforce(con, run_id, reviewed, confirm or UI_CONFIRM)
         review = {"config": {"i_have_reviewed": reviewed}}
         job = self.defs.resolve_implicit_global_asset_job_def()
-        run = job.execute_in_process(
-            instance=self.instance,
+        run = self._execute(
+            job,
             asset_selection=[dg.AssetKey("missed_events"), dg.AssetKey("corrections")],
-            tags={"syncfabric/launched_by": "syncctl"},
             run_config={
                 "ops": {"missed_events": review, "corrections": review},
                 "loggers": {"console": {"config": {"log_level": "INFO"}}},
             },
-            raise_on_error=False,
         )
         return run.success
 
@@ -198,18 +232,83 @@ class Pipeline:
         with connect(self.folder.warehouse, read_only=True) as con:
             outbox.check_redrive(con, redrive or [], destination)
         plan = {"redrive": redrive or [], "redrive_all": redrive_all, "destination": destination}
-        run = self.defs.resolve_job_def("deliver_corrections").execute_in_process(
-            instance=self.instance,
+        run = self._execute(
+            self.defs.resolve_job_def("deliver_corrections"),
             run_config={
                 "ops": {"plan_deliveries": {"config": plan}},
                 "loggers": {"console": {"config": {"log_level": "INFO"}}},
             },
-            tags={"syncfabric/launched_by": "syncctl"},
-            raise_on_error=False,
         )
         with connect(self.folder.warehouse, read_only=True) as con:
             counts = outbox.delivery_counts(con, run.run_id)
         return DeliveryReport(run.run_id, run.success, counts)
+
+    def redrive_ingest_dead_letters(self, refs: list[str], rule: str | None) -> dict[str, Any]:
+        """Land held ingest dead letters again as new batches; what was landed where."""
+        from sync_assets.ingest.ops import redrive_ingest_dead_letters
+
+        run = self._execute(
+            self.defs.resolve_job_def(redrive_ingest_dead_letters.name),
+            run_config={
+                "ops": {"redrive_dead_letters": {"config": {"refs": refs, "rule": rule}}},
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            },
+        )
+        if not run.success:
+            raise SyncfabricError(failure_message(run))
+        return run.output_for_node("redrive_dead_letters")
+
+    def _execute(
+        self,
+        job: Any,
+        *,
+        run_config: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Run a job in this process, as every syncctl run goes (see the module's docstring).
+
+        Returns Dagster's result (raise_on_error=False: a failed step is in the result); raises
+        the SyncfabricError of a step that met an operator's situation.
+        """
+        from dagster._core.utils import make_new_run_id
+
+        config = dict(run_config or {})
+        level = CONSOLE.dagster_log_level
+        if level is not None:
+            config["loggers"] = {"console": {"config": {"log_level": level}}}
+        run_id = make_new_run_id()
+        watcher = CONSOLE.watch(job.name)
+        self.instance.add_event_listener(run_id, watcher)
+        self.instance.add_event_listener(run_id, _crash_after_step_start)
+        self.instance.add_event_listener(run_id, _PoolWait(job.name, self.instance))
+        try:
+            result = job.execute_in_process(
+                instance=self.instance,
+                run_id=run_id,
+                run_config=config,
+                tags={**(tags or {}), **recovery.launch_tags()},
+                raise_on_error=False,
+                **options,
+            )
+        except BaseException:
+            watcher.finish(None)
+            raise
+        watcher.finish(result.success)
+        failures = step_failures(job.name, result.all_events)
+        self.failures.extend(failures)
+        error = operator_error(failures)
+        if error is not None:
+            raise error
+        if not CONSOLE.verbose:
+            for failure in failures:
+                CONSOLE.notice(failure.line())
+            if failures:
+                CONSOLE.notice(
+                    f"(run {run_id} in the Dagster UI has the whole record; "
+                    "syncctl -v prints the tracebacks)"
+                )
+        return result
 
     def pending_corrections(self) -> int:
         from sync_assets.deliver import outbox
@@ -217,6 +316,13 @@ class Pipeline:
 
         with connect(self.folder.warehouse, read_only=True) as con:
             return outbox.pending_count(con)
+
+
+def failure_message(run: Any) -> str:
+    """What a failed run says for itself: each failed step and its message (an operator's
+    SyncfabricError in a step is raised by `Pipeline._execute` before this is asked)."""
+    failures = step_failures(run.dagster_run.job_name, run.all_events)
+    return "; ".join(failure.line() for failure in failures) or f"run {run.run_id} failed"
 
 
 def _outcome(evaluation: Any) -> CheckOutcome:
@@ -231,13 +337,68 @@ def _outcome(evaluation: Any) -> CheckOutcome:
     )
 
 
+@dataclass
+class _PoolWait:
+    """Says, once per pool, that a step waits for a pool another run holds, and which run: a
+    wait that nothing on the console explained looked like a hang."""
+
+    job: str
+    instance: Any
+    said: set[str] = field(default_factory=set)
+
+    def __call__(self, entry: Any) -> None:
+        event = entry.dagster_event
+        message = (event.message or "") if event is not None else ""
+        if not message.startswith(recovery.BLOCKED_BY_POOL):
+            return
+        pool = message.removeprefix(recovery.BLOCKED_BY_POOL).strip()
+        if pool in self.said:
+            return
+        self.said.add(pool)
+        holders = recovery.holders(self.instance, pool) or ["another run"]
+        CONSOLE.notice(
+            f"{self.job}: step {event.step_key} waits for the {pool} pool, held by "
+            f"{'; '.join(holders)}. It goes on when that run ends; `syncctl doctor` shows "
+            "whether one is stuck."
+        )
+
+
+def _crash_after_step_start(entry: Any) -> None:
+    event = entry.dagster_event
+    if event is not None and event.event_type_value == "STEP_START":
+        crash_point("after-step-start")
+
+
 @contextlib.contextmanager
-def pipeline(folder: DataFolder) -> Iterator[Pipeline]:
-    """Open the data folder's Dagster instance once (opening it costs about a second)."""
+def open_instance(folder: DataFolder) -> Iterator[Any]:
+    """The data folder's Dagster instance (runs, event log, pool claims), as it is."""
     use_data_folder(folder)
     import dagster as dg
 
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
+def recover(folder: DataFolder, instance: Any) -> recovery.Findings:
+    """Mark the runs whose process is gone failed and free the pool claims nobody will give
+    back, saying so; what was found."""
+    findings = recovery.find(instance, lock_held_here=is_held_here(folder))
+    recovery.repair(instance, findings)
+    for stuck in findings.stuck_runs:
+        CONSOLE.notice(f"marked failed and freed its pool claims: {stuck.describe()}")
+    dead = {stuck.facts.run_id for stuck in findings.stuck_runs}
+    for stale in findings.stale_claims:
+        if stale.claim.run_id not in dead:
+            CONSOLE.notice(f"freed a stale pool claim: {stale.describe()}")
+    return findings
+
+
+@contextlib.contextmanager
+def pipeline(folder: DataFolder) -> Iterator[Pipeline]:
+    """Open the data folder's Dagster instance once (opening it costs about a second), after
+    recovering it from any crash."""
     from sync_assets.definitions import build_definitions
 
-    with dg.DagsterInstance.get() as instance:
-        yield Pipeline(folder, build_definitions(folder), instance)
+    with open_instance(folder) as instance:
+        recovered = recover(folder, instance)
+        yield Pipeline(folder, build_definitions(folder), instance, recovered)

@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow as pa
 
 from sync_assets.catalog.entities import ENTITIES, Entity
+from sync_assets.errors import SyncfabricError
 
 WRITER_POOL = "duckdb_writer"
 
@@ -24,45 +25,52 @@ CREATE TABLE IF NOT EXISTS batches (
     batch_id      VARCHAR PRIMARY KEY,
     system        VARCHAR NOT NULL,
     file_name     VARCHAR NOT NULL,
-    landed        BIGINT NOT NULL,
-    duplicates    BIGINT NOT NULL,
+    state         VARCHAR NOT NULL,   -- landed | raw | validated | applied (ledger.STATES)
+    landed        BIGINT,             -- lines in the file: known once raw
+    duplicates    BIGINT,             -- known once validated
     dead_lettered BIGINT,
     validated     BIGINT,
     applied       BIGINT,
-    ingested_at   TIMESTAMPTZ NOT NULL,
+    landed_at     TIMESTAMPTZ NOT NULL,
+    ingested_at   TIMESTAMPTZ,
     validated_at  TIMESTAMPTZ,
-    applied_at    TIMESTAMPTZ
+    applied_at    TIMESTAMPTZ,
+    failures      INTEGER NOT NULL DEFAULT 0,  -- failed attempts at the batch's next step
+    failed_step   VARCHAR,
+    last_error    VARCHAR,
+    failed_at     TIMESTAMPTZ
 );
 CREATE TABLE IF NOT EXISTS raw_events (
     batch_id     VARCHAR NOT NULL,
     line_no      BIGINT NOT NULL,
-    event_id     VARCHAR,
     arrived_at   TIMESTAMPTZ NOT NULL,
     size_bytes   BIGINT NOT NULL,
     decode_error VARCHAR,
-    line         VARCHAR NOT NULL,
-    PRIMARY KEY (batch_id, line_no)
+    line         VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS duplicate_events (
     batch_id       VARCHAR NOT NULL,
     line_no        BIGINT NOT NULL,
+    source         VARCHAR NOT NULL,
     event_id       VARCHAR NOT NULL,
     first_batch_id VARCHAR NOT NULL,
     first_line_no  BIGINT NOT NULL,
-    arrived_at     TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (batch_id, line_no)
+    recorded_at    TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
-    batch_id        VARCHAR NOT NULL,
-    line_no         BIGINT NOT NULL,
-    event_id        VARCHAR,
-    event_type      VARCHAR,
-    contract        VARCHAR,
-    rule            VARCHAR NOT NULL,
-    reason          VARCHAR NOT NULL,
-    payload         VARCHAR NOT NULL,
+    batch_id         VARCHAR NOT NULL,
+    line_no          BIGINT NOT NULL,
+    source           VARCHAR,
+    event_id         VARCHAR,
+    event_type       VARCHAR,
+    contract         VARCHAR,
+    rule             VARCHAR NOT NULL,
+    reason           VARCHAR NOT NULL,
+    payload          VARCHAR NOT NULL,
     dead_lettered_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (batch_id, line_no)
+    resolution       VARCHAR,         -- NULL while held; redriven | accepted_copy
+    resolved_by      VARCHAR,         -- the redrive batch, or the batch:line of the copy accepted
+    resolved_at      TIMESTAMPTZ
 );
 CREATE TABLE IF NOT EXISTS batch_applications (
     batch_id   VARCHAR NOT NULL,
@@ -74,6 +82,7 @@ CREATE TABLE IF NOT EXISTS batch_applications (
     PRIMARY KEY (batch_id, entity)
 );
 CREATE TABLE IF NOT EXISTS ownership_conflicts (
+    source      VARCHAR NOT NULL,
     event_id    VARCHAR NOT NULL,
     batch_id    VARCHAR NOT NULL,
     entity      VARCHAR NOT NULL,
@@ -82,7 +91,7 @@ CREATE TABLE IF NOT EXISTS ownership_conflicts (
     origin      VARCHAR NOT NULL,
     owner       VARCHAR NOT NULL,
     event_time  TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (event_id, attribute)
+    PRIMARY KEY (source, event_id, attribute)
 );
 """
 
@@ -104,7 +113,7 @@ def events_table_ddl(entity: Entity) -> str:
     attributes = ",\n    ".join(f"{quote(a.name)} {a.duckdb_type}" for a in entity.attributes)
     return f"""
 CREATE TABLE IF NOT EXISTS {quote(entity.events_table)} (
-    event_id       VARCHAR PRIMARY KEY,
+    event_id       VARCHAR NOT NULL,
     batch_id       VARCHAR NOT NULL,
     line_no        BIGINT NOT NULL,
     action         VARCHAR NOT NULL,
@@ -139,17 +148,44 @@ CREATE {"TEMP " if temporary else ""}TABLE IF NOT EXISTS {quote(table or entity.
 );"""
 
 
+def accepted_events_view() -> str:
+    """Every accepted event of every entity, by (source, id): what deduplication looks up."""
+    selects = [
+        f"SELECT source, event_id, batch_id, line_no FROM {quote(entity.events_table)}"
+        for entity in ENTITIES.values()
+    ]
+    return "CREATE OR REPLACE VIEW accepted_events AS " + " UNION ALL ".join(selects)
+
+
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:
     # The later stages' tables are declared where they are used; imported here to avoid a cycle.
     from sync_assets.deliver.corrections import DELIVERY_DDL
     from sync_assets.reconcile.diff import DISCREPANCIES_DDL
 
+    _refuse_an_older_layout(con)
     con.execute(LEDGER_DDL)
     for entity in ENTITIES.values():
         con.execute(events_table_ddl(entity))
         con.execute(golden_table_ddl(entity))
+    con.execute(accepted_events_view())
     con.execute(DISCREPANCIES_DDL)
     con.execute(DELIVERY_DDL)
+
+
+def _refuse_an_older_layout(con: duckdb.DuckDBPyConnection) -> None:
+    """A warehouse made before batches had states cannot be read as one: say so, and how to go on."""
+    columns = {
+        name
+        for (name,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'batches'"
+        ).fetchall()
+    }
+    if columns and "state" not in columns:
+        raise SyncfabricError(
+            f"the warehouse {scalar(con, 'SELECT path FROM duckdb_databases() LIMIT 1')} was made by an "
+            "earlier Syncfabric (its batches have no states); move it aside and run syncctl run "
+            "again, with the batch files moved back from landing/<system>/archive/ to be ingested anew"
+        )
 
 
 _SCHEMA_READY: set[Path] = set()
@@ -165,7 +201,7 @@ def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.Duc
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not path.exists()
-        con = duckdb.connect(str(path), read_only=read_only)
+        con = _open(path, read_only)
         if not read_only and (fresh or path not in _SCHEMA_READY):
             create_schema(con)
             _SCHEMA_READY.add(path)
@@ -174,6 +210,19 @@ def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.Duc
         yield con
     finally:
         con.close()
+
+
+def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the file; another process holding it is an operator's situation, not a bug."""
+    from sync_assets.operate.lock import warehouse_refusal
+
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        refusal = warehouse_refusal(error, path)
+        if refusal is None:
+            raise
+        raise refusal from error
 
 
 @contextlib.contextmanager

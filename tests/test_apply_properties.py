@@ -233,7 +233,8 @@ def run_scenario(
     for batch_id, result in results.items():
         assert result["validation"].dead_lettered == 0, f"{batch_id}: generated events are valid"
     landed = [e.event_id for batch in batches for e in batch]
-    assert sum(r["raw"].duplicates for r in results.values()) == len(landed) - len(set(landed))
+    duplicates = sum(r["validation"].duplicates for r in results.values())
+    assert duplicates == len(landed) - len(set(landed))
     with connect(folder.warehouse) as con:
         ledger = con.execute(
             "SELECT sum(landed), sum(validated), sum(applied), "

@@ -123,13 +123,20 @@ def test_counts_that_do_not_add_up_fail_the_run_loudly(data_folder, instance):
         con.execute("UPDATE batches SET landed = landed + 1")  # an event gone missing
 
     result = dg.materialize(
-        [golden_records], instance=instance, resources=resources, raise_on_error=False
+        [golden_records, batch_ledger, every_event_accounted_for],
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
     )
 
     assert not result.success
-    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert "landed <> applied + duplicates + dead_lettered" in str(failure.event_specific_data)
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert "stopped on a failed step" in (evaluation.description or "")
     assert rows(data_folder, "SELECT count(*) FROM golden_customer") == [(0,)]
+    [(state, step, error)] = rows(data_folder, "SELECT state, failed_step, last_error FROM batches")
+    assert (state, step) == ("validated", "apply")
+    assert "landed <> applied + duplicates + dead_lettered" in error
 
 
 def test_several_batches_run_together_in_one_range_run(data_folder, instance):

@@ -151,18 +151,6 @@ def test_unknown_redrive_ids_and_destinations_are_errors(demo_home, tmp_path):  
     )
 
 
-def free_killed_runs(home: Path) -> None:
-    """Mark the killed process's runs failed and free their pool claims, as crash recovery
-    does (`syncctl` will do it itself on start; until then the next run would wait forever)."""
-    import dagster as dg
-
-    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-        started = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
-        for run in instance.get_runs(filters=started):
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-            instance.report_run_failed(run)
-
-
 @pytest.mark.parametrize("point", ["mid-delivery", "mid-record"])
 def test_a_delivery_killed_before_its_verdicts_are_recorded_is_resumed_as_duplicates(
     demo_home,  # noqa: F811
@@ -181,8 +169,7 @@ def test_a_delivery_killed_before_its_verdicts_are_recorded_is_resumed_as_duplic
 
     killed = syncctl(home, "deliver", SYNCFABRIC_CRASH_AT=point)
     pending = warehouse(home, "SELECT count(*) FROM corrections WHERE status = 'pending'")
-    free_killed_runs(home)
-    resumed = syncctl(home, "deliver", "--json")
+    resumed = syncctl(home, "deliver", "--json")  # recovers the killed run first, then delivers
 
     assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL
     assert pending == [(3,)], "applied by billing, but not recorded: still pending"

@@ -1,4 +1,4 @@
-"""Raw ingest: idempotent per batch, deduplicated by event id, all or nothing."""
+"""Raw ingest: every line kept, idempotent per batch (named by its content), all or nothing."""
 
 from __future__ import annotations
 
@@ -44,11 +44,11 @@ def test_ingesting_a_batch_twice_changes_nothing(data_folder):
 
     second = ingest(data_folder, batch)
 
-    assert first == RawCounts(landed=3, duplicates=1)
-    assert first.kept == 2
-    assert second == RawCounts(landed=3, duplicates=1, already_ingested=True)
+    assert first == RawCounts(landed=3)
+    assert second == RawCounts(landed=3, already_ingested=True)
     assert snapshot(data_folder) == before
-    assert len(before["raw_events"]) == 2
+    assert len(before["raw_events"]) == 3, "every line is kept, repeats included"
+    assert rows(data_folder, "SELECT state FROM batches") == [("raw",)]
 
 
 def test_running_the_whole_core_twice_on_a_batch_changes_nothing(data_folder):
@@ -72,106 +72,53 @@ def test_running_the_whole_core_twice_on_a_batch_changes_nothing(data_folder):
     assert snapshot(data_folder) == before
 
 
-def test_a_batch_relanded_under_the_same_name_is_not_ingested_again(data_folder):
-    batch = land(data_folder, "0001", [customer_created(event_id="a")])
-    ingest(data_folder, batch)
-    before = snapshot(data_folder)
-    land(data_folder, "0001", [customer_created(event_id="b"), customer_created(event_id="c")])
-
-    again = ingest(data_folder, LandingZone(data_folder.landing).locate(batch.batch_id))
-
-    assert again == RawCounts(landed=1, duplicates=0, already_ingested=True)
-    assert snapshot(data_folder) == before
-
-
-def test_duplicate_event_ids_point_at_their_first_occurrence(data_folder):
-    first = land(
-        data_folder,
-        "0001",
-        [
-            customer_created("C-000001", event_id="A"),
-            customer_created("C-000002", event_id="B"),
-            customer_created("C-000001", event_id="A"),  # repeated within the batch
-        ],
-    )
+def test_a_batch_relanded_under_the_same_name_with_other_content_is_another_batch(data_folder):
+    zone = LandingZone(data_folder.landing)
+    first = land(data_folder, "0001", [customer_created(event_id="a")])
+    run_core(data_folder, [first.batch_id])
+    zone.archive(first)
     second = land(
         data_folder,
-        "0002",
-        [
-            customer_created("C-000003", event_id="C"),
-            customer_created("C-000001", event_id="A"),  # repeated across batches
-            # Same id, different content: still the same event, the first one landed wins.
-            customer_created("C-000002", event_id="B", data={"email": "other@example.com"}),
-            customer_created("C-000001", event_id="A"),
-            customer_created("C-000003", event_id="C"),  # repeated within the second batch
-        ],
-    )
-
-    results = run_core(data_folder, [first.batch_id, second.batch_id])
-
-    assert results[first.batch_id]["raw"] == RawCounts(landed=3, duplicates=1)
-    assert results[second.batch_id]["raw"] == RawCounts(landed=5, duplicates=4)
-    b1, b2 = first.batch_id, second.batch_id
-    assert rows(
-        data_folder,
-        "SELECT batch_id, line_no, event_id, first_batch_id, first_line_no "
-        "FROM duplicate_events ORDER BY batch_id, line_no",
-    ) == [
-        (b1, 3, "A", b1, 1),
-        (b2, 2, "A", b1, 1),
-        (b2, 3, "B", b1, 2),
-        (b2, 4, "A", b1, 1),
-        (b2, 5, "C", b2, 1),
-    ]
-    assert rows(data_folder, "SELECT batch_id, line_no, event_id FROM raw_events ORDER BY ALL") == [
-        (b1, 1, "A"),
-        (b1, 2, "B"),
-        (b2, 1, "C"),
-    ]
-    assert rows(data_folder, "SELECT duplicates FROM batches ORDER BY batch_id") == [(1,), (4,)]
-    assert rows(
-        data_folder, "SELECT email FROM golden_customer WHERE customer_id = 'C-000002'"
-    ) == [("ada@example.com",)]
-
-
-def test_a_dead_lettered_event_id_still_counts_as_seen(data_folder):
-    """Dedup is by id, before validation: a fixed re-send needs a new id (see dead_letters)."""
-    first = land(data_folder, "0001", [customer_created(event_id="A", data={"status": "x"})])
-    second = land(data_folder, "0002", [customer_created(event_id="A")])
-
-    run_core(data_folder, [first.batch_id, second.batch_id])
-
-    assert rows(data_folder, "SELECT event_id, batch_id FROM dead_letters") == [
-        ("A", first.batch_id)
-    ]
-    assert rows(data_folder, "SELECT first_batch_id, first_line_no FROM duplicate_events") == [
-        (first.batch_id, 1)
-    ]
-    assert rows(data_folder, "SELECT count(*) FROM golden_customer") == [(0,)]
-
-
-def test_lines_without_an_event_id_are_never_duplicates(data_folder):
-    batch = land(
-        data_folder,
         "0001",
-        ["{oops", "{oops", b"\xff\xfe", customer_created(id=""), customer_created(id=None)],
+        [customer_created(event_id="b"), customer_created("C-000002", event_id="c")],
     )
-    counts = ingest(data_folder, batch)
 
-    assert counts == RawCounts(landed=5, duplicates=0)
-    assert rows(
-        data_folder, "SELECT line_no, event_id, decode_error IS NOT NULL FROM raw_events ORDER BY 1"
-    ) == [(1, None, False), (2, None, False), (3, None, True), (4, None, False), (5, None, False)]
+    run_core(data_folder, [second.batch_id])
+    zone.archive(second)
+
+    assert first.batch_id != second.batch_id
+    assert first.batch_id.startswith("crm__0001@") and second.batch_id.startswith("crm__0001@")
+    assert rows(data_folder, "SELECT batch_id, landed, state FROM batches ORDER BY landed") == [
+        (first.batch_id, 1, "applied"),
+        (second.batch_id, 2, "applied"),
+    ]
+    archived = sorted(p.name for p in (data_folder.landing / "crm" / "archive").iterdir())
+    assert archived == sorted(f"{b.batch_id.split('__', 1)[1]}.jsonl" for b in (first, second)), (
+        "both files kept, neither overwrote the other"
+    )
+    assert zone.locate(first.batch_id).path.read_text().count("\n") == 1
+
+
+def test_the_same_content_landed_again_under_its_name_is_the_same_batch(data_folder):
+    lines = [customer_created(event_id="a")]
+    first = land(data_folder, "0001", lines)
+    ingest(data_folder, first)
+    LandingZone(data_folder.landing).archive(first)
+    again = land(data_folder, "0001", lines)
+
+    assert again.batch_id == first.batch_id
+    assert ingest(data_folder, again) == RawCounts(landed=1, already_ingested=True)
 
 
 def test_an_empty_batch_is_ingested_with_zero_counts(data_folder):
     batch = land(data_folder, "0001", [])
     result = run_core(data_folder, [batch.batch_id])[batch.batch_id]
 
-    assert result["raw"] == RawCounts(landed=0, duplicates=0)
+    assert result["raw"] == RawCounts(landed=0)
     assert rows(
-        data_folder, "SELECT landed, duplicates, validated, dead_lettered, applied FROM batches"
-    ) == [(0, 0, 0, 0, 0)]
+        data_folder,
+        "SELECT landed, duplicates, validated, dead_lettered, applied, state FROM batches",
+    ) == [(0, 0, 0, 0, 0, "applied")]
 
 
 def test_an_error_inside_the_transaction_leaves_no_rows(data_folder):
@@ -185,12 +132,12 @@ def test_an_error_inside_the_transaction_leaves_no_rows(data_folder):
         connect(data_folder.warehouse) as con,
         transaction(con),
     ):
-        assert ingest_batch(con, batch) == RawCounts(landed=2, duplicates=1)
+        assert ingest_batch(con, batch) == RawCounts(landed=2)
         raise RuntimeError("crash after ingest")
 
     assert snapshot(data_folder) == empty
     # Nothing was recorded, so the batch is ingested for real the next time.
-    assert ingest(data_folder, batch) == RawCounts(landed=2, duplicates=1)
+    assert ingest(data_folder, batch) == RawCounts(landed=2)
 
 
 class FailingConnection:
@@ -210,10 +157,10 @@ class FailingConnection:
 
 
 def test_a_failure_half_way_through_ingest_leaves_no_rows(data_folder):
-    land(data_folder, "0000", [customer_created(event_id="A")])
-    run_core(data_folder, ["crm__0000"])
+    first = land(data_folder, "0000", [customer_created(event_id="A")])
+    run_core(data_folder, [first.batch_id])
     before = snapshot(data_folder)
-    # duplicate_events and raw_events rows are written before the batch is recorded.
+    # raw_events rows are written before the batch is recorded.
     batch = land(
         data_folder, "0001", [customer_created(event_id="A"), customer_created(event_id="B")]
     )
@@ -226,7 +173,7 @@ def test_a_failure_half_way_through_ingest_leaves_no_rows(data_folder):
         ingest_batch(FailingConnection(con, "INSERT INTO batches"), batch)
 
     assert snapshot(data_folder) == before
-    assert ingest(data_folder, batch) == RawCounts(landed=2, duplicates=1)
+    assert ingest(data_folder, batch) == RawCounts(landed=2)
 
 
 def test_a_failure_inside_ingest_surfaces_its_own_error(data_folder):

@@ -22,15 +22,16 @@ def evaluate(folder, cursor=None) -> dg.SensorResult:
 
 
 def test_a_new_batch_gets_one_run_keyed_by_its_batch_id(data_folder):
-    land(data_folder, "0001", [customer_created()])
+    batch = land(data_folder, "0001", [customer_created()])
 
     result = evaluate(data_folder)
 
+    assert batch.batch_id.startswith("crm__0001@")
     assert [(r.run_key, r.partition_key) for r in result.run_requests] == [
-        ("crm__0001", "crm__0001")
+        (batch.batch_id, batch.batch_id)
     ]
     [partition_request] = result.dynamic_partitions_requests
-    assert list(partition_request.partition_keys) == ["crm__0001"]
+    assert list(partition_request.partition_keys) == [batch.batch_id]
 
 
 def test_the_same_batch_again_gets_no_run(data_folder):
@@ -46,11 +47,11 @@ def test_the_same_batch_again_gets_no_run(data_folder):
 def test_cursor_survives_a_restart_and_only_new_batches_run(data_folder):
     land(data_folder, "0001", [customer_created()])
     stored_cursor = evaluate(data_folder).cursor  # what Dagster persists between ticks
-    land(data_folder, "0002", [customer_created("C-000002")], system="billing")
+    second = land(data_folder, "0002", [customer_created("C-000002")], system="billing")
 
     after_restart = evaluate(data_folder, cursor=stored_cursor)
 
-    assert [r.run_key for r in after_restart.run_requests] == ["billing__0002"]
+    assert [r.run_key for r in after_restart.run_requests] == [second.batch_id]
 
 
 def test_cursor_forgets_batches_once_ingested(data_folder):

@@ -37,7 +37,7 @@ from sync_assets.demo.systems import (
     drift_systems,
     write_system_databases,
 )
-from sync_assets.ingest.landing import LandingZone, batch_id_for
+from sync_assets.ingest.landing import LandingZone
 from sync_assets.settings import DataFolder
 
 T = TypeVar("T")
@@ -832,10 +832,11 @@ class _Landing:
         self.duplicate_rate = duplicate_rate
         self.late_rate = late_rate
         self.batches: list[tuple[str, str]] = []
+        """(file name, batch id) of each batch landed."""
         self.lines = self.duplicates = self.late = 0
 
     def batch_ids(self) -> list[str]:
-        return [batch_id_for(system, name) for name, system in sorted(self.batches)]
+        return [batch_id for _, batch_id in sorted(self.batches)]
 
     def _chunks(self, events: list[_Event]) -> list[list[_Event]]:
         # Room for the duplicates and late arrivals added later keeps every batch within size.
@@ -856,8 +857,8 @@ class _Landing:
             previous = sent
             self.rng.shuffle(lines)
             stem = f"{_stamp(max(e.at for e in batch))}-{i + 1:04d}"
-            self.zone.write_batch(system, stem, lines)
-            self.batches.append((f"{stem}.jsonl", system))
+            landed = self.zone.write_batch(system, stem, lines)
+            self.batches.append((landed.file_name, landed.batch_id))
             self.lines += len(lines)
 
     def _with_late_arrivals(self, chunks: list[list[_Event]]) -> list[list[_Event]]:

@@ -1,36 +1,35 @@
-"""Raw ingest: one landed batch into the append-only `raw_events` table, deduplicated by event id.
+"""Raw ingest: one landed batch into the append-only `raw_events` table, every line of it.
 
-Every line of the file is landed. A line whose event id was seen before (earlier in the batch or
-in any earlier batch) is recorded in `duplicate_events` and goes no further; every other line,
-parseable or not, is kept verbatim in `raw_events` for validation to judge.
+Every line of the file is kept verbatim, parseable or not, for validation to judge; nothing is
+decided here. Deduplication happens after validation (sync_assets/ingest/validate.py), by
+(source, id) among valid events, so an invalid copy never hides a valid one. The batch moves from
+`landed` to `raw` in the ledger in the same transaction as its lines.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from sync_assets.ingest.landing import Batch
-from sync_assets.warehouse import scalar
+from sync_assets import ledger
+from sync_assets.crashpoints import crash_point
+from sync_assets.ingest.landing import Batch, digest, parse_batch_id, read_batch
 
 
 @dataclass(frozen=True)
 class RawCounts:
     landed: int
-    duplicates: int
     already_ingested: bool = False
 
-    @property
-    def kept(self) -> int:
-        return self.landed - self.duplicates
+
+class BatchChanged(RuntimeError):
+    """The file of a batch no longer holds the content its id names."""
 
 
-def read_lines(path: Path) -> pa.Table:
-    """The batch's lines as (line_no, line, decode_error); invalid UTF-8 is kept, and marked."""
-    data = path.read_bytes()
+def read_lines(data: bytes) -> pa.Table:
+    """A batch's lines as (line_no, line, decode_error); invalid UTF-8 is kept, and marked."""
     if data.endswith(b"\n"):
         data = data[:-1]
     if not data:
@@ -72,66 +71,33 @@ def _decode_line_by_line(raw_lines: list[bytes]) -> tuple[list[str], list[str | 
 
 
 def ingest_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> RawCounts:
-    """Land one batch in `raw_events`; a batch already ingested is left as it is."""
+    """Land one batch in `raw_events`; a batch already past `landed` is left as it is.
+
+    Runs inside the caller's transaction, which also records the batch as `raw`.
+    """
     existing = con.execute(
-        "SELECT landed, duplicates FROM batches WHERE batch_id = ?", [batch.batch_id]
+        "SELECT landed FROM batches WHERE batch_id = ? AND state <> 'landed'", [batch.batch_id]
     ).fetchone()
     if existing:
-        return RawCounts(landed=existing[0], duplicates=existing[1], already_ingested=True)
+        return RawCounts(landed=existing[0], already_ingested=True)
 
-    lines = read_lines(batch.path)
-    con.register("batch_lines", lines)
-    # Classify on (line_no, event_id) only; the lines themselves are read once, by the insert.
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE batch_classified AS
-        WITH ids AS (
-            SELECT line_no,
-                   CASE WHEN decode_error IS NULL AND json_valid(line)
-                        THEN nullif(json_extract_string(line, '$.id'), '') END AS event_id
-            FROM batch_lines
-        ), firsts AS (
-            SELECT *, row_number() OVER (PARTITION BY event_id ORDER BY line_no) AS nth,
-                   min(line_no) OVER (PARTITION BY event_id) AS first_line
-            FROM ids
+    data = read_batch(batch.path)
+    _, _, expected = parse_batch_id(batch.batch_id)
+    if expected is not None and digest(data) != expected:
+        raise BatchChanged(
+            f"{batch.path} no longer holds batch {batch.batch_id} (its content changed since it "
+            "landed); the new content is another batch, which the next scan finds"
         )
-        SELECT f.*, r.batch_id AS earlier_batch, r.line_no AS earlier_line,
-               f.event_id IS NOT NULL AND (r.batch_id IS NOT NULL OR f.nth > 1) AS duplicate
-        FROM firsts f
-        LEFT JOIN raw_events r ON f.event_id IS NOT NULL AND r.event_id = f.event_id
-        """
-    )
-    con.execute(
-        """
-        INSERT INTO duplicate_events
-        SELECT ?, line_no, event_id,
-               coalesce(earlier_batch, ?), coalesce(earlier_line, first_line), now()
-        FROM batch_classified WHERE duplicate
-        """,
-        [batch.batch_id, batch.batch_id],
-    )
+    lines = read_lines(data)
+    con.register("batch_lines", lines)
     con.execute(
         """
         INSERT INTO raw_events
-        SELECT ?, l.line_no, c.event_id, now(), strlen(l.line), l.decode_error, l.line
-        FROM batch_lines l JOIN batch_classified c USING (line_no)
-        WHERE NOT c.duplicate
+        SELECT ?, line_no, now(), strlen(line), decode_error, line FROM batch_lines
         """,
         [batch.batch_id],
     )
-    landed = lines.num_rows
-    duplicates = scalar(
-        con, "SELECT count(*) FROM duplicate_events WHERE batch_id = ?", [batch.batch_id]
-    )
-    con.execute(
-        """
-        INSERT INTO batches (batch_id, system, file_name, landed, duplicates, ingested_at)
-        VALUES (?, ?, ?, ?, ?, now())
-        """,
-        [batch.batch_id, batch.system, batch.file_name, landed, duplicates],
-    )
-    # Cleaned up on success only: after an error the transaction is aborted, and any statement
-    # here would replace the real error with "transaction is aborted".
     con.unregister("batch_lines")
-    con.execute("DROP TABLE batch_classified")
-    return RawCounts(landed=landed, duplicates=duplicates)
+    ledger.mark_raw(con, batch, lines.num_rows)
+    crash_point("after-raw-insert")
+    return RawCounts(landed=lines.num_rows)

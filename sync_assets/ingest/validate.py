@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
+from sync_assets import ledger
 from sync_assets.catalog.contracts import (
     CONTRACTS,
     KEY_COLUMN,
@@ -24,7 +25,8 @@ from sync_assets.catalog.contracts import (
 )
 from sync_assets.catalog.entities import Attribute
 from sync_assets.catalog.events import ENVELOPE_FIELDS, MAX_EVENT_BYTES
-from sync_assets.warehouse import query_frame, quote, scalar, sql_literal
+from sync_assets.crashpoints import crash_point
+from sync_assets.warehouse import one, query_frame, quote, sql_literal
 
 TIMEZONE_SUFFIX = r"(Z|[+-]\d\d:?\d\d)$"
 
@@ -32,12 +34,14 @@ TIMEZONE_SUFFIX = r"(Z|[+-]\d\d:?\d\d)$"
 @dataclass
 class ValidationCounts:
     validated: int = 0
+    duplicates: int = 0
     dead_lettered: int = 0
     by_rule: Counter[str] = field(default_factory=Counter)
     by_entity: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: ValidationCounts) -> None:
         self.validated += other.validated
+        self.duplicates += other.duplicates
         self.dead_lettered += other.dead_lettered
         self.by_rule.update(other.by_rule)
         self.by_entity.update(other.by_entity)
@@ -324,19 +328,22 @@ def _decode_failures(frame: pl.DataFrame, rule: str, prefix: str) -> pl.DataFram
 
 
 def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: str) -> ValidationCounts:
-    """Route every raw event of the batch to its entity's validated events or to the dead letters.
+    """Route every raw event of the batch to its entity's validated events, the duplicates or the
+    dead letters, and move the batch from `raw` to `validated`.
 
     Runs inside the caller's transaction; a batch already validated is left as it is.
     """
-    done = con.execute(
-        "SELECT validated, dead_lettered FROM batches WHERE batch_id = ? AND validated_at IS NOT NULL",
-        [batch_id],
-    ).fetchone()
-    if done:
+    state = con.execute("SELECT state FROM batches WHERE batch_id = ?", [batch_id]).fetchone()
+    if state is None or state[0] == "landed":
+        raise LookupError(f"batch {batch_id} has no raw events yet: ingest it first")
+    if state[0] != "raw":
         return _recorded_counts(con, batch_id)
 
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE batch_raw AS SELECT * FROM raw_events WHERE batch_id = ?",
+        """CREATE OR REPLACE TEMP TABLE batch_raw AS
+            SELECT *, CASE WHEN decode_error IS NULL AND json_valid(line)
+                           THEN nullif(json_extract_string(line, '$.id'), '') END AS event_id
+            FROM raw_events WHERE batch_id = ?""",
         [batch_id],
     )
     con.execute("CREATE OR REPLACE TEMP TABLE batch_failures AS " + _LINE_GATE)
@@ -355,36 +362,83 @@ def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: str) -> ValidationC
     con.unregister("batch_envelopes_frame")
 
     _dead_letter_unknown_contracts(con)
-    counts = ValidationCounts()
+    valid: list[tuple[Contract, pl.DataFrame]] = []
     for event_type, version in con.execute(
         "SELECT DISTINCT type, schemaversion FROM batch_envelopes ORDER BY ALL"
     ).fetchall():
-        if (event_type, version) not in CONTRACTS:
-            continue
-        contract = CONTRACTS[(event_type, version)]
-        valid = _validate_contract(con, contract)
-        _insert_validated(con, contract, valid, batch_id)
-        counts.validated += valid.height
-        counts.by_entity[contract.entity.name] += valid.height
+        if (event_type, version) in CONTRACTS:
+            contract = CONTRACTS[(event_type, version)]
+            valid.append((contract, _validate_contract(con, contract)))
+
+    counts = ValidationCounts()
+    repeated = _deduplicate(con, batch_id, valid)
+    counts.duplicates = repeated.height
+    for contract, frame in valid:
+        accepted = frame.join(repeated, on="line_no", how="anti")
+        _insert_validated(con, contract, accepted, batch_id)
+        counts.validated += accepted.height
+        counts.by_entity[contract.entity.name] += accepted.height
 
     _write_dead_letters(con, batch_id)
+    _resolve_dead_letters(con, batch_id)
     for rule, count in con.execute(
         "SELECT rule, count(*) FROM batch_failures GROUP BY rule"
     ).fetchall():
         counts.by_rule[rule] = count
         counts.dead_lettered += count
-    con.execute(
-        """
-        UPDATE batches SET validated = ?, dead_lettered = ?, validated_at = now()
-        WHERE batch_id = ?
-        """,
-        [counts.validated, counts.dead_lettered, batch_id],
+    ledger.mark_validated(
+        con,
+        batch_id,
+        validated=counts.validated,
+        duplicates=counts.duplicates,
+        dead_lettered=counts.dead_lettered,
     )
     con.execute(
         "DROP TABLE IF EXISTS batch_raw; DROP TABLE IF EXISTS batch_failures; "
-        "DROP TABLE IF EXISTS batch_envelopes"
+        "DROP TABLE IF EXISTS batch_envelopes; DROP TABLE IF EXISTS batch_valid_ids"
     )
+    crash_point("mid-validation")
     return counts
+
+
+def _deduplicate(
+    con: duckdb.DuckDBPyConnection, batch_id: str, valid: list[tuple[Contract, pl.DataFrame]]
+) -> pl.DataFrame:
+    """Record the valid events whose (source, id) was accepted before, in an earlier batch or
+    earlier in this one, as duplicates of that first copy; their line numbers.
+
+    CloudEvents makes (source, id) an event's identity. Only valid events count: an invalid copy
+    is a dead letter and never hides a later valid one, and an event of one system never makes
+    another system's event with the same id a duplicate.
+    """
+    empty = pl.DataFrame(schema={"line_no": pl.Int64, "source": pl.String, "event_id": pl.String})
+    ids = [frame.select("line_no", "source", "event_id") for _, frame in valid]
+    con.register("valid_ids_frame", pl.concat([empty, *ids]))
+    con.execute("CREATE OR REPLACE TEMP TABLE batch_valid_ids AS SELECT * FROM valid_ids_frame")
+    con.unregister("valid_ids_frame")
+    con.execute(
+        """
+        INSERT INTO duplicate_events
+        WITH firsts AS (
+            SELECT *, min(line_no) OVER (PARTITION BY source, event_id) AS first_line
+            FROM batch_valid_ids
+        ), earlier AS (
+            SELECT source, event_id, min({'batch_id': batch_id, 'line_no': line_no}) AS first
+            FROM accepted_events
+            WHERE (source, event_id) IN (SELECT (source, event_id) FROM batch_valid_ids)
+            GROUP BY ALL
+        )
+        SELECT $batch_id, f.line_no, f.source, f.event_id,
+               coalesce(e.first.batch_id, $batch_id), coalesce(e.first.line_no, f.first_line),
+               now()
+        FROM firsts f LEFT JOIN earlier e USING (source, event_id)
+        WHERE e.first IS NOT NULL OR f.line_no > f.first_line
+        """,
+        {"batch_id": batch_id},
+    )
+    return query_frame(
+        con, "SELECT line_no FROM duplicate_events WHERE batch_id = ?", [batch_id]
+    ).with_columns(pl.col("line_no").cast(pl.Int64))
 
 
 def _record_failures(
@@ -467,12 +521,33 @@ def _write_dead_letters(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:
     """Every gate's failures, each reason prefixed with the line it concerns."""
     con.execute(
         """
-        INSERT INTO dead_letters
-        SELECT ?, f.line_no, f.event_id, f.event_type, f.contract, f.rule,
+        INSERT INTO dead_letters (batch_id, line_no, source, event_id, event_type, contract, rule,
+                                  reason, payload, dead_lettered_at)
+        SELECT ?, f.line_no,
+               CASE WHEN r.decode_error IS NULL AND json_valid(r.line)
+                         AND json_type(r.line, '$.source') = 'VARCHAR'
+                    THEN json_extract_string(r.line, '$.source') END,
+               f.event_id, f.event_type, f.contract, f.rule,
                'line ' || f.line_no || ': ' || f.reason, r.line, now()
         FROM batch_failures f JOIN batch_raw r USING (line_no)
         """,
         [batch_id],
+    )
+
+
+def _resolve_dead_letters(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:
+    """A held dead letter whose event this batch accepted (a producer re-sent it, fixed, with the
+    same source and id) is resolved: the event is in, nothing waits for a redrive any more."""
+    con.execute(
+        """
+        UPDATE dead_letters d
+        SET resolution = 'accepted_copy', resolved_by = $batch_id || ':' || v.line_no,
+            resolved_at = now()
+        FROM (SELECT * FROM batch_valid_ids ANTI JOIN duplicate_events repeated
+                  ON repeated.batch_id = $batch_id AND repeated.line_no = batch_valid_ids.line_no) v
+        WHERE d.resolution IS NULL AND d.source = v.source AND d.event_id = v.event_id
+        """,
+        {"batch_id": batch_id},
     )
 
 
@@ -483,5 +558,7 @@ def _recorded_counts(con: duckdb.DuckDBPyConnection, batch_id: str) -> Validatio
     ).fetchall():
         counts.by_rule[rule] = count
         counts.dead_lettered += count
-    counts.validated = scalar(con, "SELECT validated FROM batches WHERE batch_id = ?", [batch_id])
+    counts.validated, counts.duplicates = one(
+        con, "SELECT validated, duplicates FROM batches WHERE batch_id = ?", [batch_id]
+    )
     return counts

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import duckdb
 
+from sync_assets import ledger
 from sync_assets.catalog.entities import ENTITIES, Entity
+from sync_assets.crashpoints import crash_point
 from sync_assets.warehouse import golden_table_ddl, quote, scalar, sql_list
 
 LIFECYCLE_ACTIONS = ("created", "reconciled", "deleted")
@@ -125,7 +127,7 @@ def _conflicts_sql(entity: Entity) -> str:
     actions = ", ".join(f"'{a}'" for a in LIFECYCLE_ACTIONS)
     return f"""
 INSERT INTO ownership_conflicts
-SELECT event_id, batch_id, '{entity.name}', entity_key, attribute, origin, owner, event_time
+SELECT source, event_id, batch_id, '{entity.name}', entity_key, attribute, origin, owner, event_time
 FROM (
     SELECT *, CASE attribute {owners} END AS owner
     FROM (SELECT *, unnest(set_attributes) AS attribute FROM apply_events)
@@ -178,8 +180,9 @@ def _apply(
         con.execute(_conflicts_sql(entity))
         conflicts = _per_batch(
             con,
-            "SELECT batch_id, count(DISTINCT event_id) FROM ownership_conflicts "
-            "WHERE event_id IN (SELECT event_id FROM apply_events) GROUP BY batch_id",
+            "SELECT batch_id, count(DISTINCT (source, event_id)) FROM ownership_conflicts "
+            "WHERE (source, event_id) IN (SELECT (source, event_id) FROM apply_events) "
+            "GROUP BY batch_id",
         )
         con.execute(_fold_sql(entity))
         for statement in _merge_sql(entity, target):
@@ -197,26 +200,21 @@ def _per_batch(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, int]:
     return dict(con.execute(sql).fetchall())
 
 
-def apply_pending_batches(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, ApplyCounts]]:
-    """Apply every validated batch not yet applied; returns counts per batch and entity.
+def apply_batches(
+    con: duckdb.DuckDBPyConnection, batch_ids: list[str]
+) -> dict[str, dict[str, ApplyCounts]]:
+    """Apply validated batches and move them to `applied`; counts per batch and entity.
 
-    All pending batches are merged in one pass per entity (the merge is order-insensitive, so
-    this equals applying them one by one, and costs one aggregation instead of one per batch).
-    Runs inside the caller's transaction: a batch is either fully applied and recorded, or not.
+    All of them are merged in one pass per entity (the merge is order-insensitive, so this equals
+    applying them one by one, and costs one aggregation instead of one per batch). Runs inside
+    the caller's transaction: a batch is either fully applied and recorded, or not.
     """
-    pending = [
-        row[0]
-        for row in con.execute(
-            "SELECT batch_id FROM batches WHERE validated_at IS NOT NULL AND applied_at IS NULL "
-            "ORDER BY batch_id"
-        ).fetchall()
-    ]
-    if not pending:
+    if not batch_ids:
         return {}
-    results: dict[str, dict[str, ApplyCounts]] = {batch_id: {} for batch_id in pending}
+    results: dict[str, dict[str, ApplyCounts]] = {batch_id: {} for batch_id in batch_ids}
     for entity in ENTITIES.values():
-        per_batch = apply_events(con, entity, f"batch_id IN ({sql_list(pending)})")
-        for batch_id in pending:
+        per_batch = apply_events(con, entity, f"batch_id IN ({sql_list(batch_ids)})")
+        for batch_id in batch_ids:
             counts = per_batch.get(batch_id, ApplyCounts(0, 0, 0))
             results[batch_id][entity.name] = counts
             con.execute(
@@ -224,11 +222,17 @@ def apply_pending_batches(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str,
                 [batch_id, entity.name, counts.applied, counts.conflicts, counts.superseded],
             )
     for batch_id, by_entity in results.items():
-        con.execute(
-            "UPDATE batches SET applied = ?, applied_at = now() WHERE batch_id = ?",
-            [sum(c.applied for c in by_entity.values()), batch_id],
-        )
+        ledger.mark_applied(con, batch_id, sum(c.applied for c in by_entity.values()))
+    broken = [row for row in ledger.unbalanced_batches(con) if row[0] in results]
+    if broken:  # raised inside the transaction: nothing of these batches is applied
+        raise ledger.CountsDoNotAddUp(broken)
+    crash_point("mid-apply")
     return results
+
+
+def apply_pending_batches(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, ApplyCounts]]:
+    """Apply every validated batch not yet applied (see `apply_batches`)."""
+    return apply_batches(con, ledger.in_state(con, "validated"))
 
 
 def replay(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -2,11 +2,12 @@
 
 import dagster as dg
 
+from sync_assets import ledger
 from sync_assets.catalog.entities import ENTITIES, Entity
-from sync_assets.ledger import golden_states, summarize, unbalanced_batches
+from sync_assets.ledger import golden_states, summarize
 from sync_assets.resources import WarehouseResource
-from sync_assets.state.apply import ApplyCounts, apply_pending_batches
-from sync_assets.warehouse import WRITER_POOL, transaction
+from sync_assets.state.apply import ApplyCounts, apply_batches
+from sync_assets.warehouse import WRITER_POOL
 
 OWNERS = ["team:data-platform"]
 
@@ -58,18 +59,18 @@ def golden_spec(entity: Entity) -> dg.AssetSpec:
     group_name="state",
 )
 def golden_records(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """Apply every validated batch not yet applied, in one transaction, and check the ledger."""
-    with warehouse.connect() as con, transaction(con):
-        applied = apply_pending_batches(con)
-        broken = unbalanced_batches(con)
-        if broken:
-            raise dg.Failure(
-                description="events lost or double-counted: landed <> applied + duplicates + "
-                "dead_lettered",
-                metadata={"batches": dg.MetadataValue.json([list(row) for row in broken])},
-            )
+    """Apply every validated batch not yet applied, in one transaction; a batch that cannot be
+    applied (its counts would not add up, say) is left validated, its failure recorded, and the
+    blocking ledger check fails the run."""
+    with warehouse.connect() as con:
+        step = ledger.run_step(con, "apply", ledger.in_state(con, "validated"), apply_batches)
         states = golden_states(con)
+    applied = step.done
     context.log.info(f"applied {len(applied)} batch(es): {sorted(applied)}")
+    for batch_id, error in step.failed.items():
+        context.log.error(
+            f"batch {batch_id} failed to apply, left validated: {ledger.error_kind(error)} (syncctl doctor tells more)"
+        )
     for entity in ENTITIES.values():
         totals = _totals(entity.name, applied)
         yield dg.MaterializeResult(
@@ -101,8 +102,9 @@ def _totals(entity: str, applied: dict[str, dict[str, ApplyCounts]]) -> ApplyCou
     kinds={"duckdb"},
     owners=OWNERS,
     description=(
-        "The batch ledger (table `batches`): per landed batch, events landed, applied, "
-        "duplicates and dead-lettered. Its check proves every event is accounted for."
+        "The batch ledger (table `batches`): per landed batch, its state (landed, raw, "
+        "validated, applied), events landed, applied, duplicates and dead-lettered, and the "
+        "last failure of a batch that stopped. Its check proves every event is accounted for."
     ),
 )
 def batch_ledger(warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -116,6 +118,9 @@ def batch_ledger(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "duplicates": summary.duplicates,
             "dead_lettered": summary.dead_lettered,
             "pending": summary.pending,
+            "unfinished_batches": len(summary.unfinished_batches),
+            "failed_batches": len(summary.failed_batches),
+            "dead_letters_held": summary.dead_letters_held,
             "conflicts": summary.conflicts,
         }
     )
