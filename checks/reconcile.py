@@ -16,13 +16,12 @@ from sync_assets.reconcile.comparisons import (
     found,
     latest_run,
 )
-from sync_assets.reconcile.policy import Thresholds, masked_row, verdict
+from sync_assets.reconcile.policy import THRESHOLDS, masked_row, verdict
 from sync_assets.resources import WarehouseResource
 from sync_assets.warehouse import WRITER_POOL
 
 RUNBOOK = "docs/runbooks/reconciliation.md"
 SAMPLE_SIZE = 20
-THRESHOLDS = Thresholds()
 
 SAMPLE_SCHEMA = dg.TableSchema(
     columns=[

@@ -2,27 +2,88 @@
 
 Every command works on the data folder named by SYNCFABRIC_HOME (`.syncfabric/` by default).
 Heavy imports (dagster, pandera) happen inside the commands that need them.
+
+A command that writes the data folder holds it (`@writes_data_folder`): one syncctl at a time,
+a second one waits `--wait` seconds and then says who holds it (exit 75). A situation the operator
+can act on raises `SyncfabricError`; the main group prints its message alone and exits with its
+code (`-v` adds the traceback, and Dagster's own logs).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import time
+import traceback
+from collections.abc import Callable
+from typing import Any
 
 import click
 
+from sync_assets.errors import SyncfabricError
+from sync_assets.operate.console import CONSOLE
 from sync_assets.settings import DataFolder
 
 
 def _folder() -> DataFolder:
-    return DataFolder.from_env()
+    """The data folder; an error naming the path when there is none (only `demo` makes one)."""
+    return DataFolder.from_env().require()
 
 
-@click.group()
-def main() -> None:
+class _Syncctl(click.Group):
+    """The main group: an operator's error is its message on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SyncfabricError as error:
+            if CONSOLE.verbose:
+                traceback.print_exception(error)
+            click.echo(error.message, err=True)
+            ctx.exit(error.exit_code)
+
+
+@click.group(cls=_Syncctl)
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Show tracebacks and Dagster's own logs on the console."
+)
+def main(verbose: bool) -> None:
     """Keep business systems in sync: ingest change events, keep golden records."""
+    CONSOLE.configure(verbose=verbose)
+
+
+_wait_option = click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="SECONDS",
+    help="If another syncctl holds the data folder, wait this long for it to finish.",
+)
+
+
+def writes_data_folder(command: Callable[..., Any]) -> Callable[..., Any]:
+    """For a command that writes the data folder: hold the folder's lock while it runs (one
+    syncctl at a time; the kernel frees it if the process dies), waiting up to `--wait` seconds
+    for another holder. Put it under `@main.command()`."""
+    from sync_assets.operate.lock import hold
+
+    @_wait_option
+    @functools.wraps(command)
+    def holding(*args: Any, wait_s: float, **kwargs: Any) -> Any:
+        name = click.get_current_context().info_name or command.__name__
+        with hold(_folder(), name, wait_s=wait_s, on_wait=_say_waiting):
+            return command(*args, **kwargs)
+
+    return holding
+
+
+def _say_waiting(holder: Any) -> None:
+    who = holder.describe() if holder else "another process"
+    click.echo(f"waiting for {who} to release the data folder", err=True)
 
 
 @main.command()
@@ -37,11 +98,24 @@ def main() -> None:
     "below the reconciliation's ERROR threshold]",
 )
 @click.option("--force", is_flag=True, help="Build a new landscape even if one exists.")
-def demo(customers: int, orders: int, seed: int, drift: int | None, force: bool) -> None:
+@_wait_option
+def demo(
+    customers: int, orders: int, seed: int, drift: int | None, force: bool, wait_s: float
+) -> None:
     """Create the demo landscape (three systems and their landed events) if there is none."""
+    from sync_assets.operate.lock import hold
+
+    folder = DataFolder.from_env()  # the one command that may create the data folder
+    folder.root.mkdir(parents=True, exist_ok=True)
+    with hold(folder, "demo", wait_s=wait_s, on_wait=_say_waiting):
+        _build_demo(folder, customers, orders, seed, drift, force)
+
+
+def _build_demo(
+    folder: DataFolder, customers: int, orders: int, seed: int, drift: int | None, force: bool
+) -> None:
     from sync_assets.demo.landscape import build_demo_landscape, landscape_exists
 
-    folder = _folder()
     if landscape_exists(folder) and not force:
         click.echo(f"demo landscape already in {folder.root}; leaving it as it is")
         return
@@ -62,6 +136,7 @@ def demo(customers: int, orders: int, seed: int, drift: int | None, force: bool)
 
 
 @main.command()
+@writes_data_folder
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(as_json: bool) -> None:
     """Run the pipeline once: ingest what landed, reconcile, deliver the corrections, and
@@ -119,14 +194,16 @@ def run(as_json: bool) -> None:
             "the next run tries them again, syncctl doctor says why they stopped"
         )
     if not reconciled.success:
-        failures.append(
-            f"the reconciliation run {reconciled.run_id} failed; if a check failed at ERROR, "
-            "review the drift (syncctl check --json) and deliver by hand: syncctl deliver --emit"
-        )
+        failures.append(_not_corrected(reconciled, "syncctl reconcile"))
     if delivered is not None and not delivered.success:
         failures.append(
             f"the delivery run {delivered.run_id} failed: dead letters are held; "
             "see docs/runbooks/delivery.md"
+        )
+    elif reconciled.success and reconciled.discrepancies:
+        failures.append(
+            f"{reconciled.discrepancies:,} discrepancies left after this run (the checks above): "
+            "what they are: syncctl check --json; see docs/runbooks/reconciliation.md"
         )
     for failure in failures:
         click.echo(failure, err=True)
@@ -135,21 +212,56 @@ def run(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--emit", is_flag=True, help="First emit corrections from the latest reconciliation.")
+@writes_data_folder
+@click.option(
+    "--emit",
+    is_flag=True,
+    help="First emit the corrections (and land the owners' missed events) of the latest "
+    "reconciliation; past a check failing at ERROR, only with --i-have-reviewed.",
+)
+@click.option(
+    "--i-have-reviewed",
+    "reviewed",
+    type=int,
+    metavar="N",
+    help="With --emit: the number of corrections you reviewed (syncctl check --json); it must be "
+    "exactly the number that would be emitted.",
+)
 @click.option("--redrive", multiple=True, help="A dead-lettered correction id to send again.")
 @click.option("--redrive-all", is_flag=True, help="Send every dead letter again.")
 @click.option("--destination", help="Only redrive the dead letters of this system.")
 @click.option("--json", "as_json", is_flag=True)
 def deliver(
-    emit: bool, redrive: tuple[str, ...], redrive_all: bool, destination: str | None, as_json: bool
+    emit: bool,
+    reviewed: int | None,
+    redrive: tuple[str, ...],
+    redrive_all: bool,
+    destination: str | None,
+    as_json: bool,
 ) -> None:
-    """Deliver pending corrections (and redriven dead letters); exit 1 while dead letters are held."""
+    """Deliver pending corrections (and redriven dead letters); exit 1 while dead letters are held.
+
+    Each correction is re-checked against the system's record just before it is written: a record
+    that changed since the reconciliation saw it is not overwritten, one already right is not
+    written, and a correction whose golden record changed since it was emitted is not sent.
+    """
+    from sync_assets.errors import EXIT_FAILED, EXIT_USAGE
     from sync_assets.runner import pipeline
 
+    if reviewed is not None and not emit:
+        raise SyncfabricError("--i-have-reviewed goes with --emit", exit_code=EXIT_USAGE)
+    if destination is not None and not (redrive or redrive_all):
+        raise SyncfabricError(
+            "--destination chooses whose dead letters to redrive: add --redrive-all",
+            exit_code=EXIT_USAGE,
+        )
     with pipeline(_folder()) as runs:
-        if emit and not runs.emit_corrections():
-            click.echo("emitting corrections failed: has a reconciliation run?", err=True)
-            sys.exit(2)
+        if emit and not runs.emit_corrections(
+            reviewed, confirm="syncctl deliver --emit --i-have-reviewed {n}"
+        ):
+            raise SyncfabricError(
+                "emitting the corrections failed: its failed steps are above", exit_code=EXIT_FAILED
+            )
         delivered = runs.deliver(
             redrive=list(redrive), redrive_all=redrive_all, destination=destination
         )
@@ -225,7 +337,9 @@ def _ingest_dead_letters(
     if refs or redrive_rule:
         if redrive_rule and not rule:
             raise click.UsageError("--redrive-rule needs --rule RULE")
-        with pipeline(folder) as runs:
+        from sync_assets.operate.lock import hold
+
+        with hold(folder, "dead-letters --redrive"), pipeline(folder) as runs:
             landed = runs.redrive_ingest_dead_letters(refs, rule)
         if as_json:
             click.echo(json.dumps(landed))
@@ -252,6 +366,7 @@ def _ingest_dead_letters(
 
 
 @main.command()
+@writes_data_folder
 @click.option("--json", "as_json", is_flag=True, help="Each check with its counts and findings.")
 @click.option(
     "--fail-on",
@@ -263,17 +378,22 @@ def _ingest_dead_letters(
 def check(as_json: bool, fail_on: str) -> None:
     """Snapshot every system, diff it, run the reconciliation checks; exit 1 on failure.
 
+    Read-only: it lands no missed event and emits no correction (`syncctl reconcile` does).
     The JSON output carries the full values of the discrepancies (PII included), for an operator
     who can read the systems anyway; the Dagster UI shows them masked.
     """
     from sync_assets.runner import pipeline
 
     with pipeline(_folder()) as runs:
-        reconciled = runs.reconcile()
+        reconciled = runs.reconcile(emit=False)
     if as_json:
         click.echo(json.dumps(_checks_json(reconciled, with_values=True), default=str))
     else:
         _print_checks(reconciled)
+    click.echo(
+        "read-only: no missed event landed, no correction emitted (syncctl reconcile does that)",
+        err=True,
+    )
     if not reconciled.checks:
         click.echo(f"the reconciliation run {reconciled.run_id} failed", err=True)
         sys.exit(2)
@@ -281,6 +401,58 @@ def check(as_json: bool, fail_on: str) -> None:
     if failing:
         click.echo(f"{len(failing)} check(s) failed at {fail_on} level or above", err=True)
         sys.exit(1)
+
+
+@main.command()
+@writes_data_folder
+@click.option("--json", "as_json", is_flag=True, help="Print the checks and counts as JSON.")
+@click.option(
+    "--i-have-reviewed",
+    "reviewed",
+    type=int,
+    metavar="N",
+    help="Past a check failing at ERROR: the number of corrections you reviewed (syncctl check "
+    "--json); it must be exactly the number that would be emitted.",
+)
+def reconcile(as_json: bool, reviewed: int | None) -> None:
+    """Reconcile and emit: snapshot, diff and check every system, land the owners' missed events
+    and emit the corrections of the drift, for `syncctl deliver` (or the sensor) to deliver.
+
+    Past a check failing at ERROR nothing is emitted unless --i-have-reviewed names the number of
+    corrections; while a landed batch is not applied, nothing is emitted at all.
+    """
+    from sync_assets.deliver.outbox import emitted_by, pending_count
+    from sync_assets.runner import pipeline
+    from sync_assets.warehouse import connect
+
+    folder = _folder()
+    refusal: SyncfabricError | None = None
+    with pipeline(folder) as runs:
+        reconciled = runs.reconcile(reviewed=reviewed)
+        emitted_by_hand = False
+        if not reconciled.success and reconciled.failing("error"):
+            try:
+                emitted_by_hand = runs.emit_corrections(
+                    reviewed, confirm="syncctl reconcile --i-have-reviewed {n}"
+                )
+            except SyncfabricError as refused:
+                refusal = refused
+    with connect(folder.warehouse, read_only=True) as con:
+        emitted, pending = emitted_by(con, reconciled.run_id), pending_count(con)
+    if as_json:
+        report = _checks_json(reconciled, with_values=False)
+        click.echo(json.dumps(report | {"emitted": emitted, "pending": pending}))
+    else:
+        _print_checks(reconciled)
+        click.echo(f"{'corrections emitted':<41}  {emitted:>10,}")
+        click.echo(f"{'corrections pending delivery':<41}  {pending:>10,}")
+    if refusal is not None:
+        raise refusal  # after the checks it judged: printed alone, with its exit code
+    if not (reconciled.success or emitted_by_hand):
+        click.echo(_not_corrected(reconciled, "syncctl reconcile"), err=True)
+        sys.exit(1)
+    if pending:
+        click.echo("deliver them: syncctl deliver", err=True)
 
 
 @main.command()
@@ -297,6 +469,62 @@ def summary(as_json: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Mark dead runs failed, free stale pool claims and resume stranded batches; then report "
+    "again. Holds the data folder.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_wait_option
+def doctor(repair: bool, as_json: bool, wait_s: float) -> None:
+    """What is stuck: runs whose process is gone, stale pool claims, stranded batches, refused
+    landing entries, and who holds the data folder. Exit 0 when healthy, 1 when something
+    remains wrong. See docs/runbooks/stuck-runs.md."""
+    from sync_assets.operate.doctor import examine
+    from sync_assets.operate.lock import hold
+    from sync_assets.runner import open_instance
+
+    folder = _folder()
+    if repair:
+        with hold(folder, "doctor --repair", wait_s=wait_s, on_wait=_say_waiting):
+            report = _repair(folder)
+    else:
+        with open_instance(folder) as instance:
+            report = examine(folder, instance)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if not report.healthy:
+        sys.exit(1)
+
+
+def _repair(folder: DataFolder):
+    """Recover the instance (dead runs failed, stale claims freed, as any pipeline does), resume
+    the stranded batches, and examine the folder again."""
+    from sync_assets.operate.doctor import examine, stranded_batches
+    from sync_assets.runner import pipeline
+
+    with pipeline(folder) as runs:
+        repaired = [f"marked failed: {stuck.describe()}" for stuck in runs.recovered.stuck_runs]
+        repaired += [f"freed: {stale.describe()}" for stale in runs.recovered.stale_claims]
+        if stranded_batches(folder):
+            resumed = runs.ingest_pending()
+            if resumed.resumed:
+                repaired.append(
+                    f"resumed {len(resumed.resumed)} stranded batch(es): {', '.join(resumed.resumed)}"
+                )
+            if not resumed.ok:
+                repaired.append(f"still unfinished: {', '.join(resumed.failed)}")
+        report = examine(folder, runs.instance)
+    report.repaired = repaired
+    return report
+
+
+@main.command()
+@writes_data_folder
 @click.option("--json", "as_json", is_flag=True)
 def replay(as_json: bool) -> None:
     """Rebuild every golden record from the event log and compare with the incremental state."""
@@ -341,6 +569,24 @@ def ui(port: int) -> None:
     os.execv(
         dagster,
         [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "sync_assets.definitions"],
+    )
+
+
+def _not_corrected(reconciled, gated: str) -> str:
+    """Why a reconciliation run emitted nothing, and what to do: never advice that corrects
+    without the review gate (`gated`: the command whose gate names the count)."""
+    failing = reconciled.failing("error")
+    if failing:
+        names = ", ".join(c.name for c in failing)
+        return (
+            f"the reconciliation run {reconciled.run_id} found too much drift to correct "
+            f"automatically ({names} failed at ERROR): nothing was corrected. Review it "
+            f"(syncctl check --json); if it is right, {gated} names the number of corrections "
+            "to confirm with --i-have-reviewed"
+        )
+    return (
+        f"the reconciliation run {reconciled.run_id} failed and corrected nothing: its failed "
+        "steps are above (corrections and missed events refuse while batches are not applied)"
     )
 
 
@@ -411,6 +657,7 @@ def _corrections_summary(emitted: int, delivered, reconciled) -> dict[str, objec
         "delivered": counts.get("delivered", 0),
         "duplicate": counts.get("duplicate", 0),
         "superseded": counts.get("superseded", 0),
+        "not_written": sum(counts.get(s, 0) for s in ("stale", "changed", "in_sync")),
         "dead_lettered": counts.get("dead_lettered", 0),
         "compensations": counts.get("compensations", 0),
         "retries": counts.get("retries", 0),
@@ -423,6 +670,7 @@ def _print_corrections(corrections: dict[str, object]) -> None:
         "missed_events": "missed events absorbed (owners' values)",
         "emitted": "corrections emitted",
         "delivered": "corrections delivered",
+        "not_written": "not written (stale, changed, in sync)",
         "dead_lettered": "corrections dead-lettered",
         "retries": "delivery retries",
         "discrepancies_left": "discrepancies left",

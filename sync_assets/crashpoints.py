@@ -21,6 +21,7 @@ POINTS: dict[str, str] = {
     "after-sensor-request": "the sensor asked for batches, the run not yet started",
     "mid-delivery": "a destination applied corrections, the verdicts not yet recorded",
     "mid-record": "delivery verdicts written, their transaction not yet committed",
+    "after-step-start": "a syncctl run's first step started, holding its pool slot; nothing of it done",
 }
 
 

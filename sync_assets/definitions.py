@@ -12,7 +12,7 @@ from sync_assets.deliver.assets import corrections
 from sync_assets.deliver.ops import deliver_corrections
 from sync_assets.ingest.assets import raw_events, validate_events
 from sync_assets.ingest.ops import redrive_ingest_dead_letters
-from sync_assets.jobs import ingest_batch_job, reconcile_job, reconcile_schedule
+from sync_assets.jobs import check_job, ingest_batch_job, reconcile_job, reconcile_schedule
 from sync_assets.reconcile.assets import (
     discrepancies,
     missed_events,
@@ -44,7 +44,13 @@ def build_definitions(folder: DataFolder | None = None) -> dg.Definitions:
             reconciliation_checks,
             no_dead_letters_held,
         ],
-        jobs=[ingest_batch_job, reconcile_job, deliver_corrections, redrive_ingest_dead_letters],
+        jobs=[
+            ingest_batch_job,
+            reconcile_job,
+            check_job,
+            deliver_corrections,
+            redrive_ingest_dead_letters,
+        ],
         schedules=[reconcile_schedule],
         sensors=[landed_batches_sensor, pending_corrections_sensor],
         resources=default_resources(folder),

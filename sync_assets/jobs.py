@@ -8,6 +8,7 @@ from sync_assets.ingest.assets import landed_batches
 
 INGEST_BATCH_JOB = "ingest_batch"
 RECONCILE_JOB = "reconcile"
+CHECK_JOB = "reconcile_check"
 RECONCILE_CRON_ENV = "SYNCFABRIC_RECONCILE_CRON"
 
 ingest_batch_job = dg.define_asset_job(
@@ -30,6 +31,17 @@ reconcile_job = dg.define_asset_job(
     ),
     selection=dg.AssetSelection.groups("reconcile", "deliver"),
     tags={"syncfabric/flow": "reconcile"},
+)
+
+check_job = dg.define_asset_job(
+    CHECK_JOB,
+    description=(
+        "Read-only reconciliation: snapshot every system, diff against the golden records and "
+        "between systems, and run the reconciliation checks. Neither lands missed events nor "
+        "emits corrections (`syncctl check`); the `reconcile` job does."
+    ),
+    selection=dg.AssetSelection.groups("reconcile") - dg.AssetSelection.assets("missed_events"),
+    tags={"syncfabric/flow": "check"},
 )
 
 reconcile_schedule = dg.ScheduleDefinition(

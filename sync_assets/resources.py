@@ -12,11 +12,13 @@ from sync_assets import warehouse
 from sync_assets.catalog.entities import ENTITIES
 from sync_assets.connectors.mappings import Mapping
 from sync_assets.connectors.platform_api import is_platform_url, read_records
+from sync_assets.connectors.problems import reading
 from sync_assets.connectors.sources import open_source, sqlite_url, stream_batches
 from sync_assets.deliver.destinations import DestinationSettings
 from sync_assets.deliver.outbox import Policy
 from sync_assets.deliver.retry import RetryPolicy
 from sync_assets.ingest.landing import LandingZone
+from sync_assets.operate.failures import as_step_failure
 from sync_assets.settings import DataFolder
 
 
@@ -27,7 +29,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with warehouse.connect(self.path, read_only=read_only) as con:
+        """A connection for the step; an operator's situation inside it (the warehouse held by
+        another process, say) fails the step with its message, no traceback needed."""
+        with as_step_failure(), warehouse.connect(self.path, read_only=read_only) as con:
             yield con
 
 
@@ -65,14 +69,15 @@ class SystemsResource(dg.ConfigurableResource):
         """The mapping's raw rows in Arrow chunks: from a database read-only, or from a
         no-code platform's records API when the system's URL is http(s)."""
         url = self.url(mapping.system)
-        if is_platform_url(url):
-            yield read_records(url, mapping.table)
-            return
-        engine = open_source(url)
-        try:
-            yield stream_batches(engine, mapping)
-        finally:
-            engine.dispose()
+        with as_step_failure(), reading(mapping.system, url):
+            if is_platform_url(url):
+                yield read_records(url, mapping.table)
+                return
+            engine = open_source(url)
+            try:
+                yield stream_batches(engine, mapping)
+            finally:
+                engine.dispose()
 
 
 class DestinationConfig(dg.Config):

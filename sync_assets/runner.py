@@ -4,6 +4,12 @@ The landed-batches sensor is evaluated once against the real Dagster instance un
 folder; the batches it requests run together as one in-process run over that range of batch
 partitions (a run per batch costs about a second of Dagster bookkeeping, and the demo must stay
 well under 30 s). The run is recorded in the instance, so `make ui` shows the same history.
+
+Opening the instance first recovers from crashes: runs whose process is gone are marked failed
+and their pool claims freed (sync_assets/operate/recovery.py), or the next run would wait forever
+for a slot. Every run goes through `Pipeline._execute`: tagged as syncctl's with its pid, quiet on
+the console (one line per failed step; `-v` shows Dagster's logs), progress on a terminal, and a
+step's operator error (a bad URL, a busy warehouse) raised as the SyncfabricError it was.
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ from typing import Any
 
 from sync_assets.crashpoints import crash_point
 from sync_assets.errors import SyncfabricError
+from sync_assets.operate import recovery
+from sync_assets.operate.console import CONSOLE
+from sync_assets.operate.failures import StepFailure, operator_error, step_failures
+from sync_assets.operate.lock import is_held_here
 from sync_assets.settings import DataFolder
 
 
@@ -40,6 +50,10 @@ class ReconcileReport:
         """Failed checks at or above `fail_on` ('error' or 'warn')."""
         levels = {"ERROR"} if fail_on == "error" else {"ERROR", "WARN"}
         return [c for c in self.checks if not c.passed and c.severity in levels]
+
+    @property
+    def discrepancies(self) -> int:
+        return sum(c.discrepancies for c in self.checks)
 
 
 @dataclass
@@ -79,6 +93,10 @@ class Pipeline:
     folder: DataFolder
     defs: Any
     instance: Any
+    recovered: recovery.Findings = field(default_factory=recovery.Findings)
+    """What opening the instance found dead, and repaired."""
+    failures: list[StepFailure] = field(default_factory=list)
+    """Every step failure of this command's runs, in order."""
 
     def ingest_pending(self) -> RunReport:
         """Ingest what landed, and resume every batch a stopped run left unfinished, in one run.
@@ -112,15 +130,13 @@ class Pipeline:
             return report
         start, end = self._partition_range(LANDED_BATCHES, batch_ids)
         crash_point("after-sensor-request")
-        run = self.defs.resolve_job_def(INGEST_BATCH_JOB).execute_in_process(
-            instance=self.instance,
+        run = self._execute(
+            self.defs.resolve_job_def(INGEST_BATCH_JOB),
             tags={
                 "dagster/asset_partition_range_start": start,
                 "dagster/asset_partition_range_end": end,
-                "syncfabric/launched_by": "syncctl",
             },
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            raise_on_error=False,
         )
         report.run_id = run.run_id
         with connect(self.folder.warehouse, read_only=True) as con:
@@ -142,17 +158,21 @@ class Pipeline:
         ranked = sorted(keys, key=order.__getitem__)
         return ranked[0], ranked[-1]
 
-    def reconcile(self) -> ReconcileReport:
-        """Fresh snapshots of every system, the diff and the checks, as one run."""
+    def reconcile(self, *, emit: bool = True, reviewed: int | None = None) -> ReconcileReport:
+        """Fresh snapshots of every system, the diff and the checks, as one run; with `emit`,
+        also the owners' missed events and the corrections (each refusing on its own terms:
+        pending batches, an ERROR check, a `reviewed` count that does not match), else nothing
+        is landed or emitted."""
         import dagster as dg
 
-        from sync_assets.jobs import RECONCILE_JOB
+        from sync_assets.jobs import CHECK_JOB, RECONCILE_JOB
 
-        run = self.defs.resolve_job_def(RECONCILE_JOB).execute_in_process(
-            instance=self.instance,
-            tags={"syncfabric/launched_by": "syncctl"},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            raise_on_error=False,
+        run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        if emit and reviewed is not None:
+            review = {"config": {"i_have_reviewed": reviewed}}
+            run_config["ops"] = {"missed_events": review, "corrections": review}
+        run = self._execute(
+            self.defs.resolve_job_def(RECONCILE_JOB if emit else CHECK_JOB), run_config=run_config
         )
         report = ReconcileReport(run_id=run.run_id, success=run.success)
         for evaluation in run.get_asset_check_evaluations():
@@ -160,18 +180,37 @@ class Pipeline:
                 report.checks.append(_outcome(evaluation))
         return report
 
-    def emit_corrections(self) -> bool:
-        """Materialize `corrections` and `missed_events` from the latest reconciliation, by
-        hand: past a failing check, which stops the automatic path."""
+    def emit_corrections(self, reviewed: int | None = None, confirm: str = "") -> bool:
+        """Materialize `missed_events` and `corrections` from the latest reconciliation by hand:
+        past a failing check, which stops the automatic path, when `reviewed` names the number
+        of corrections exactly.
+
+        Raises `SyncfabricError` without launching anything while batches are pending, when no
+        reconciliation ran, or when the review gate refuses (`confirm`: how the caller passes the
+        number, with `{n}`); the assets check the same again when they run.
+        """
         import dagster as dg
 
+        from sync_assets.deliver.corrections import require_complete_golden
+        from sync_assets.deliver.gate import UI_CONFIRM, enforce
+        from sync_assets.reconcile.comparisons import latest_run
+        from sync_assets.warehouse import connect
+
+        with connect(self.folder.warehouse, read_only=True) as con:
+            require_complete_golden(con)
+            run_id = latest_run(con)
+            if run_id is None:
+                raise SyncfabricError("no reconciliation has run yet: run syncctl reconcile first")
+            enforce(con, run_id, reviewed, confirm or UI_CONFIRM)
+        review = {"config": {"i_have_reviewed": reviewed}}
         job = self.defs.resolve_implicit_global_asset_job_def()
-        run = job.execute_in_process(
-            instance=self.instance,
+        run = self._execute(
+            job,
             asset_selection=[dg.AssetKey("missed_events"), dg.AssetKey("corrections")],
-            tags={"syncfabric/launched_by": "syncctl"},
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            raise_on_error=False,
+            run_config={
+                "ops": {"missed_events": review, "corrections": review},
+                "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            },
         )
         return run.success
 
@@ -182,19 +221,23 @@ class Pipeline:
         redrive_all: bool = False,
         destination: str | None = None,
     ) -> DeliveryReport:
-        """Drain the corrections outbox into every system (redriving dead letters if asked)."""
+        """Drain the corrections outbox into every system (redriving dead letters if asked).
+
+        Raises `SyncfabricError` before any delivery for an unknown destination or a redrive id
+        that names no dead letter.
+        """
         from sync_assets.deliver import outbox
         from sync_assets.warehouse import connect
 
+        with connect(self.folder.warehouse, read_only=True) as con:
+            outbox.check_redrive(con, redrive or [], destination)
         plan = {"redrive": redrive or [], "redrive_all": redrive_all, "destination": destination}
-        run = self.defs.resolve_job_def("deliver_corrections").execute_in_process(
-            instance=self.instance,
+        run = self._execute(
+            self.defs.resolve_job_def("deliver_corrections"),
             run_config={
                 "ops": {"plan_deliveries": {"config": plan}},
                 "loggers": {"console": {"config": {"log_level": "INFO"}}},
             },
-            tags={"syncfabric/launched_by": "syncctl"},
-            raise_on_error=False,
         )
         with connect(self.folder.warehouse, read_only=True) as con:
             counts = outbox.delivery_counts(con, run.run_id)
@@ -204,18 +247,68 @@ class Pipeline:
         """Land held ingest dead letters again as new batches; what was landed where."""
         from sync_assets.ingest.ops import redrive_ingest_dead_letters
 
-        run = self.defs.resolve_job_def(redrive_ingest_dead_letters.name).execute_in_process(
-            instance=self.instance,
+        run = self._execute(
+            self.defs.resolve_job_def(redrive_ingest_dead_letters.name),
             run_config={
                 "ops": {"redrive_dead_letters": {"config": {"refs": refs, "rule": rule}}},
                 "loggers": {"console": {"config": {"log_level": "WARNING"}}},
             },
-            tags={"syncfabric/launched_by": "syncctl"},
-            raise_on_error=False,
         )
         if not run.success:
             raise SyncfabricError(failure_message(run))
         return run.output_for_node("redrive_dead_letters")
+
+    def _execute(
+        self,
+        job: Any,
+        *,
+        run_config: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Run a job in this process, as every syncctl run goes (see the module's docstring).
+
+        Returns Dagster's result (raise_on_error=False: a failed step is in the result); raises
+        the SyncfabricError of a step that met an operator's situation.
+        """
+        from dagster._core.utils import make_new_run_id
+
+        config = dict(run_config or {})
+        level = CONSOLE.dagster_log_level
+        if level is not None:
+            config["loggers"] = {"console": {"config": {"log_level": level}}}
+        run_id = make_new_run_id()
+        watcher = CONSOLE.watch(job.name)
+        self.instance.add_event_listener(run_id, watcher)
+        self.instance.add_event_listener(run_id, _crash_after_step_start)
+        self.instance.add_event_listener(run_id, _PoolWait(job.name, self.instance))
+        try:
+            result = job.execute_in_process(
+                instance=self.instance,
+                run_id=run_id,
+                run_config=config,
+                tags={**(tags or {}), **recovery.launch_tags()},
+                raise_on_error=False,
+                **options,
+            )
+        except BaseException:
+            watcher.finish(None)
+            raise
+        watcher.finish(result.success)
+        failures = step_failures(job.name, result.all_events)
+        self.failures.extend(failures)
+        error = operator_error(failures)
+        if error is not None:
+            raise error
+        if not CONSOLE.verbose:
+            for failure in failures:
+                CONSOLE.notice(failure.line())
+            if failures:
+                CONSOLE.notice(
+                    f"(run {run_id} in the Dagster UI has the whole record; "
+                    "syncctl -v prints the tracebacks)"
+                )
+        return result
 
     def pending_corrections(self) -> int:
         from sync_assets.deliver import outbox
@@ -226,21 +319,10 @@ class Pipeline:
 
 
 def failure_message(run: Any) -> str:
-    """What a failed run says for itself: the message of an expected error raised in a step
-    (a SyncfabricError), else each failed step and its error's first line."""
-    messages = []
-    for event in run.all_events:
-        if event.event_type_value != "STEP_FAILURE":
-            continue
-        error = event.step_failure_data.error
-        while error is not None and error.cls_name != "SyncfabricError":
-            error = error.cause
-        if error is not None:
-            messages.append(error.message.split(": ", 1)[-1].strip())
-        else:
-            first = event.step_failure_data.error.message.strip().splitlines()[0]
-            messages.append(f"step {event.step_key} failed: {first}")
-    return "; ".join(messages) or f"run {run.run_id} failed"
+    """What a failed run says for itself: each failed step and its message (an operator's
+    SyncfabricError in a step is raised by `Pipeline._execute` before this is asked)."""
+    failures = step_failures(run.dagster_run.job_name, run.all_events)
+    return "; ".join(failure.line() for failure in failures) or f"run {run.run_id} failed"
 
 
 def _outcome(evaluation: Any) -> CheckOutcome:
@@ -255,13 +337,68 @@ def _outcome(evaluation: Any) -> CheckOutcome:
     )
 
 
+@dataclass
+class _PoolWait:
+    """Says, once per pool, that a step waits for a pool another run holds, and which run: a
+    wait that nothing on the console explained looked like a hang."""
+
+    job: str
+    instance: Any
+    said: set[str] = field(default_factory=set)
+
+    def __call__(self, entry: Any) -> None:
+        event = entry.dagster_event
+        message = (event.message or "") if event is not None else ""
+        if not message.startswith(recovery.BLOCKED_BY_POOL):
+            return
+        pool = message.removeprefix(recovery.BLOCKED_BY_POOL).strip()
+        if pool in self.said:
+            return
+        self.said.add(pool)
+        holders = recovery.holders(self.instance, pool) or ["another run"]
+        CONSOLE.notice(
+            f"{self.job}: step {event.step_key} waits for the {pool} pool, held by "
+            f"{'; '.join(holders)}. It goes on when that run ends; `syncctl doctor` shows "
+            "whether one is stuck."
+        )
+
+
+def _crash_after_step_start(entry: Any) -> None:
+    event = entry.dagster_event
+    if event is not None and event.event_type_value == "STEP_START":
+        crash_point("after-step-start")
+
+
 @contextlib.contextmanager
-def pipeline(folder: DataFolder) -> Iterator[Pipeline]:
-    """Open the data folder's Dagster instance once (opening it costs about a second)."""
+def open_instance(folder: DataFolder) -> Iterator[Any]:
+    """The data folder's Dagster instance (runs, event log, pool claims), as it is."""
     use_data_folder(folder)
     import dagster as dg
 
+    with dg.DagsterInstance.get() as instance:
+        yield instance
+
+
+def recover(folder: DataFolder, instance: Any) -> recovery.Findings:
+    """Mark the runs whose process is gone failed and free the pool claims nobody will give
+    back, saying so; what was found."""
+    findings = recovery.find(instance, lock_held_here=is_held_here(folder))
+    recovery.repair(instance, findings)
+    for stuck in findings.stuck_runs:
+        CONSOLE.notice(f"marked failed and freed its pool claims: {stuck.describe()}")
+    dead = {stuck.facts.run_id for stuck in findings.stuck_runs}
+    for stale in findings.stale_claims:
+        if stale.claim.run_id not in dead:
+            CONSOLE.notice(f"freed a stale pool claim: {stale.describe()}")
+    return findings
+
+
+@contextlib.contextmanager
+def pipeline(folder: DataFolder) -> Iterator[Pipeline]:
+    """Open the data folder's Dagster instance once (opening it costs about a second), after
+    recovering it from any crash."""
     from sync_assets.definitions import build_definitions
 
-    with dg.DagsterInstance.get() as instance:
-        yield Pipeline(folder, build_definitions(folder), instance)
+    with open_instance(folder) as instance:
+        recovered = recover(folder, instance)
+        yield Pipeline(folder, build_definitions(folder), instance, recovered)

@@ -13,6 +13,7 @@ from sync_assets.errors import EXIT_USAGE, SyncfabricError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = ".syncfabric"
+HOME_ENV = "SYNCFABRIC_HOME"
 
 MAX_CLOCK_SKEW_ENV = "SYNCFABRIC_MAX_CLOCK_SKEW_SECONDS"
 DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -49,7 +50,36 @@ class DataFolder:
 
     @classmethod
     def from_env(cls) -> DataFolder:
-        return cls(Path(os.environ.get("SYNCFABRIC_HOME", DEFAULT_HOME)).resolve())
+        return cls(Path(os.environ.get(HOME_ENV, DEFAULT_HOME)).resolve())
+
+    def require(self) -> DataFolder:
+        """This folder, if it is a data folder; otherwise an error naming the path and how to
+        fix it, rather than zeros read from an empty place that looks like success.
+
+        A data folder is a directory holding at least one of what Syncfabric keeps there: the
+        landing zone, the warehouse, Dagster's instance or the demo's systems.
+        """
+        named = (
+            f"{HOME_ENV}={os.environ[HOME_ENV]}"
+            if os.environ.get(HOME_ENV)
+            else (f"{HOME_ENV} is not set, so the default {DEFAULT_HOME}/ in the current folder")
+        )
+        if not self.root.exists():
+            problem = "there is no such folder"
+        elif not self.root.is_dir():
+            problem = "it is not a folder"
+        elif not any(
+            p.exists() for p in (self.landing, self.warehouse, self.dagster_home, self.systems)
+        ):
+            problem = "it holds no landing/, warehouse.duckdb, dagster/ or systems/"
+        else:
+            return self
+        raise SyncfabricError(
+            f"no Syncfabric data folder at {self.root} ({named}): {problem}. Point {HOME_ENV} at "
+            "the data folder (a typo?), or create one: `syncctl demo` builds the demo landscape, "
+            "and systems landing batches in <folder>/landing/<system>/ make a real one.",
+            exit_code=EXIT_USAGE,
+        )
 
     @property
     def warehouse(self) -> Path:
@@ -62,6 +92,11 @@ class DataFolder:
     @property
     def systems(self) -> Path:
         return self.root / "systems"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held by the syncctl command writing the folder (sync_assets/operate/lock.py)."""
+        return self.root / "syncctl.lock"
 
     @property
     def dagster_home(self) -> Path:

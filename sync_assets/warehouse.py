@@ -201,7 +201,7 @@ def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.Duc
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not path.exists()
-        con = duckdb.connect(str(path), read_only=read_only)
+        con = _open(path, read_only)
         if not read_only and (fresh or path not in _SCHEMA_READY):
             create_schema(con)
             _SCHEMA_READY.add(path)
@@ -210,6 +210,19 @@ def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.Duc
         yield con
     finally:
         con.close()
+
+
+def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the file; another process holding it is an operator's situation, not a bug."""
+    from sync_assets.operate.lock import warehouse_refusal
+
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        refusal = warehouse_refusal(error, path)
+        if refusal is None:
+            raise
+        raise refusal from error
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from conftest import run_core
 
 from sync_assets.connectors.mappings import SUPPORT_CUSTOMER
 from sync_assets.deliver.engine import Delivery
+from sync_assets.deliver.gate import ReviewRequired
 from sync_assets.deliver.http import HttpDestination
 from sync_assets.demo.landscape import build_demo_landscape
 from sync_assets.demo.platform import Faults, PlatformService
@@ -84,9 +85,13 @@ def test_ten_thousand_corrections_through_faults_converge_with_nothing_lost_or_d
         with pipeline(folder) as runs:
             first = runs.reconcile()
             # 10,000 of ~10,500 rows drifted fails the check at ERROR, which stops automatic
-            # corrections; an operator emits them by hand.
+            # corrections; an operator who reviewed them emits them by hand, naming the count.
             assert not first.success
-            assert runs.emit_corrections()
+            with pytest.raises(
+                ReviewRequired, match=f"{CORRECTIONS:,} corrections: support updated"
+            ):
+                runs.emit_corrections()
+            assert runs.emit_corrections(reviewed=CORRECTIONS)
             assert runs.pending_corrections() == CORRECTIONS
 
             platform.set_faults(FAULTS)

@@ -20,17 +20,17 @@ def change(folder: DataFolder, system: str, sql: str, *params: object) -> None:
         con.execute(sql, params)
 
 
-def a_customer_everywhere(folder: DataFolder) -> str:
+def customers_everywhere(folder: DataFolder) -> set[str]:
+    """Customers with a support user and a live billing account."""
     with sqlite3.connect(folder.system_database("support")) as con:
         users = {k for (k,) in con.execute("SELECT external_id FROM users")}
     with sqlite3.connect(folder.system_database("billing")) as con:
-        accounts = {
-            k
-            for (k,) in con.execute(
-                "SELECT customer_ref FROM accounts WHERE account_state <> 'CLOSED'"
-            )
-        }
-    return min(users & accounts)
+        live = "SELECT customer_ref FROM accounts WHERE account_state <> 'CLOSED'"
+        return users & {k for (k,) in con.execute(live)}
+
+
+def a_customer_everywhere(folder: DataFolder) -> str:
+    return min(customers_everywhere(folder))
 
 
 def corrections(folder: DataFolder) -> list[dict]:
@@ -42,7 +42,7 @@ def corrections(folder: DataFolder) -> list[dict]:
 
 def test_drift_becomes_one_correction_per_record_with_only_what_the_target_does_not_own(landscape):
     key = a_customer_everywhere(landscape)
-    change(landscape, "billing", "UPDATE accounts SET billing_email = 'X@Y.IO', plan = 'FREE' WHERE customer_ref = ?", key)  # fmt: skip
+    change(landscape, "billing", "UPDATE accounts SET billing_email = 'X@Y.IO' WHERE customer_ref = ?", key)  # fmt: skip
     flipped = "CASE state WHEN 'enabled' THEN 'disabled' ELSE 'enabled' END"
     change(landscape, "support", f"UPDATE users SET name = 'Nobody', state = {flipped} WHERE external_id = ?", key)  # fmt: skip
     reconcile(landscape, "run-1")
@@ -57,7 +57,7 @@ def test_drift_becomes_one_correction_per_record_with_only_what_the_target_does_
 
     assert emitted.emitted == 2 and emitted.by_target == {"billing": 1, "support": 1}
     billing, support = corrections(landscape)
-    # Billing owns the plan: its plan is a missed event, not a correction. E-mail is the CRM's.
+    # Only what differs: billing's plan, status and country agree; e-mail is the CRM's.
     assert json.loads(billing["attributes"]) == {"email": golden[0]}
     assert json.loads(support["attributes"]) == {"full_name": golden[1], "status": golden[2]}
     assert billing["action"] == support["action"] == "updated"
@@ -120,3 +120,44 @@ def test_an_owners_change_becomes_the_owners_own_event(landscape):
     }  # fmt: skip
     assert all(e["source"] == "/syncfabric/reconciler" for found in events.values() for e in found)
     assert emitted.emitted == 0, "the owners are right: nothing to correct until golden has it"
+
+
+def test_a_record_with_an_owners_missed_event_is_withheld_until_golden_has_it(landscape):
+    key = a_customer_everywhere(landscape)
+    other = min(customers_everywhere(landscape) - {key})
+    # Billing owns the plan (a missed event) and holds the CRM's e-mail (drift), on one record;
+    # support drifted on another record, which has no missed event.
+    change(landscape, "billing", "UPDATE accounts SET billing_email = 'X@Y.IO', plan = 'ENTERPRISE' WHERE customer_ref = ?", key)  # fmt: skip
+    change(landscape, "support", "UPDATE users SET name = 'Nobody' WHERE external_id IN (?, ?)", key, other)  # fmt: skip
+    reconcile(landscape, "run-1")
+
+    with connect(landscape.warehouse) as con:
+        emitted = emit_corrections(con, "run-1")
+
+    assert (emitted.emitted, emitted.withheld) == (1, 2)  # billing and support for `key`
+    [correction] = corrections(landscape)
+    assert (correction["target"], correction["entity_key"]) == ("support", other)
+    assert json.loads(correction["seen"])["values"]["full_name"] == "Nobody"  # what it saw
+
+
+def test_nothing_is_emitted_while_a_batch_is_not_applied(landscape):
+    from conftest import customer_created, land
+
+    from sync_assets.deliver.corrections import GoldenIncomplete
+    from sync_assets.ingest.landing import LandingZone
+    from sync_assets.ingest.raw import ingest_batch
+
+    change(landscape, "support", "DELETE FROM users")  # 100% drift: the checks would say ERROR
+    reconcile(landscape, "run-1")
+    batch = land(landscape, "late", [customer_created("C-999999")])
+    with connect(landscape.warehouse) as con:
+        ingest_batch(con, LandingZone(landscape.landing).locate(batch.batch_id))  # not applied
+        try:
+            emit_corrections(con, "run-1")
+        except GoldenIncomplete as refused:
+            message = refused.message
+        else:
+            raise AssertionError("emitted from an incomplete golden state")
+
+    assert batch.batch_id in message and "docs/runbooks/delivery.md" in message
+    assert corrections(landscape) == []

@@ -219,3 +219,110 @@ def test_an_unreachable_server_is_a_transient_failure():
     outcomes = billing(engine).deliver([delivery("C-000001", "created", ACCOUNT)])
     assert statuses(outcomes) == ["transient"]
     assert "OperationalError" in outcomes[0].error
+
+
+# -- the re-check just before writing: what the reconciliation saw, against the row now ----------
+
+SEEN_ACCOUNT = {"present": True, "deleted": False, "values": ACCOUNT}
+"""What a reconciliation saw of the account created with ACCOUNT: catalog form, so lower case
+where billing writes upper case (the comparison follows the catalog's rules)."""
+
+
+def applied_keys(engine: sa.Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(sa.select(APPLIED.c.idempotency_key)).scalars())
+
+
+def test_a_row_edited_after_the_reconciliation_is_not_overwritten(engine):
+    destination = billing(engine)
+    destination.deliver([delivery("C-000001", "created", ACCOUNT)])
+    destination.deliver([delivery("C-000002", "created", ACCOUNT)])
+    with engine.begin() as conn:  # someone edits C-000001 between reconciliation and delivery
+        conn.execute(
+            ACCOUNTS.update()
+            .where(ACCOUNTS.c.customer_ref == "C-000001")
+            .values(billing_email="BY.HAND@EXAMPLE.COM")
+        )
+    edited = delivery("C-000001", "updated", {"plan": "free"}, V2, seen=SEEN_ACCOUNT)
+    untouched = delivery("C-000002", "updated", {"plan": "free"}, V2, seen=SEEN_ACCOUNT)
+
+    outcomes = destination.deliver([edited, untouched])
+
+    assert statuses(outcomes) == ["changed", "applied"]
+    assert "email" in outcomes[0].error and "not overwritten" in outcomes[0].error
+    accounts = rows(engine, ACCOUNTS)
+    assert (accounts["C-000001"]["plan"], accounts["C-000001"]["billing_email"]) == (
+        "PRO",
+        "BY.HAND@EXAMPLE.COM",
+    )
+    assert accounts["C-000002"]["plan"] == "FREE"
+    assert edited.idempotency_key not in applied_keys(engine)
+
+
+def test_a_row_removed_or_closed_after_the_reconciliation_is_not_written_back(engine):
+    destination = billing(engine)
+    destination.deliver([delivery(key, "created", ACCOUNT) for key in ("C-000001", "C-000002")])
+    with engine.begin() as conn:
+        conn.execute(ACCOUNTS.delete().where(ACCOUNTS.c.customer_ref == "C-000001"))
+        conn.execute(
+            ACCOUNTS.update()
+            .where(ACCOUNTS.c.customer_ref == "C-000002")
+            .values(account_state="CLOSED")
+        )
+    outcomes = destination.deliver(
+        [
+            delivery("C-000001", "updated", {"plan": "free"}, V2, seen=SEEN_ACCOUNT),
+            delivery("C-000002", "updated", {"plan": "free"}, V2, seen=SEEN_ACCOUNT),
+        ]
+    )
+    assert statuses(outcomes) == ["changed", "changed"]
+    assert "removed" in outcomes[0].error and "deleted" in outcomes[1].error
+    assert "C-000001" not in rows(engine, ACCOUNTS)
+    assert rows(engine, ACCOUNTS)["C-000002"]["plan"] == "PRO"
+
+
+def test_a_create_where_someone_created_the_row_meanwhile_is_not_written(engine):
+    destination = billing(engine)
+    destination.deliver([delivery("C-000001", "created", ACCOUNT | {"plan": "free"})])
+    absent = {"present": False, "deleted": False, "values": {}}
+
+    outcome = destination.deliver([delivery("C-000001", "created", ACCOUNT, V2, seen=absent)])
+
+    assert statuses(outcome) == ["changed"] and "created" in outcome[0].error
+    assert rows(engine, ACCOUNTS)["C-000001"]["plan"] == "FREE"
+
+
+def test_a_row_that_already_holds_the_values_is_not_written(engine):
+    destination = billing(engine)
+    destination.deliver([delivery("C-000001", "created", ACCOUNT)])
+    stamp_before = rows(engine, ACCOUNTS)["C-000001"]["updated"]
+    # The reconciliation saw a stale e-mail; someone fixed it by hand before the delivery.
+    saw = {**SEEN_ACCOUNT, "values": ACCOUNT | {"email": "stale@example.com"}}
+    fix = delivery("C-000001", "updated", {"email": "ADA@example.com "}, V2, seen=saw)
+    already_closed = delivery("C-000002", "deleted", {}, V2, seen=SEEN_ACCOUNT)  # no row at all
+
+    outcomes = destination.deliver([fix, already_closed])
+
+    assert statuses(outcomes) == ["in_sync", "in_sync"]
+    assert not {fix.idempotency_key, already_closed.idempotency_key} & applied_keys(engine)
+    assert rows(engine, ACCOUNTS)["C-000001"]["updated"] == stamp_before  # not even the stamp
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(VERSIONS.c.version)).scalar() == V1
+
+
+def test_a_lossy_vocabulary_and_the_systems_own_forms_are_not_a_change(engine):
+    desk = support(engine)
+    user = {"email": "ada@example.com", "full_name": "Ada  Lovelace", "support_tier": "priority", "status": "suspended"}  # fmt: skip
+    desk.deliver([delivery("C-000001", "created", user)])
+    assert rows(engine, USERS)["C-000001"]["state"] == "disabled"
+    # Support's `disabled` stands for inactive or suspended: the snapshot says so.
+    saw = {"present": True, "deleted": False, "values": user | {"status": "inactive|suspended", "full_name": "Ada Lovelace"}}  # fmt: skip
+
+    rename = desk.deliver(
+        [delivery("C-000001", "updated", {"full_name": "Ada King"}, V2, seen=saw)]
+    )
+    suspend = desk.deliver([delivery("C-000001", "updated", {"status": "inactive"}, V3, seen=saw | {"values": saw["values"] | {"full_name": "Ada King"}})])  # fmt: skip
+
+    assert statuses(rename) == ["applied"]
+    assert rows(engine, USERS)["C-000001"]["name"] == "Ada King"
+    assert statuses(suspend) == ["in_sync"]  # 'disabled' already says inactive

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -364,3 +365,76 @@ def test_concurrent_writers_are_each_applied_exactly_once(service, database):
     assert stats["applied"] == writers
     assert stats["applications"] == writers
     assert stats["keys_applied_more_than_once"] == 0
+
+
+# -- conditional writes: a record read with its ETag, written only while it is still so ----------
+
+
+def read_record(client: httpx.Client, number: int) -> httpx.Response:
+    match = json.dumps({"external_id": f"C-{number:06d}"})
+    return client.get("/v1/tables/users/record", params={"match": match})
+
+
+def test_a_record_is_read_with_its_etag_and_a_change_changes_the_tag(client, database):
+    post(client, "k1", user(1))
+    first = read_record(client, 1)
+    post(client, "k2", user(1, tier="Priority"))
+    second = read_record(client, 1)
+
+    assert first.status_code == second.status_code == 200
+    assert first.json()["record"]["tier"] == "Standard"
+    assert first.headers["ETag"] == first.json()["etag"] != second.json()["etag"]
+    assert read_record(client, 2).json() == {"record": None, "etag": None}
+
+
+def test_a_write_conditional_on_a_changed_record_is_refused_and_not_stored(
+    client, service, database
+):
+    post(client, "k1", user(1))
+    etag = read_record(client, 1).json()["etag"]
+    post(client, "someone-else", user(1, name="Edited By Hand"))
+
+    refused = client.post(
+        RECORDS, json=user(1, tier="Priority"), headers={"Idempotency-Key": "k2", "If-Match": etag}
+    )
+    fresh = read_record(client, 1).json()["etag"]
+    again = client.post(
+        RECORDS, json=user(1, tier="Priority"), headers={"Idempotency-Key": "k2", "If-Match": fresh}
+    )
+
+    assert refused.status_code == 412 and refused.json()["error"] == "precondition_failed"
+    assert refused.json()["etag"] == fresh
+    assert again.status_code == 200, "a 412 is not stored: the key may be sent again"
+    assert rows(database, "SELECT tier FROM users") == [("Priority",)]
+    assert service.stats()["precondition_failed"] == 1
+    assert applications(database) == 3
+
+
+def test_a_create_conditional_on_no_record_is_refused_when_one_exists(client, database):
+    post(client, "k1", user(1))
+    refused = client.post(
+        RECORDS,
+        json=user(1, tier="Priority"),
+        headers={"Idempotency-Key": "k2", "If-None-Match": "*"},
+    )
+    created = client.post(
+        RECORDS, json=user(2), headers={"Idempotency-Key": "k3", "If-None-Match": "*"}
+    )
+    assert (refused.status_code, created.status_code) == (412, 200)
+    assert rows(database) == [("C-000001", "Standard"), ("C-000002", "Standard")]
+
+
+def test_a_key_applied_already_is_answered_from_the_ledger_whatever_the_precondition(client):
+    post(client, "k1", user(1))
+    post(client, "someone-else", user(1, name="Edited By Hand"))
+
+    replay = client.post(
+        RECORDS, json=user(1), headers={"Idempotency-Key": "k1", "If-Match": '"stale"'}
+    )
+    stored = client.get("/v1/idempotency/k1")
+    never = client.get("/v1/idempotency/never-used")
+
+    assert replay.status_code == 200 and replay.headers["Idempotent-Replayed"] == "true"
+    assert stored.status_code == 200
+    assert (stored.json()["status"], stored.json()["response"]["status"]) == (200, "applied")
+    assert never.status_code == 404 and never.json()["error"] == "unknown_key"

@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pyarrow as pa
 
+from sync_assets.connectors.problems import retrying
 from sync_assets.connectors.sources import to_batch
 
 DEFAULT_PAGE_SIZE = 5000
@@ -24,6 +25,11 @@ TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 class PlatformApiError(RuntimeError):
     """The platform answered a read with something other than a page."""
+
+    def __init__(self, message: str, *, status: int | None = None, path: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.path = path
 
 
 def is_platform_url(url: str) -> bool:
@@ -64,10 +70,21 @@ def read_records(
 
 def _page(http: httpx.Client, url: str, cursor: int | None, limit: int) -> dict[str, Any]:
     params = {"limit": limit} if cursor is None else {"limit": limit, "cursor": cursor}
-    response = http.get(url, params=params)
-    if response.status_code != 200:
-        raise PlatformApiError(f"GET {url} answered {response.status_code}: {response.text[:300]}")
+    response = retrying(lambda: _get(http, url, params), url)
     page = response.json()
     if not isinstance(page, dict) or not isinstance(page.get("records"), list):
         raise PlatformApiError(f"GET {url} answered 200 without a records page")
     return page
+
+
+def _get(http: httpx.Client, url: str, params: dict[str, Any]) -> httpx.Response:
+    """One GET of a page; anything but 200 is a PlatformApiError carrying the status (a 5xx or a
+    429 is retried by `retrying`, a 404 is not)."""
+    response = http.get(url, params=params)
+    if response.status_code != 200:
+        raise PlatformApiError(
+            f"GET {url} answered {response.status_code}: {response.text[:300]}",
+            status=response.status_code,
+            path=urlsplit(url).path,
+        )
+    return response

@@ -17,8 +17,12 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from sync_assets.connectors.mappings import Lookup, Mapping, raw_name
+from sync_assets.connectors.problems import retrying
 
 DEFAULT_CHUNK_SIZE = 50_000
+CONNECT_TIMEOUT_S = 10
+"""A server that does not accept a connection in 10 s is down (PyMySQL's default; PostgreSQL's
+driver would wait for the operating system's TCP timeout, minutes)."""
 ARROW_NATIVE = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
 """Backends read by connectorx, and the URL scheme it knows them by."""
 
@@ -68,6 +72,8 @@ def open_source(url: str | sa.URL) -> sa.Engine:
         own = own if isinstance(own, str) else " ".join(own)
         connect_args["options"] = f"{own} -c default_transaction_read_only=on".strip()
         url = url.difference_update_query(["options"])
+        if "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
     engine = sa.create_engine(url, connect_args=connect_args)
     statement = READ_ONLY_SESSION[backend]
     if backend in ARROW_NATIVE:
@@ -146,7 +152,7 @@ def stream_batches(
 
 
 def _stream_rows(engine: sa.Engine, mapping: Mapping, chunk_size: int) -> Iterator[pa.RecordBatch]:
-    with engine.connect() as conn:
+    with retrying(engine.connect, str(engine.url)) as conn:
         result = conn.execution_options(yield_per=chunk_size).execute(select_rows(mapping))
         names = list(result.keys())
         for rows in result.partitions():
@@ -158,6 +164,9 @@ def _stream_arrow(
 ) -> Iterator[pa.RecordBatch]:
     import connectorx
 
+    # connectorx's pool retries a refused or unknown address for 30 s, then says little: one
+    # connection through SQLAlchemy first fails at once on what retrying cannot fix.
+    retrying(lambda: engine.connect().close(), str(engine.url))
     query = str(select_rows(mapping).compile(engine, compile_kwargs={"literal_binds": True}))
     yield from connectorx.read_sql(
         url,

@@ -20,6 +20,32 @@ the golden record instead.
 The same correction is never emitted twice while one is open (pending or dead-lettered): its
 idempotency key would be the same. Once delivered, a reappearing identical drift is a new
 correction, with the next generation in its key, so the destination applies it again.
+
+Nothing is corrected from a golden state that may be wrong:
+
+- while any landed batch is not yet applied (`ledger.pending_batches`), the golden records are
+  incomplete and nothing is emitted at all (`GoldenIncomplete`);
+- a record with a `missed_event` in the same run is withheld whole: the owner's value must enter
+  the golden record first, and the next reconciliation corrects the other systems from it.
+
+Each correction keeps what the reconciliation saw of the target's record (`seen`: present or not,
+deleted or not, its values in catalog form), so the destination can refuse to overwrite a record
+that changed since (see `deliver/recheck.py`).
+
+| status        | meaning                                                                      |
+| ------------- | ---------------------------------------------------------------------------- |
+| pending       | to deliver                                                                   |
+| dead_lettered | failed for good; waits for a redrive                                         |
+| delivered     | the destination applied it                                                   |
+| duplicate     | the destination's ledger already held its idempotency key                    |
+| superseded    | the destination holds a newer golden version of the record                   |
+| stale         | the golden record changed after it was emitted; not sent (the next reconciliation emits what is still needed) |
+| changed       | the target's record changed after the reconciliation saw it; not overwritten |
+| in_sync       | the target's record already held the values; nothing written                 |
+| compensated   | a dead letter whose change set was put back (`outbox.compensate`)            |
+| rolled_back   | a delivered correction that a compensation undid                             |
+
+`reason` says why a correction closed without a write, or why it was dead-lettered.
 """
 
 from __future__ import annotations
@@ -38,12 +64,20 @@ from sync_assets.catalog.entities import entity
 from sync_assets.catalog.events import RECONCILER_SOURCE, make_event
 from sync_assets.connectors.mappings import mapping
 from sync_assets.connectors.render import to_json
-from sync_assets.reconcile.diff import records_to_fix
+from sync_assets.errors import EXIT_FAILED, SyncfabricError
+from sync_assets.ledger import pending_batches
+from sync_assets.reconcile.diff import RecordToFix, records_to_fix
+from sync_assets.reconcile.snapshot import snapshot_table
 from sync_assets.warehouse import quote, registered
+
+RUNBOOK = "docs/runbooks/delivery.md"
 
 OPEN = ("pending", "dead_lettered")
 """Statuses of a correction still to be delivered (a dead letter waits for its redrive)."""
-FINAL = ("delivered", "duplicate", "superseded", "compensated", "rolled_back")
+FINAL = (
+    "delivered", "duplicate", "superseded", "stale", "changed", "in_sync", "compensated",
+    "rolled_back",
+)  # fmt: skip
 
 DELIVERY_DDL = """
 CREATE TABLE IF NOT EXISTS corrections (
@@ -63,11 +97,18 @@ CREATE TABLE IF NOT EXISTS corrections (
     correlation_id   VARCHAR NOT NULL,
     compensates      VARCHAR,            -- the correction a compensation undoes
     event            VARCHAR NOT NULL,   -- the CloudEvents envelope, as JSON
-    status           VARCHAR NOT NULL,   -- pending | delivered | duplicate | superseded | dead_lettered | compensated | rolled_back
+    status           VARCHAR NOT NULL,   -- see the module docstring: pending, delivered, stale, changed, ...
     attempts         INTEGER NOT NULL DEFAULT 0,
     finished_at      TIMESTAMPTZ,
-    previous         VARCHAR             -- JSON: the row before it was applied, for compensation
+    previous         VARCHAR,            -- JSON: the row before it was applied, for compensation
+    seen             VARCHAR,            -- JSON: the target's record as the reconciliation saw it
+    reason           VARCHAR,            -- why it closed without a write, or was dead-lettered
+    delivery_run     VARCHAR             -- the delivery run that gave its verdict
 );
+-- Warehouses made before the re-checks: the same columns, added in place.
+ALTER TABLE corrections ADD COLUMN IF NOT EXISTS seen VARCHAR;
+ALTER TABLE corrections ADD COLUMN IF NOT EXISTS reason VARCHAR;
+ALTER TABLE corrections ADD COLUMN IF NOT EXISTS delivery_run VARCHAR;
 CREATE TABLE IF NOT EXISTS delivery_attempts (
     correction_id VARCHAR NOT NULL,
     attempt       INTEGER NOT NULL,
@@ -91,21 +132,80 @@ CREATE TABLE IF NOT EXISTS delivery_dead_letters (
 """
 
 
+class GoldenIncomplete(SyncfabricError):
+    """Batches are not applied yet: a correction computed now could undo what they hold."""
+
+
+def require_complete_golden(con: duckdb.DuckDBPyConnection) -> None:
+    """Raise `GoldenIncomplete`, naming the batches, while any landed batch is not applied.
+
+    A golden record missing its events makes every system look drifted: after a crash that left
+    the golden records empty, 15,167 delete corrections were emitted from such a state.
+    """
+    pending = pending_batches(con)
+    if pending:
+        shown = ", ".join(pending[:5]) + (
+            f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+        )
+        raise GoldenIncomplete(
+            f"{len(pending)} batch(es) landed but not applied yet ({shown}): the golden records "
+            "are incomplete, so nothing is corrected from them. Let the ingest finish or resume "
+            f"it (syncctl run), then reconcile again; see {RUNBOOK}",
+            exit_code=EXIT_FAILED,
+        )
+
+
 @dataclass(frozen=True)
 class Emitted:
     emitted: int
     already_open: int
     """Drift whose correction is still pending or dead-lettered: not emitted again."""
     by_target: dict[str, int]
+    withheld: int = 0
+    """Drifted records withheld because their owner's missed event must enter golden first."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What emitting a run's corrections would insert, computed without inserting it."""
+
+    rows: list[dict[str, Any]]
+    already_open: int
+    withheld: int
+
+    def by_target_action(self) -> dict[tuple[str, str], int]:
+        counts: dict[tuple[str, str], int] = {}
+        for row in self.rows:
+            pair = (row["target"], row["action"])
+            counts[pair] = counts.get(pair, 0) + 1
+        return counts
 
 
 def emit_corrections(con: duckdb.DuckDBPyConnection, run_id: str) -> Emitted:
-    """Turn a reconciliation run's drift into pending corrections; callers hold a transaction."""
-    now = datetime.now(UTC)
-    rows = [_correction(target, run_id, now) for target in _drifted(con, run_id)]
+    """Turn a reconciliation run's drift into pending corrections; callers hold a transaction.
+
+    Raises `GoldenIncomplete` while batches are pending: nothing is emitted.
+    """
+    require_complete_golden(con)
+    planned = plan_corrections(con, run_id)
+    insert_corrections(con, planned.rows)
+    by_target: dict[str, int] = {}
+    for (target, _), count in planned.by_target_action().items():
+        by_target[target] = by_target.get(target, 0) + count
+    return Emitted(len(planned.rows), planned.already_open, by_target, planned.withheld)
+
+
+def plan_corrections(
+    con: duckdb.DuckDBPyConnection, run_id: str, now: datetime | None = None
+) -> Planned:
+    """The corrections a run's drift calls for that are not open already, with their keys."""
+    now = now or datetime.now(UTC)
+    found = records_to_fix(con, run_id, "drift")
+    waiting = _awaiting_owner(con, run_id)
+    fixable = [r for r in found if (r.entity, r.entity_key) not in waiting]
+    rows = [_correction(target, run_id, now) for target in _drifted(con, run_id, fixable)]
     existing = _existing(con, [row["base_key"] for row in rows])
     emitted: list[dict[str, Any]] = []
-    by_target: dict[str, int] = {}
     for row in rows:
         generations, still_open = existing.get(row["base_key"], (0, False))
         if still_open:
@@ -113,16 +213,14 @@ def emit_corrections(con: duckdb.DuckDBPyConnection, run_id: str) -> Emitted:
         row["idempotency_key"] = f"{row['base_key']}.{generations}"
         row["event"] = json.dumps(correction_event(row), separators=(",", ":"))
         emitted.append(row)
-        by_target[row["target"]] = by_target.get(row["target"], 0) + 1
-    insert_corrections(con, emitted)
-    return Emitted(len(emitted), len(rows) - len(emitted), by_target)
+    return Planned(emitted, len(rows) - len(emitted), len(found) - len(fixable))
 
 
 def insert_corrections(con: duckdb.DuckDBPyConnection, rows: Iterable[dict[str, Any]]) -> None:
     columns = [
         "correction_id", "idempotency_key", "base_key", "kind", "reconcile_run_id", "emitted_at",
         "target", "entity", "entity_key", "action", "attributes", "golden_version",
-        "causation_id", "correlation_id", "compensates", "event", "status",
+        "causation_id", "correlation_id", "compensates", "event", "status", "seen",
     ]  # fmt: skip
     rows = list(rows)
     if rows:
@@ -139,10 +237,24 @@ def idempotency_base(target: str, entity_name: str, key: str, action: str, value
 # -- from discrepancies to corrections -------------------------------------------------------------
 
 
-def _drifted(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
-    """Per drifted (system, entity, key): the action and the golden values to set."""
-    found = records_to_fix(con, run_id, "drift")
+def _awaiting_owner(con: duckdb.DuckDBPyConnection, run_id: str) -> set[tuple[str, str]]:
+    """(entity, key) of the records an owner changed without an event, in this run."""
+    found = con.execute(
+        "SELECT DISTINCT entity, entity_key FROM discrepancies "
+        "WHERE run_id = ? AND resolution = 'missed_event'",
+        [run_id],
+    ).fetchall()
+    return {(entity_name, key) for entity_name, key in found}
+
+
+def _drifted(
+    con: duckdb.DuckDBPyConnection, run_id: str, found: list[RecordToFix]
+) -> list[dict[str, Any]]:
+    """Per drifted (system, entity, key): the action, the golden values to set, and what the
+    reconciliation saw of the system's record."""
     golden = {name: _golden(con, name, run_id) for name in {r.entity for r in found}}
+    pairs = {(r.system, r.entity) for r in found}  # one query per system's entity, not per record
+    seen = {(system, name): _seen(con, system, name, run_id) for system, name in pairs}
     targets = []
     for r in found:
         if r.missing:
@@ -166,9 +278,35 @@ def _drifted(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]
                     if record
                     else f"unknown/{r.entity}/{r.entity_key}"
                 ),
+                "seen": seen[r.system, r.entity].get(
+                    r.entity_key, {"present": False, "deleted": False, "values": {}}
+                ),
             }
         )
     return targets
+
+
+def _seen(
+    con: duckdb.DuckDBPyConnection, system: str, entity_name: str, run_id: str
+) -> dict[str, dict[str, Any]]:
+    """The system's snapshot rows of its drifted records, by key: present, deleted, and the
+    values in catalog form (the snapshot is the one the run's diff read)."""
+    source = mapping(system, entity_name)
+    key = entity(entity_name).key
+    cursor = con.execute(
+        f"""SELECT * EXCLUDE (system_key) FROM {quote(snapshot_table(source))}
+            WHERE {quote(key)} IN (
+                SELECT entity_key FROM discrepancies WHERE run_id = ? AND system = ?
+                  AND entity = ? AND resolution = 'drift' AND other_system IS NULL)""",
+        [run_id, system, entity_name],
+    )
+    names = [d[0] for d in cursor.description]
+    seen = {}
+    for values in cursor.fetchall():
+        row = dict(zip(names, values, strict=True))
+        deleted = bool(row.pop("is_deleted"))
+        seen[row.pop(key)] = {"present": True, "deleted": deleted, "values": row}
+    return seen
 
 
 def _golden(
@@ -206,6 +344,7 @@ def _correction(target: dict[str, Any], run_id: str, now: datetime) -> dict[str,
         "correlation_id": target["correlation_id"],
         "compensates": None,
         "status": "pending",
+        "seen": to_json(target["seen"]),
     }
 
 

@@ -9,7 +9,11 @@ one verdict:
 | delivered     | the destination applied it (or had applied it: a replay of its key)       |
 | duplicate     | the destination's ledger already held its idempotency key                 |
 | superseded    | the destination holds a newer version of the record; nothing to do        |
+| changed       | the record changed after the reconciliation saw it; not overwritten       |
+| in_sync       | the record already holds the values; nothing written                      |
 | dead_lettered | a permanent failure, or the attempts ran out; every attempt's error kept  |
+
+(`changed` and `in_sync` come from the re-check just before writing: `deliver/recheck.py`.)
 
 Every attempt is recorded (correction, attempt, start, latency, outcome, error). Time and sleep
 are parameters so the retry schedule can be tested without waiting.
@@ -26,8 +30,18 @@ from typing import Any, Literal, Protocol
 
 from sync_assets.deliver.retry import RetryPolicy
 
-Status = Literal["applied", "duplicate", "superseded", "transient", "permanent"]
-VERDICTS = {"applied": "delivered", "duplicate": "duplicate", "superseded": "superseded"}
+Status = Literal[
+    "applied", "duplicate", "superseded", "changed", "in_sync", "transient", "permanent"
+]
+VERDICTS = {
+    "applied": "delivered",
+    "duplicate": "duplicate",
+    "superseded": "superseded",
+    "changed": "changed",
+    "in_sync": "in_sync",
+}
+"""Final outcomes and the verdict each gives; transient ones are retried, permanent ones
+dead-lettered."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,10 @@ class Delivery:
     emitted_at: datetime | None = None
     """When the correction was emitted: the time a system's own change stamps get, so that every
     retry of a delivery is the same request (an idempotency key must not change meaning)."""
+    seen: dict[str, Any] | None = None
+    """What the reconciliation saw of the target's record: {"present", "deleted", "values" (catalog
+    form)}; the record must still be so for the correction to be written. None: not re-checked
+    (a compensation, which has its own guard)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +113,7 @@ class Verdict:
     errors: list[str] = field(default_factory=list)
     previous: dict[str, Any] | None = None
     reason: str | None = None
-    """Why it was dead-lettered."""
+    """Why it was dead-lettered, or closed without a write (superseded, changed, in_sync)."""
 
 
 @dataclass
@@ -195,6 +213,7 @@ def _verdict(pending: _Pending, outcome: Outcome, policy: RetryPolicy) -> Verdic
     if outcome.status in VERDICTS:
         verdict.status = VERDICTS[outcome.status]
         verdict.previous = outcome.previous
+        verdict.reason = outcome.error
     elif outcome.status == "permanent":
         verdict.reason = f"permanent failure: {outcome.error}"
     else:

@@ -2,6 +2,10 @@
 
     plan_deliveries ──▶ deliver_to_<system> (one op per system) ──▶ record_deliveries
 
+Planning first closes, unsent, the corrections whose golden record changed since they were
+emitted (`stale`). Each destination then re-checks every correction against the record as it is
+just before writing (`in_sync`, `changed`: see deliver/recheck.py).
+
 Planning and recording hold the DuckDB writer (pool `duckdb_writer`) for milliseconds; the
 deliveries, which wait on networks and retries, hold no DuckDB connection and run in a pool per
 destination (`deliver_<system>`, limit 1 in dagster.yaml), so each system gets one stream of
@@ -13,6 +17,7 @@ import random
 import dagster as dg
 
 from sync_assets.catalog.entities import SYSTEMS
+from sync_assets.crashpoints import crash_point
 from sync_assets.deliver import outbox
 from sync_assets.deliver.destinations import open_destination
 from sync_assets.deliver.engine import Delivery, Report, deliver, percentile
@@ -20,6 +25,8 @@ from sync_assets.resources import DeliveryResource, SystemsResource, WarehouseRe
 from sync_assets.warehouse import WRITER_POOL, transaction
 
 RUNBOOK = "docs/runbooks/delivery.md"
+VERDICTS = ("delivered", "duplicate", "superseded", "changed", "in_sync", "dead_lettered")
+"""The verdicts a delivery run reports; `stale` ones are closed before any delivery."""
 
 
 class PlanConfig(dg.Config):
@@ -33,16 +40,23 @@ class PlanConfig(dg.Config):
 @dg.op(
     pool=WRITER_POOL,
     out={system: dg.Out(list, description=f"Corrections due for {system}") for system in SYSTEMS},
-    description="Redrives the chosen dead letters, then lists the pending corrections per system.",
+    description=(
+        "Redrives the chosen dead letters, closes the corrections whose golden record changed "
+        "since they were emitted (stale), then lists the pending corrections per system."
+    ),
 )
 def plan_deliveries(
     context: dg.OpExecutionContext, config: PlanConfig, warehouse: WarehouseResource
 ):
     with warehouse.connect() as con, transaction(con):
+        outbox.check_redrive(con, config.redrive, config.destination)
         if config.redrive or config.redrive_all:
             redriven = outbox.redrive(con, config.redrive, config.destination)
             context.log.info(f"redriving {redriven} dead letter(s)")
+        stale = outbox.close_stale(con, context.run_id)
         planned = {system: outbox.due(con, system) for system in SYSTEMS}
+    if stale:
+        context.log.info(f"closed unsent, their golden record changed since (stale): {stale}")
     for system, deliveries in planned.items():
         yield dg.Output(deliveries, system, metadata={"corrections": len(deliveries)})
 
@@ -64,9 +78,9 @@ def deliver_op(system: str) -> dg.OpDefinition:
         delivery: DeliveryResource,
     ) -> Report:
         report = deliver_to(system, deliveries, systems, delivery)
-        counts = {
-            s: report.count(s) for s in ("delivered", "duplicate", "superseded", "dead_lettered")
-        }
+        if report.count("delivered"):
+            crash_point("mid-delivery")  # applied by the system, the verdicts not yet recorded
+        counts = {s: report.count(s) for s in VERDICTS}
         context.log.info(f"{system}: {counts} in {len(report.attempts)} attempt(s)")
         return report
 
@@ -107,13 +121,13 @@ def record_deliveries(
         for report in reports:
             outbox.record(con, report, context.run_id)
         compensations = outbox.compensate(con, delivery.policies())
+        crash_point("mid-record")  # verdicts written, not committed: the run must deliver again
     if compensations:
         reports = reports + _deliver_compensations(context, warehouse, systems, delivery)
     with warehouse.connect() as con:
         held = outbox.open_dead_letters(con)
     totals: dict[str, float] = {
-        status: sum(r.count(status) for r in reports)
-        for status in ("delivered", "duplicate", "superseded", "dead_lettered")
+        status: sum(r.count(status) for r in reports) for status in VERDICTS
     }
     latencies = [a.latency_ms for r in reports for a in r.attempts]
     totals["attempts"] = len(latencies)

@@ -1,6 +1,10 @@
 """The corrections table as an outbox: what is due, what happened, dead letters, redrive and
 compensation. Everything here runs inside the caller's DuckDB transaction.
 
+Just before delivery, `close_stale` closes the pending corrections whose golden record changed
+since they were emitted (status `stale`, with the versions in `reason`): they were computed from a
+golden state that is no more, and the next reconciliation emits what is still needed.
+
 Compensation works per change set: the corrections one reconciliation run emitted for one record
 (same run, entity and key), which together make every system agree. When one of them is
 dead-lettered, the entity's policy decides:
@@ -22,13 +26,15 @@ from typing import Any, Literal
 
 import duckdb
 
+from sync_assets.catalog.entities import ENTITIES, SYSTEMS
 from sync_assets.deliver.corrections import (
     FINAL,
     correction_event,
     insert_corrections,
 )
 from sync_assets.deliver.engine import Delivery, Report, Verdict
-from sync_assets.warehouse import registered
+from sync_assets.errors import EXIT_USAGE, SyncfabricError
+from sync_assets.warehouse import quote, registered
 
 Policy = Literal["hold", "compensate"]
 
@@ -37,7 +43,7 @@ def due(con: duckdb.DuckDBPyConnection, target: str) -> list[Delivery]:
     """The pending corrections for one system, oldest first."""
     rows = con.execute(
         """SELECT correction_id, idempotency_key, entity, entity_key, action, attributes,
-                  golden_version, emitted_at
+                  golden_version, emitted_at, seen
            FROM corrections WHERE status = 'pending' AND target = ?
            ORDER BY emitted_at, correction_id""",
         [target],
@@ -54,11 +60,46 @@ def _delivery(
     attributes: str,
     version: str,
     emitted_at: datetime,
+    seen: str | None,
 ) -> Delivery:
     return Delivery(
         correction_id, idempotency_key, entity_name, entity_key, action,
-        json.loads(attributes), version, emitted_at,
+        json.loads(attributes), version, emitted_at, None if seen is None else json.loads(seen),
     )  # fmt: skip
+
+
+def close_stale(con: duckdb.DuckDBPyConnection, delivery_run: str) -> dict[str, int]:
+    """Close, unsent, the pending corrections whose golden record changed since they were
+    emitted (or that carry no view of the target to re-check); how many, by target.
+
+    A correction is the difference between a golden record and a system at one moment. Once the
+    golden record moved on (an owner's missed event absorbed, a new change), delivering it could
+    write back what the golden record no longer says.
+    """
+    closed: dict[str, int] = {}
+    for catalog in ENTITIES.values():
+        found = con.execute(
+            f"""UPDATE corrections c SET status = 'stale', finished_at = now(),
+                       delivery_run = $run,
+                       reason = CASE WHEN c.seen IS NULL
+                           THEN 'emitted without the reconciliation''s view of the target; not sent, the next reconciliation emits it again'
+                           ELSE 'the golden record changed since it was emitted (version '
+                                || c.golden_version || ' -> ' || coalesce(g.last_version, 'none')
+                                || '); not sent, the next reconciliation emits what is still needed'
+                       END
+                FROM (SELECT c2.correction_id, g2.last_version FROM corrections c2
+                      LEFT JOIN {quote(catalog.golden_table)} g2
+                        ON g2.{quote(catalog.key)} = c2.entity_key
+                      WHERE c2.status = 'pending' AND c2.kind = 'correction'
+                        AND c2.entity = $entity) g
+                WHERE c.correction_id = g.correction_id
+                  AND (c.seen IS NULL OR coalesce(g.last_version, '') <> c.golden_version)
+                RETURNING c.target""",
+            {"run": delivery_run, "entity": catalog.name},
+        ).fetchall()
+        for (target,) in found:
+            closed[target] = closed.get(target, 0) + 1
+    return closed
 
 
 def record(con: duckdb.DuckDBPyConnection, report: Report, delivery_run: str) -> None:
@@ -78,12 +119,12 @@ def record(con: duckdb.DuckDBPyConnection, report: Report, delivery_run: str) ->
         with registered(con, "attempts_frame", rows) as frame:
             con.execute(f"INSERT INTO delivery_attempts BY NAME SELECT * FROM {frame}")
     if report.verdicts:
-        _record_verdicts(con, report.verdicts, report.destination)
+        _record_verdicts(con, report.verdicts, report.destination, delivery_run)
     _close_undone(con, report)
 
 
 def _record_verdicts(
-    con: duckdb.DuckDBPyConnection, verdicts: list[Verdict], destination: str
+    con: duckdb.DuckDBPyConnection, verdicts: list[Verdict], destination: str, delivery_run: str
 ) -> None:
     rows: dict[str, list[Any]] = {
         "correction_id": [v.correction_id for v in verdicts],
@@ -96,8 +137,10 @@ def _record_verdicts(
     with registered(con, "verdicts_frame", rows) as frame:
         con.execute(
             f"""UPDATE corrections SET status = v.status, attempts = corrections.attempts + v.attempts,
-                       finished_at = now(), previous = coalesce(v.previous, corrections.previous)
-                FROM {frame} v WHERE corrections.correction_id = v.correction_id"""
+                       finished_at = now(), previous = coalesce(v.previous, corrections.previous),
+                       reason = v.reason, delivery_run = $run
+                FROM {frame} v WHERE corrections.correction_id = v.correction_id""",
+            {"run": delivery_run},
         )
         con.execute(
             f"""INSERT INTO delivery_dead_letters
@@ -129,8 +172,13 @@ def redrive(
     correction_ids: Iterable[str] = (),
     destination: str | None = None,
 ) -> int:
-    """Send chosen dead letters again (all of them when none is named); how many."""
+    """Send chosen dead letters again (all of them when none is named); how many.
+
+    Raises `SyncfabricError` (nothing redriven) for an unknown destination, an unknown id, or an
+    id that is not dead-lettered.
+    """
     ids = list(correction_ids)
+    check_redrive(con, ids, destination)
     chosen = con.execute(
         """SELECT correction_id FROM corrections
            WHERE status = 'dead_lettered'
@@ -150,6 +198,44 @@ def redrive(
             {"ids": chosen_ids},
         )
     return len(chosen_ids)
+
+
+def check_redrive(
+    con: duckdb.DuckDBPyConnection, correction_ids: list[str], destination: str | None = None
+) -> None:
+    """Raise `SyncfabricError` unless every id names a dead letter (of `destination`, if set)
+    and `destination` is a known system: a typo must not look like a redrive that found nothing."""
+    if destination is not None and destination not in SYSTEMS:
+        raise SyncfabricError(
+            f"unknown destination {destination!r}; the systems are: {', '.join(SYSTEMS)}",
+            exit_code=EXIT_USAGE,
+        )
+    if not correction_ids:
+        return
+    found = {
+        correction_id: (status, target)
+        for correction_id, status, target in con.execute(
+            "SELECT correction_id, status, target FROM corrections "
+            "WHERE correction_id IN (SELECT unnest($ids))",
+            {"ids": correction_ids},
+        ).fetchall()
+    }
+    problems = []
+    for correction_id in dict.fromkeys(correction_ids):
+        if correction_id not in found:
+            problems.append(f"{correction_id}: no such correction")
+            continue
+        status, target = found[correction_id]
+        if status != "dead_lettered":
+            problems.append(f"{correction_id}: not dead-lettered, its status is {status}")
+        elif destination is not None and target != destination:
+            problems.append(f"{correction_id}: a dead letter of {target}, not of {destination}")
+    if problems:
+        raise SyncfabricError(
+            "cannot redrive: " + "; ".join(problems) + ". List the dead letters held: "
+            "syncctl dead-letters",
+            exit_code=EXIT_USAGE,
+        )
 
 
 def compensate(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy]) -> int:
@@ -246,6 +332,12 @@ def delivery_counts(con: duckdb.DuckDBPyConnection, delivery_run: str) -> dict[s
            WHERE a.delivery_run = ?""",
         [delivery_run],
     ).fetchone() or (0, 0, 0)
+    # Stale corrections closed by this run were never attempted: counted by the run that closed them.
+    stale = con.execute(
+        "SELECT count(*) FROM corrections WHERE delivery_run = ? AND status = 'stale'",
+        [delivery_run],
+    ).fetchone()
+    by_status["stale"] = int(stale[0]) if stale else 0
     counts = {status: int(by_status.get(status, 0)) for status in (*FINAL, "dead_lettered")}
     return counts | {"compensations": compensations, "attempts": attempts, "retries": retries}
 

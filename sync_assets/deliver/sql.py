@@ -11,6 +11,13 @@ the same transaction as the rows:
   is a `duplicate`; its primary key makes applying one twice impossible, and is the destination's
   own proof.
 
+Just before writing, in the same transaction, each correction is re-checked against the row as
+it is now (`deliver/recheck.py`): a row that already holds the values is not written (`in_sync`),
+and a row that changed since the reconciliation saw it is not overwritten (`changed`). The rows
+are read `FOR UPDATE` on the servers, so no one can change them between that check and the write
+(SQLite takes the database's write lock instead, and a writer in between makes the batch fail
+transiently, to be read again).
+
 Creates are dialect-aware upserts (PostgreSQL and SQLite `ON CONFLICT DO UPDATE`, MariaDB/MySQL
 `ON DUPLICATE KEY UPDATE`) on the canonical key, so a soft-deleted row is revived in place.
 Updates set only the corrected columns. Deletes follow the system: a soft-delete marker, or the
@@ -32,6 +39,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sync_assets.connectors.mappings import Mapping
 from sync_assets.connectors.render import UnwritableField, columns_written, render_key
 from sync_assets.deliver.engine import Delivery, Outcome
+from sync_assets.deliver.recheck import judge
 
 TRANSIENT_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
@@ -101,9 +109,10 @@ class SqlDestination:
             held = _held_versions(conn, mapping.table, keys)
             seen = _applied_keys(conn, [d.idempotency_key for d in group])
             before = _rows(conn, table, key_column, keys)
+            judged = judge(mapping, group, before)
             outcomes, writes = {}, []
             for d in group:
-                outcome = _screen(d, held, seen, before)
+                outcome = _screen(d, held, seen, before, judged)
                 if outcome is None:
                     writes.append(d)
                     row = before.get(d.entity_key)
@@ -133,9 +142,15 @@ class SqlDestination:
 
 
 def _screen(
-    d: Delivery, held: dict[str, str], seen: set[str], before: dict[str, dict[str, Any]]
+    d: Delivery,
+    held: dict[str, str],
+    seen: set[str],
+    before: dict[str, dict[str, Any]],
+    judged: dict[str, Outcome],
 ) -> Outcome | None:
-    """Why a delivery must not be written, or None when it must."""
+    """Why a delivery must not be written, or None when it must: the ledger first (a delivery
+    applied before a crash is a duplicate, whatever the row holds now), then the version, then
+    the row itself (`judged`: in_sync or changed)."""
     if d.idempotency_key in seen:
         return Outcome("duplicate")
     current = held.get(d.entity_key)
@@ -145,6 +160,8 @@ def _screen(
         return None
     if current is not None and d.version < current:
         return Outcome("superseded", f"the destination holds the newer version {current}")
+    if d.correction_id in judged:
+        return judged[d.correction_id]
     if d.action == "updated" and d.entity_key not in before:
         return Outcome("permanent", "no row to update; the next reconciliation will create it")
     return None
@@ -169,7 +186,8 @@ def _applied_keys(conn: sa.Connection, keys: list[str]) -> set[str]:
 def _rows(
     conn: sa.Connection, table: sa.Table, key_column: str, keys: list[str]
 ) -> dict[str, dict[str, Any]]:
-    found = conn.execute(sa.select(table).where(table.c[key_column].in_(keys)))
+    # FOR UPDATE: the rows stay as read until the batch commits (SQLite renders nothing here).
+    found = conn.execute(sa.select(table).where(table.c[key_column].in_(keys)).with_for_update())
     # A CHAR key comes back padded with spaces; the catalog's key has none.
     return {str(row[key_column]).strip(): dict(row) for row in found.mappings()}
 

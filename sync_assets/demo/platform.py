@@ -18,7 +18,18 @@ HTTP contract (JSON bodies, errors as `{"error": <code>, "message": "... fix: ..
 - `POST /v1/tables/{table}/records` with an `Idempotency-Key` header and
   `{"match": {...}, "op": "upsert" | "delete", "fields": {...}, "version": <str> | null}` -> 200
   `{"status": "applied" | "already_absent", "previous": <row> | null, "record": <row> | null}`
+- `GET  /v1/tables/{table}/record?match=<JSON object>` -> 200 `{"record": <row> | null,
+  "etag": <str> | null}`, with an `ETag` header when a row matches: the one row a write's `match`
+  would name, and its entity tag (a hash of the whole row: any change to it changes the tag).
+- `GET  /v1/idempotency/{key}` -> 200 `{"key", "status", "response"}`: the answer stored for a
+  key, as a replay would give it; 404 `unknown_key` for a key never used.
 - `PUT  /_admin/faults` (a `Faults` as JSON), `GET /_admin/stats`: never faulted.
+
+Conditional writes: a POST may carry `If-Match: <etag>` (apply only while the matched row still
+has this tag) or `If-None-Match: *` (apply only while no row matches). Otherwise the answer is 412
+`precondition_failed` with the row's current `etag`, nothing is applied, and nothing is stored
+under the key: the client reads the row again, decides, and may send the key again. The ledger
+comes first: a key applied already is answered from it, whatever the precondition says.
 """
 
 from __future__ import annotations
@@ -50,6 +61,8 @@ DEFAULT_PAGE = 1000
 MAX_PAGE = 10_000
 MAX_BODY_BYTES = 1 << 20
 RECORDS_PATH = re.compile(r"^/v1/tables/([^/]+)/records$")
+RECORD_PATH = re.compile(r"^/v1/tables/([^/]+)/record$")
+LEDGER_PATH = re.compile(r"^/v1/idempotency/([^/]+)$")
 
 BOOKKEEPING = (
     """CREATE TABLE IF NOT EXISTS _idempotency (
@@ -69,6 +82,7 @@ COUNTERS = (
     "already_absent",
     "replayed",
     "stale",
+    "precondition_failed",
     "rejected",
     "injected_errors",
     "rate_limited",
@@ -232,6 +246,64 @@ def _bad_body(name: str, message: str) -> Refused:
     return refusal(400, "invalid_body", message, field=name)
 
 
+@dataclass(frozen=True)
+class Precondition:
+    """What a conditional write requires of the row its `match` names (RFC 9110 section 13)."""
+
+    if_match: str | None = None
+    """The row must exist and have this entity tag ('*': any row)."""
+    if_none_match: bool = False
+    """No row may match (`If-None-Match: *`)."""
+
+    @classmethod
+    def from_headers(cls, headers: dict[str, str]) -> Precondition:
+        if_none_match = headers.get("if-none-match", "").strip()
+        if if_none_match not in ("", "*"):
+            raise refusal(
+                400,
+                "invalid_precondition",
+                "If-None-Match takes only '*' here; fix: send If-Match with the record's ETag",
+                field="If-None-Match",
+            )
+        if_match = headers.get("if-match", "").strip() or None
+        return cls(if_match, if_none_match == "*")
+
+    def check(self, row: dict[str, Any] | None) -> None:
+        """Raise `PreconditionFailed` unless the row (None: no row) is as required."""
+        etag = None if row is None else record_etag(row)
+        if self.if_none_match and row is not None:
+            failed = "a record matches already"
+        elif self.if_match is not None and row is None:
+            failed = "no record matches any more"
+        elif self.if_match not in (None, "*", etag):
+            failed = "the record changed since it was read"
+        else:
+            return
+        raise PreconditionFailed(
+            Reply(
+                412,
+                {
+                    "error": "precondition_failed",
+                    "etag": etag,
+                    "message": f"{failed}; nothing was applied; fix: read the record again "
+                    "(GET .../record?match=...) and decide",
+                },
+                "precondition_failed",
+            )
+        )
+
+
+class PreconditionFailed(Refused):
+    """A 412: not stored under the key, since the same key may succeed once the row is read
+    again."""
+
+
+def record_etag(row: dict[str, Any]) -> str:
+    """A row's entity tag: a hash of all of its columns, quoted as HTTP wants it."""
+    digest = hashlib.sha256(_canonical(row).encode()).hexdigest()[:32]
+    return f'"{digest}"'
+
+
 # -- the store ------------------------------------------------------------------------------------
 
 
@@ -288,8 +360,35 @@ class Store:
         records = [dict(zip(names, row[1:], strict=True)) for row in page]
         return Reply(200, {"records": records, "next_cursor": next_cursor}, "reads")
 
-    def write(self, key: str, table: str, body: Any) -> Reply:
-        """Ledger, version, row and application: one transaction, so all of it or none."""
+    def read_record(self, table: str, match: dict[str, Scalar]) -> Reply:
+        """The one row `match` names, and its entity tag for a conditional write."""
+        with self._lock:
+            columns = self._columns(table, missing_status=404)
+            self._known_columns(table, columns, match)
+            found = self._matching_row(table, match)
+        row = None if found is None else found[1]
+        etag = None if row is None else record_etag(row)
+        return Reply(200, {"record": row, "etag": etag}, "reads", {"ETag": etag} if etag else {})
+
+    def ledger_entry(self, key: str) -> Reply:
+        """The answer stored for an idempotency key: did a change under it happen?"""
+        with self._lock:
+            held = self._con.execute(
+                "SELECT status, response FROM _idempotency WHERE key = ?", [key]
+            ).fetchone()
+        if held is None:
+            return refusal(
+                404, "unknown_key", "no write was ever applied or refused under this key"
+            ).reply
+        status, response = held
+        body = {"key": key, "status": status, "response": json.loads(response)}
+        return Reply(200, body, "replayed")
+
+    def write(
+        self, key: str, table: str, body: Any, precondition: Precondition | None = None
+    ) -> Reply:
+        """Ledger, precondition, version, row and application: one transaction, so all of it
+        or none."""
         request = parse_write(body)
         request_hash = hashlib.sha256(
             _canonical({"table": table, "body": body}).encode()
@@ -297,7 +396,9 @@ class Store:
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
-                reply = self._write_once(key, request_hash, table, request)
+                reply = self._write_once(
+                    key, request_hash, table, request, precondition or Precondition()
+                )
                 self._con.execute("COMMIT")
             except BaseException:
                 if self._con.in_transaction:
@@ -305,14 +406,23 @@ class Store:
                 raise
         return reply
 
-    def _write_once(self, key: str, request_hash: str, table: str, request: WriteRequest) -> Reply:
+    def _write_once(
+        self,
+        key: str,
+        request_hash: str,
+        table: str,
+        request: WriteRequest,
+        precondition: Precondition,
+    ) -> Reply:
         held = self._con.execute(
             "SELECT request_hash, status, response FROM _idempotency WHERE key = ?", [key]
         ).fetchone()
         if held is not None:
             return _replay(held, request_hash)
         try:
-            reply = self._change(key, table, request)
+            reply = self._change(key, table, request, precondition)
+        except PreconditionFailed:
+            raise  # not stored: the key may be sent again once the row was read anew
         except Refused as refused:
             reply = refused.reply
         self._con.execute(
@@ -322,19 +432,15 @@ class Store:
         )
         return reply
 
-    def _change(self, key: str, table: str, request: WriteRequest) -> Reply:
+    def _change(
+        self, key: str, table: str, request: WriteRequest, precondition: Precondition
+    ) -> Reply:
         columns = self._columns(table, missing_status=422)
-        for name in [*request.match, *request.fields]:
-            if name not in columns:
-                raise refusal(
-                    422,
-                    "unknown_field",
-                    f"{table} has no column {name!r}; fix: use one of {columns}",
-                    field=name,
-                )
+        self._known_columns(table, columns, {**request.match, **request.fields})
         match_key = _canonical(request.match)
-        self._guard_version(table, match_key, request.version)
         previous = self._matching_row(table, request.match)
+        precondition.check(None if previous is None else previous[1])
+        self._guard_version(table, match_key, request.version)
         if request.op == "delete":
             status, record = self._delete(table, previous)
         else:
@@ -369,6 +475,17 @@ class Store:
         return [
             row[0] for row in self._con.execute("SELECT name FROM pragma_table_info(?)", [table])
         ]
+
+    @staticmethod
+    def _known_columns(table: str, columns: list[str], named: dict[str, Scalar]) -> None:
+        for name in named:
+            if name not in columns:
+                raise refusal(
+                    422,
+                    "unknown_field",
+                    f"{table} has no column {name!r}; fix: use one of {columns}",
+                    field=name,
+                )
 
     def _tables(self) -> list[str]:
         rows = self._con.execute(
@@ -611,13 +728,20 @@ class PlatformService:
             return self._random.random()
 
     def _api(self, request: Request) -> Reply:
-        found = RECORDS_PATH.match(request.path)
-        if found is None or request.method not in ("GET", "POST"):
-            return refusal(404, "not_found", f"no endpoint {request.method} {request.path}").reply
-        table = unquote(found.group(1))
         store = self._store
         assert store is not None, "requests are only served between start() and stop()"
+        one_record = RECORD_PATH.match(request.path)
+        ledger = LEDGER_PATH.match(request.path)
+        found = RECORDS_PATH.match(request.path)
         try:
+            if request.method == "GET" and one_record is not None:
+                match = _match_parameter(request.query)
+                return store.read_record(unquote(one_record.group(1)), match)
+            if request.method == "GET" and ledger is not None:
+                return store.ledger_entry(unquote(ledger.group(1)))
+            if found is None or request.method not in ("GET", "POST"):
+                raise refusal(404, "not_found", f"no endpoint {request.method} {request.path}")
+            table = unquote(found.group(1))
             if request.method == "GET":
                 cursor, limit = _page_parameters(request.query)
                 return store.read_page(table, cursor, limit)
@@ -629,7 +753,8 @@ class PlatformService:
                     "every write needs an Idempotency-Key header; fix: send one key per change, "
                     "the same key on each retry",
                 )
-            return store.write(key, table, _json_body(request.body))
+            precondition = Precondition.from_headers(request.headers)
+            return store.write(key, table, _json_body(request.body), precondition)
         except Refused as refused:
             return refused.reply
 
@@ -675,6 +800,22 @@ def _page_parameters(query: dict[str, list[str]]) -> tuple[int | None, int]:
             400, "invalid_parameter", f"limit must be 1 to {MAX_PAGE}, not {limit}", field="limit"
         )
     return cursor, limit
+
+
+def _match_parameter(query: dict[str, list[str]]) -> dict[str, Scalar]:
+    """The `match` query parameter: a JSON object of column: value, as a write's `match`."""
+    if "match" not in query:
+        raise refusal(
+            400, "invalid_parameter", 'name the record: ?match={"column": value}', field="match"
+        )
+    try:
+        parsed = json.loads(query["match"][-1])
+    except ValueError:
+        raise refusal(400, "invalid_parameter", "match must be JSON", field="match") from None
+    match = _columns_object({"match": parsed}, "match")
+    if not match:
+        raise _bad_body("match", "match must name at least one column; fix: match on a key")
+    return match
 
 
 def _json_body(body: bytes) -> Any:

@@ -10,6 +10,10 @@ import dagster as dg
 
 from sync_assets.catalog.entities import ENTITIES, SYSTEMS
 from sync_assets.connectors.mappings import MAPPINGS, Mapping, comparable_pairs
+from sync_assets.deliver.assets import ReviewConfig
+from sync_assets.deliver.corrections import require_complete_golden
+from sync_assets.deliver.gate import UI_CONFIRM, enforce
+from sync_assets.errors import SyncfabricError
 from sync_assets.reconcile.comparisons import latest_run, record, rows_in
 from sync_assets.reconcile.diff import diff_system, diff_systems
 from sync_assets.reconcile.missed import land_missed_events
@@ -124,17 +128,28 @@ def discrepancies(
     description=(
         "Lands, in each owner's landing folder, the events it missed sending: a `reconciled` "
         "event for an owned attribute that differs from the golden record, a `created` or "
-        "`deleted` one for the lifecycle. The landed-batches sensor ingests them like any batch."
+        "`deleted` one for the lifecycle. The landed-batches sensor ingests them like any batch. "
+        "Like `corrections`: nothing while a batch is not applied (the diff read incomplete "
+        "golden records), and past an ERROR check only with `i_have_reviewed`."
     ),
     metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
 )
 def missed_events(
     context: dg.AssetExecutionContext,
+    config: ReviewConfig,
     warehouse: WarehouseResource,
     landing_zone: LandingZoneResource,
 ) -> dg.MaterializeResult:
     with warehouse.connect() as con:
         run_id = latest_run(con)
+        try:
+            require_complete_golden(con)
+            if run_id is not None:
+                enforce(con, run_id, config.i_have_reviewed, UI_CONFIRM)
+        except SyncfabricError as refused:
+            raise dg.Failure(
+                refused.message, metadata={"runbook": dg.MetadataValue.path(RUNBOOK)}
+            ) from None
         landed = land_missed_events(con, landing_zone.zone(), run_id) if run_id else {}
     if landed:
         context.log.info(f"landed missed events by system: {landed}")

@@ -30,7 +30,7 @@ from sync_assets.catalog.entities import entity
 from sync_assets.catalog.events import RECONCILER_SOURCE, format_time, make_event, to_line
 from sync_assets.connectors.mappings import Mapping, mapping
 from sync_assets.ingest.landing import LandingZone
-from sync_assets.reconcile.diff import records_to_fix
+from sync_assets.reconcile.diff import RecordToFix, records_to_fix
 from sync_assets.reconcile.snapshot import snapshot_table
 from sync_assets.warehouse import quote
 
@@ -41,19 +41,18 @@ def missed_events(
     """The events each owner missed sending, by system, from a reconciliation run."""
     now = now or datetime.now(UTC)
     found = records_to_fix(con, run_id, "missed_event")
-    snapshots = {
-        (r.system, r.entity): _snapshot_rows(con, mapping(r.system, r.entity), run_id)
-        for r in found
-    }
+    pairs = {(r.system, r.entity) for r in found}  # one query per system's entity, not per record
+    snapshots = {pair: _snapshot_rows(con, mapping(*pair), run_id) for pair in pairs}
     events: dict[str, list[dict[str, Any]]] = {}
     for r in found:
         source = mapping(r.system, r.entity)
-        if r.missing:
-            action, names = "deleted", []
-        elif r.extra:
-            action, names = "created", list(source.attributes)
+        action = _action(r)
+        if action == "deleted":
+            names: list[str] = []
+        elif action == "created":
+            names = list(source.attributes)
         else:
-            action, names = "reconciled", r.attributes
+            names = r.attributes
         event = make_event(
             event_type=f"{r.entity}.{action}",
             subject=r.entity_key,
@@ -67,6 +66,24 @@ def missed_events(
         )
         events.setdefault(r.system, []).append(event)
     return events
+
+
+def planned_missed_events(
+    con: duckdb.DuckDBPyConnection, run_id: str
+) -> dict[tuple[str, str], int]:
+    """How many events a run's missed events would land, by (owner, action)."""
+    counts: dict[tuple[str, str], int] = {}
+    for r in records_to_fix(con, run_id, "missed_event"):
+        pair = (r.system, _action(r))
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def _action(r: RecordToFix) -> str:
+    """The event an owner missed sending: see the table at the top."""
+    if r.missing:
+        return "deleted"
+    return "created" if r.extra else "reconciled"
 
 
 def land_missed_events(

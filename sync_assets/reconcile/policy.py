@@ -31,6 +31,10 @@ class Thresholds:
         return max(self.error_floor, int(rows_compared * self.error_rate))
 
 
+THRESHOLDS = Thresholds()
+"""What the reconciliation checks judge by, and the review gate of mass corrections with them."""
+
+
 def verdict(discrepancies: int, rows_compared: int, thresholds: Thresholds) -> Verdict:
     if discrepancies == 0:
         return "pass"

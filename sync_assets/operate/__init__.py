@@ -1,0 +1,11 @@
+"""Operating Syncfabric: what keeps a data folder usable when processes die or collide.
+
+- `lock.py`: one syncctl at a time writes a data folder (an flock the kernel releases on death);
+  DuckDB's own refusal of the warehouse, said plainly.
+- `recovery.py`: runs whose process is gone are marked failed and their pool claims freed.
+- `failures.py`: a run's step failures as one line each, and the operator errors among them.
+- `doctor.py`: one report of everything that can be stuck, and its repair.
+- `progress.py`: what a long command is doing, on a terminal.
+
+Pure logic lives in plain functions; the Dagster instance is passed in where one is needed.
+"""
