@@ -53,7 +53,7 @@ RATIO_TARGET = 4.0
 LANDING_SYSTEM = "crm"  # the folder batches land in; events inside carry their own origin
 DUPLICATE_RATE = 0.01
 INVALID_RATE = 0.01
-EPOCH = np.datetime64("2026-11-01T00:00:00", "us")
+EPOCH = np.datetime64("2025-11-01T00:00:00", "us")  # in the past: no event beyond the clock skew
 SPAN_SECONDS = 30 * 24 * 3600
 
 # -- the events -----------------------------------------------------------------------------------

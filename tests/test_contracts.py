@@ -197,3 +197,32 @@ def test_the_envelope_schema_builds_and_checks_the_event_type():
     with pytest.raises(SchemaError, match="isin"):
         schema.validate(envelope)
     schema.validate(envelope.with_columns(type=pl.lit("customer.created")))
+
+
+# Unicode decimal digits that are not ASCII: Arabic-Indic, Devanagari, fullwidth.
+OTHER_DIGITS = ("٠١٢٣٤٥٦٧٨٩", "०१२३४५६७८९", "".join(chr(0xFF10 + d) for d in range(10)))
+
+
+def catalog_patterns() -> list[tuple[str, str, str]]:
+    """(where, pattern, a valid value) for every pattern in the catalog."""
+    found = [(f"{e.name} key", e.key_pattern, KEYS[e.name]) for e in ENTITIES.values()]
+    for e in ENTITIES.values():
+        for a in e.attributes:
+            if a.pattern:
+                found.append((f"{e.name}.{a.name}", a.pattern, VALID[(e.name, a.name)]))
+    return found
+
+
+def test_no_catalog_pattern_takes_non_ascii_digits():
+    """pandera's str_contains runs polars (Rust) regexes, where \\d matches any Unicode digit:
+    C-٠١٢٣٤٥ would pass for a customer key. Patterns spell digits [0-9]."""
+    taken = []
+    for where, pattern, valid in catalog_patterns():
+        assert pl.Series([valid]).str.contains(pattern).item(), f"{where}: {valid!r} must match"
+        for digits in OTHER_DIGITS:
+            lookalike = valid.translate(str.maketrans("0123456789", digits))
+            if lookalike != valid and pl.Series([lookalike]).str.contains(pattern).item():
+                taken.append((where, pattern, lookalike))
+        if "\\d" in pattern or "\\w" in pattern:
+            taken.append((where, pattern, "\\d or \\w in the pattern"))
+    assert not taken

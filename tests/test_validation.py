@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import at, customer_created, event, land, rows, run_core
 
 from sync_assets.catalog.events import MAX_EVENT_BYTES, to_line
-from sync_assets.settings import DataFolder
+from sync_assets.errors import EXIT_USAGE, SyncfabricError
+from sync_assets.ingest.landing import LandingZone
+from sync_assets.ingest.raw import ingest_batch
+from sync_assets.ingest.validate import validate_batch
+from sync_assets.settings import (
+    DEFAULT_MAX_CLOCK_SKEW,
+    MAX_CLOCK_SKEW_ENV,
+    DataFolder,
+    max_clock_skew,
+)
+from sync_assets.warehouse import connect, transaction
 
 
 @dataclass(frozen=True)
@@ -331,3 +342,330 @@ def test_a_field_of_another_version_is_unknown(data_folder, version, data, unkno
     [(rule, reason)] = rows(data_folder, "SELECT rule, reason FROM dead_letters")
     assert rule == "payload"
     assert f"unknown field(s) {unknown}" in reason
+
+
+# -- per-event guards: what DuckDB would read quietly, or the warehouse could not store ----------
+
+
+def raw_line(event_: dict, **raw: str) -> str:
+    """The event as a line, with verbatim JSON text (NaN, 1e400, ...) for the named data fields."""
+    marked = json.loads(json.dumps(event_))
+    for name in raw:
+        marked["data"][name] = f"@{name}@"
+    line = to_line(marked)
+    for name, text in raw.items():
+        line = line.replace(f'"@{name}@"', text)
+    return line
+
+
+def duplicated(event_: dict, member: str, again: str) -> str:
+    """The event as a line, with the JSON member `member` followed by `again`, a second copy."""
+    line = to_line(event_)
+    assert line.count(member) == 1, member
+    return line.replace(member, f"{member},{again}")
+
+
+def enveloped(event_id: str, **envelope) -> dict:
+    """A valid customer.created whose envelope fields are replaced as given."""
+    return bad_customer(event_id) | envelope
+
+
+def digits_of(script_zero: int, ascii_digits: str) -> str:
+    """ASCII digits written in another script's digits (0x660 Arabic-Indic, 0x966 Devanagari,
+    0xFF10 fullwidth), which Rust's \\d, and so pandera's str_contains, also takes."""
+    return "".join(chr(script_zero + int(d)) for d in ascii_digits)
+
+
+GUARDS = {
+    # values the warehouse cannot store: today the insert's cast fails and the batch crashes
+    "amount of 1e16": Bad(order_created("O-0000101", amount=1e16), "out_of_range", "'amount'"),
+    "amount rounding to 1e16": Bad(
+        raw_line(order_created("O-0000102"), amount="9999999999999999.995"),
+        "out_of_range",
+        "'amount'",
+    ),
+    "amount of 1e400": Bad(
+        raw_line(order_created("O-0000103"), amount="1e400"), "out_of_range", "'amount'"
+    ),
+    "amount of -1e20": Bad(order_created("O-0000104", amount=-1e20), "out_of_range", "'amount'"),
+    "amount of 30 digits": Bad(
+        raw_line(order_created("O-0000105"), amount="123456789012345678901234567890"),
+        "out_of_range",
+        "'amount'",
+    ),
+    "amount of Infinity": Bad(
+        raw_line(order_created("O-0000106"), amount="Infinity"), "not_finite", "'amount'"
+    ),
+    "amount of -Infinity": Bad(
+        raw_line(order_created("O-0000107"), amount="-Infinity"), "not_finite", "'amount'"
+    ),
+    "amount of NaN": Bad(
+        raw_line(order_created("O-0000108"), amount="NaN"), "not_finite", "'amount'"
+    ),
+    # timestamps: strict RFC 3339, years 0001-9999, offsets up to 23:59
+    "time in year 0000": Bad(
+        enveloped("g-year0", time="0000-06-01T00:00:00Z"), "envelope", "'time'"
+    ),
+    "time in year 294247": Bad(
+        enveloped("g-year294247", time="294247-01-01T00:00:00Z"), "envelope", "'time'"
+    ),
+    "time with offset +99:99": Bad(
+        enveloped("g-offset", time="2026-11-25T08:30:00+99:99"), "envelope", "'time'"
+    ),
+    "time with offset +0100": Bad(
+        enveloped("g-offset-colon", time="2026-11-25T08:30:00+0100"), "envelope", "'time'"
+    ),
+    "time at hour 24": Bad(enveloped("g-hour", time="2026-11-25T24:00:00Z"), "envelope", "'time'"),
+    "time with a space for the T": Bad(
+        enveloped("g-space", time="2026-11-25 08:30:00Z"), "envelope", "'time'"
+    ),
+    "placed_at in year 0000": Bad(
+        order_created("O-0000109", placed_at="0000-01-01T00:00:00Z"), "payload", "'placed_at'"
+    ),
+    "placed_at with offset -24:00": Bad(
+        order_created("O-0000110", placed_at="2026-11-25T08:00:00-24:00"), "payload", "'placed_at'"
+    ),
+    # event times beyond the clock skew window win every later write
+    "time in 9999": Bad(enveloped("g-future", time="9999-12-31T23:59:59Z"), "clock_skew", "'time'"),
+    # the decoder: duplicate keys, NUL characters
+    "envelope key twice": Bad(
+        duplicated(bad_customer("g-dup-envelope"), '"origin":"crm"', '"origin":"billing"'),
+        "duplicate_key",
+        "'origin'",
+    ),
+    "data key twice": Bad(
+        duplicated(bad_customer("g-dup-data"), '"country":"GB"', '"country":"FR"'),
+        "duplicate_key",
+        "'country'",
+    ),
+    "NUL escape in data": Bad(
+        bad_customer("g-nul-escape", data={"full_name": "Ada\u0000Lovelace"}), "nul", "'full_name'"
+    ),
+    "NUL escape in the envelope": Bad(
+        enveloped("g-nul-envelope", correlationid="corr\u0000"), "nul", "'correlationid'"
+    ),
+    "raw NUL byte": Bad(
+        to_line(bad_customer("g-nul-raw")).replace("Person g-nul-raw", "Person\x00g-nul-raw"),
+        "nul",
+        "'full_name'",
+    ),
+    # key patterns are ASCII: \d matches Arabic-Indic digits
+    "key with Arabic-Indic digits": Bad(
+        customer_created("C-" + digits_of(0x660, "012345"), event_id="g-key-arabic"),
+        "str_contains",
+        "'subject'",
+    ),
+    "order key with fullwidth digits": Bad(
+        order_created("O-" + digits_of(0xFF10, "0000011")), "str_contains", "'subject'"
+    ),
+    "customer_id with Devanagari digits": Bad(
+        order_created("O-0000111", customer_id="C-" + digits_of(0x966, "000012")),
+        "str_contains",
+        "'customer_id'",
+    ),
+    "phone with Arabic-Indic digits": Bad(
+        bad_customer("g-phone", data={"phone": "+4" + digits_of(0x660, "42071838750")}),
+        "str_contains",
+        "'phone'",
+    ),
+    # envelope text fields must be JSON strings, not numbers or objects turned into text
+    "specversion a number": Bad(enveloped("g-spec", specversion=1.0), "envelope", "'specversion'"),
+    "source a number": Bad(enveloped("g-source", source=7), "envelope", "'source'"),
+    "type an object": Bad(enveloped("g-type", type={"entity": "customer"}), "envelope", "'type'"),
+    "datacontenttype a list": Bad(
+        enveloped("g-content", datacontenttype=["application/json"]),
+        "envelope",
+        "'datacontenttype'",
+    ),
+    "correlationid a number": Bad(
+        enveloped("g-correlation", correlationid=42), "envelope", "'correlationid'"
+    ),
+    "causationid a number": Bad(
+        enveloped("g-causation", causationid=7), "envelope", "'causationid'"
+    ),
+    "origin a list": Bad(
+        enveloped("g-origin", source="/syncfabric/reconciler", origin=["crm"]),
+        "envelope",
+        "'origin'",
+    ),
+}
+
+GOOD_ESCAPED_BACKSLASH = customer_created(
+    "C-000003",
+    event_id="good-backslash",
+    data={"full_name": "Ada \\u0000 Lovelace"},  # a backslash, then the text u0000: no NUL
+)
+GUARDED_LINES = [
+    GOOD_FIRST,
+    *(bad.line for bad in GUARDS.values()),
+    GOOD_ORDER,
+    GOOD_ESCAPED_BACKSLASH,
+    GOOD_LAST,
+]
+GUARD_LINE_OF = {name: n for n, name in enumerate(GUARDS, start=2)}  # line 1 is GOOD_FIRST
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory) -> Landed:
+    """One batch: good events around every kind of poison event."""
+    folder = DataFolder(tmp_path_factory.mktemp("guards"))
+    batch = land(folder, "0001", GUARDED_LINES, system="crm")
+    result = run_core(folder, [batch.batch_id])[batch.batch_id]
+    letters = rows(
+        folder,
+        "SELECT line_no, event_id, rule, reason, payload FROM dead_letters WHERE batch_id = ?",
+        [batch.batch_id],
+    )
+    return Landed(folder, batch.batch_id, result, {row[0]: row[1:] for row in letters})
+
+
+@pytest.mark.parametrize("name", list(GUARDS))
+def test_a_poison_event_is_a_dead_letter_naming_its_field_rule_and_fix(guarded, name):
+    bad = GUARDS[name]
+    line_no = GUARD_LINE_OF[name]
+    assert line_no in guarded.dead_letters, f"{name}: line {line_no} was accepted"
+    _, rule, reason, _ = guarded.dead_letters[line_no]
+    assert rule == bad.rule, reason
+    assert bad.mentions in reason
+    assert f"line {line_no}:" in reason
+    assert "fix:" in reason, f"{name}: the reason says no fix: {reason!r}"
+
+
+def test_one_poison_event_does_not_strand_its_batch(guarded):
+    """Every good event of the batch is validated and applied; only the poison is dead-lettered."""
+    assert sorted(guarded.dead_letters) == sorted(GUARD_LINE_OF.values())
+    validated = rows(
+        guarded.folder,
+        "SELECT event_id FROM validated_customer_events UNION ALL "
+        "SELECT event_id FROM validated_order_events ORDER BY ALL",
+    )
+    assert validated == [("ev-O-0000001",), ("good-backslash",), ("good-first",), ("last",)]
+    assert rows(
+        guarded.folder, "SELECT customer_id, plan, full_name FROM golden_customer ORDER BY ALL"
+    ) == [("C-000001", "pro", "Ada Lovelace"), ("C-000003", None, "Ada \\u0000 Lovelace")]
+    assert rows(guarded.folder, "SELECT order_id, amount FROM golden_order") == [
+        ("O-0000001", 12.5)
+    ]
+    [(landed_, validated_, duplicates, dead_lettered, applied, applied_at)] = rows(
+        guarded.folder,
+        "SELECT landed, validated, duplicates, dead_lettered, applied, applied_at FROM batches",
+    )
+    assert landed_ == len(GUARDED_LINES) == validated_ + dead_lettered + duplicates
+    assert (validated_, dead_lettered, applied) == (4, len(GUARDS), 4)
+    assert applied_at is not None
+
+
+def test_no_pii_value_appears_in_a_guard_reason(guarded):
+    for line_no, (event_id, _, reason, _) in guarded.dead_letters.items():
+        assert f"{event_id}@pii.example.com" not in reason, line_no
+        assert f"Person {event_id}" not in reason, line_no
+        assert digits_of(0x660, "42071838750") not in reason, line_no
+
+
+def test_an_event_dated_in_the_future_cannot_win_over_the_owners_later_value(data_folder):
+    """An event dated 9999-12-31 would win every later write forever; dead-lettered, it leaves
+    the register to the owner's real changes."""
+    first = land(
+        data_folder,
+        "0001",
+        [
+            GOOD_FIRST,
+            event(
+                "customer.updated",
+                "C-000001",
+                {"email": "typo@example.com"},
+                event_id="from-the-future",
+                time=datetime(9999, 12, 31, 23, 59, tzinfo=UTC),
+            ),
+        ],
+    )
+    later = land(
+        data_folder,
+        "0002",
+        [
+            event(
+                "customer.updated",
+                "C-000001",
+                {"email": "ada.king@example.com"},
+                event_id="real-change",
+                time=at(3600),
+            )
+        ],
+    )
+    run_core(data_folder, [first.batch_id, later.batch_id])
+
+    [(line_no, rule, reason)] = rows(data_folder, "SELECT line_no, rule, reason FROM dead_letters")
+    assert (line_no, rule) == (2, "clock_skew")
+    assert "'time'" in reason and "9999-12-31" in reason and "fix:" in reason
+    assert rows(data_folder, "SELECT email FROM golden_customer") == [("ada.king@example.com",)]
+
+
+def future_event(event_id: str, ahead: timedelta) -> dict:
+    return customer_created(
+        "C-000001", event_id=event_id, time=datetime.now(UTC).replace(microsecond=0) + ahead
+    )
+
+
+def test_the_clock_skew_window_is_a_setting(tmp_path, monkeypatch):
+    """An event an hour ahead of its arrival is refused by the default window (5 minutes) and
+    accepted when SYNCFABRIC_MAX_CLOCK_SKEW_SECONDS allows two hours."""
+    verdicts = {}
+    for window in (None, "7200"):
+        if window is None:
+            monkeypatch.delenv(MAX_CLOCK_SKEW_ENV, raising=False)
+        else:
+            monkeypatch.setenv(MAX_CLOCK_SKEW_ENV, window)
+        folder = DataFolder(tmp_path / f"window-{window}")
+        batch = land(folder, "0001", [future_event("ahead", timedelta(hours=1))])
+        run_core(folder, [batch.batch_id])
+        verdicts[window] = rows(folder, "SELECT rule, reason FROM dead_letters") or rows(
+            folder, "SELECT event_id FROM validated_customer_events"
+        )
+    [(rule, reason)] = verdicts[None]
+    assert rule == "clock_skew"
+    assert f"clock skew of {DEFAULT_MAX_CLOCK_SKEW.seconds} s" in reason
+    assert MAX_CLOCK_SKEW_ENV in reason and "fix:" in reason
+    assert verdicts["7200"] == [("ahead",)]
+
+
+def test_clock_skew_is_judged_against_the_arrival_not_the_validation_clock(data_folder):
+    """Validated later (a resumed run), an event keeps the verdict of its arrival: an event dated
+    a day ago that arrived two days ago was a day in the future when it came."""
+    batch = land(data_folder, "0001", [future_event("came-early", timedelta(days=-1))])
+    with connect(data_folder.warehouse) as con, transaction(con):
+        ingest_batch(con, LandingZone(data_folder.landing).locate(batch.batch_id))
+        con.execute("UPDATE raw_events SET arrived_at = arrived_at - INTERVAL 2 DAY")
+        counts = validate_batch(con, batch.batch_id)
+    assert (counts.validated, dict(counts.by_rule)) == (0, {"clock_skew": 1})
+
+
+@pytest.mark.parametrize(
+    "value", ["abc", "-5", "1.5", "1_000", digits_of(0x660, "300"), str(366 * 86_400)]
+)
+def test_a_bad_clock_skew_setting_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv(MAX_CLOCK_SKEW_ENV, value)
+    with pytest.raises(SyncfabricError) as raised:
+        max_clock_skew()
+    assert raised.value.exit_code == EXIT_USAGE
+    assert MAX_CLOCK_SKEW_ENV in raised.value.message and "fix:" in raised.value.message
+
+
+def test_the_clock_skew_setting_defaults_to_five_minutes(monkeypatch):
+    monkeypatch.delenv(MAX_CLOCK_SKEW_ENV, raising=False)
+    assert max_clock_skew() == DEFAULT_MAX_CLOCK_SKEW == timedelta(minutes=5)
+    monkeypatch.setenv(MAX_CLOCK_SKEW_ENV, " 90 ")
+    assert max_clock_skew() == timedelta(seconds=90)
+
+
+def test_a_batch_of_many_failures_without_an_event_id_is_dead_lettered(data_folder):
+    """Found by the fuzz suite: the failure reasons were a frame whose types polars inferred from
+    its first 100 rows, so 100 failing lines without an id, then one with an id, crashed."""
+    no_id = [enveloped(f"x-{n}", id=None) for n in range(100)]
+    batch = land(data_folder, "0001", [*no_id, enveloped("has-an-id", type="customer.merged")])
+    run_core(data_folder, [batch.batch_id])
+    assert rows(
+        data_folder, "SELECT rule, count(*) FROM dead_letters GROUP BY ALL ORDER BY ALL"
+    ) == [
+        ("isin", 1),
+        ("not_nullable", 100),
+    ]

@@ -14,6 +14,10 @@ AttributeType = Literal["string", "enum", "decimal", "timestamp", "boolean"]
 
 SYSTEMS: tuple[str, ...] = ("crm", "billing", "support")
 
+DECIMAL_DIGITS, DECIMAL_PLACES = 18, 2
+"""Decimal attributes are stored as DECIMAL(18, 2): rounded to 2 places, below 10^16 in absolute
+value. Validation dead-letters a value that does not fit, as the insert would fail on it."""
+
 
 @dataclass(frozen=True)
 class Attribute:
@@ -25,6 +29,8 @@ class Attribute:
     """Must be present and non-null when the entity is created."""
     allowed: tuple[str, ...] = ()
     pattern: str | None = None
+    """A regular expression the value must contain a match of (polars, i.e. Rust, syntax). Write
+    digits as [0-9]: Rust's \\d also matches non-ASCII digits such as Arabic-Indic ones."""
     minimum: float | None = None
     pii: bool = False
     compare: Literal["exact", "whitespace", "casefold"] = "exact"
@@ -43,7 +49,7 @@ class Attribute:
         return {
             "string": "VARCHAR",
             "enum": "VARCHAR",
-            "decimal": "DECIMAL(18, 2)",
+            "decimal": f"DECIMAL({DECIMAL_DIGITS}, {DECIMAL_PLACES})",
             "timestamp": "TIMESTAMPTZ",
             "boolean": "BOOLEAN",
         }[self.type]
@@ -54,6 +60,7 @@ class Entity:
     name: str
     key: str
     key_pattern: str
+    """The canonical key's pattern; ASCII digits only ([0-9], not \\d), like every pattern."""
     lifecycle_owner: str
     """The system whose create and delete events decide whether the entity exists."""
     description: str
@@ -91,7 +98,7 @@ class Entity:
 CUSTOMER = Entity(
     name="customer",
     key="customer_id",
-    key_pattern=r"^C-\d{6}$",
+    key_pattern=r"^C-[0-9]{6}$",
     lifecycle_owner="crm",
     description="A person or company that buys from us; the CRM is where customers are born.",
     attributes=(
@@ -120,7 +127,7 @@ CUSTOMER = Entity(
             "string",
             owner="crm",
             pii=True,
-            pattern=r"^\+[1-9]\d{6,14}$",
+            pattern=r"^\+[1-9][0-9]{6,14}$",
             description="Phone number in E.164 form, e.g. +442071838750.",
         ),
         Attribute(
@@ -165,7 +172,7 @@ CUSTOMER = Entity(
 ORDER = Entity(
     name="order",
     key="order_id",
-    key_pattern=r"^O-\d{7}$",
+    key_pattern=r"^O-[0-9]{7}$",
     lifecycle_owner="billing",
     description="A purchase by a customer; billing takes and settles orders.",
     attributes=(
@@ -174,7 +181,7 @@ ORDER = Entity(
             "string",
             owner="billing",
             required=True,
-            pattern=r"^C-\d{6}$",
+            pattern=r"^C-[0-9]{6}$",
             description="The canonical key of the customer who placed the order.",
         ),
         Attribute(

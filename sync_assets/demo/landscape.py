@@ -1,6 +1,6 @@
 """The demo landscape: a small company's CRM, billing and support desk, their events and databases.
 
-`build_demo_landscape` simulates the company from 2026-10-01 on: the CRM creates, changes and
+`build_demo_landscape` simulates the company from 2025-10-01 on: the CRM creates, changes and
 deletes customers; billing opens accounts (the plan), takes orders and moves them through their
 statuses; the support desk sets service tiers. Every change becomes a CloudEvent landed under
 `landing/<system>/` in batches, with the messiness real systems produce: duplicates, late arrivals,
@@ -42,7 +42,9 @@ from sync_assets.settings import DataFolder
 
 T = TypeVar("T")
 
-BASE_TIME = datetime(2026, 10, 1, tzinfo=UTC)
+BASE_TIME = datetime(2025, 10, 1, tzinfo=UTC)
+"""Fixed, and with every event time (until ORDERS_UNTIL) in the past: validation refuses an event
+dated later than its arrival plus the allowed clock skew (`settings.max_clock_skew`)."""
 BASE_EPOCH = int(BASE_TIME.timestamp())
 MINUTE, HOUR, DAY = 60, 3600, 86_400
 SIGNUP_WINDOW = 60 * DAY
@@ -163,7 +165,7 @@ def rfc3339(at: int) -> str:
 
 
 def _stamp(at: int) -> str:
-    """A batch file's time stamp, e.g. 20261001T000000."""
+    """A batch file's time stamp, e.g. 20251001T000000."""
     return rfc3339(at)[:19].replace("-", "").replace(":", "")
 
 

@@ -1,17 +1,29 @@
 """Validation: raw events of one batch become validated events or dead letters, never neither.
 
 Three gates, each naming the line, the field, the rule and the fix when an event fails it:
-1. the line: valid UTF-8, within the size limit, a JSON object;
-2. the envelope: decoded in DuckDB, then checked by the envelope's pandera schema;
-3. the payload: decoded per (event type, schema version), checked by that contract's pandera schema,
-   then upcast to the entity's current version.
-Decoding (JSON types, presence, unknown fields) runs in DuckDB; the value rules run in pandera.
+1. the line: valid UTF-8, within the size limit, one JSON object, no NUL character in its text;
+2. the envelope: decoded in DuckDB (no key twice, text fields as JSON strings, a strict RFC 3339
+   time no later than the event's arrival plus the allowed clock skew), then checked by the
+   envelope's pandera schema;
+3. the payload: decoded per (event type, schema version) into values its columns can store (no
+   key twice, finite decimals that fit, strict timestamps), checked by that contract's pandera
+   schema, then upcast to the entity's current version.
+Decoding (JSON types, presence, unknown fields, what a column can hold) runs in DuckDB; the value
+rules run in pandera. An event past every gate can be inserted: one poison event is a dead letter,
+never a crashed batch.
+
+DuckDB's JSON reader is lenient: it keeps the first of two equal keys, decodes a \\u0000 escape
+into a NUL character, and reads NaN, Infinity and 1e400 as numbers; the gates refuse each where
+Syncfabric reads it. It also takes trailing commas, and NaN in a field Syncfabric never reads
+(an unknown envelope extension): those change nothing stored, and finding them would take a
+pattern scan of every line, several times the cost of parsing it, so they pass.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import duckdb
 import polars as pl
@@ -23,12 +35,11 @@ from sync_assets.catalog.contracts import (
     Contract,
     build_envelope_schema,
 )
-from sync_assets.catalog.entities import Attribute
+from sync_assets.catalog.entities import DECIMAL_DIGITS, DECIMAL_PLACES, Attribute
 from sync_assets.catalog.events import ENVELOPE_FIELDS, MAX_EVENT_BYTES
 from sync_assets.crashpoints import crash_point
+from sync_assets.settings import MAX_CLOCK_SKEW_ENV, max_clock_skew
 from sync_assets.warehouse import one, query_frame, quote, sql_literal
-
-TIMEZONE_SUFFIX = r"(Z|[+-]\d\d:?\d\d)$"
 
 
 @dataclass
@@ -47,28 +58,154 @@ class ValidationCounts:
         self.by_entity.update(other.by_entity)
 
 
+def _error(rule: str, condition: str, reason: str) -> str:
+    """SQL for one decode error: a (rule, reason) struct when `condition` holds, else NULL."""
+    error = f"struct_pack(rule := {sql_literal(rule)}, reason := {reason})"
+    return f"CASE WHEN {condition} THEN {error} END"
+
+
+def _errors(errors: list[str]) -> str:
+    """SQL for the list of the decode errors that hold; the first one's rule names the failure."""
+    return f"list_filter([{', '.join(errors)}], lambda x: x IS NOT NULL)"
+
+
+def _text(json_value: str) -> str:
+    return f"json_extract_string({json_value}, '$')"
+
+
+def _is_string(json_value: str) -> str:
+    """SQL: whether a JSON value (as from_json keeps it: re-serialized, no leading space) is a
+    string; a quarter of the cost of json_type, which parses the value again."""
+    return f"starts_with({json_value}, '\"')"
+
+
+def _json_kind(value: str) -> str:
+    """SQL for a JSON value's type in JSON's words (DuckDB says VARCHAR, UBIGINT, DOUBLE, ...)."""
+    return (
+        f"CASE json_type({value}) WHEN 'VARCHAR' THEN 'string' WHEN 'OBJECT' THEN 'object' "
+        "WHEN 'ARRAY' THEN 'array' WHEN 'BOOLEAN' THEN 'boolean' WHEN 'NULL' THEN 'null' "
+        "ELSE 'number' END"
+    )
+
+
 # -- gate 1: the line -----------------------------------------------------------------------------
 
+# RE2 has no lookbehind: to find a string holding a \u0000 escape, the pattern consumes the line
+# from its start, whole strings at a time, so the string it then finds starts outside any other.
+_JSON_STRING = r'"(?:[^"\\]|\\.)*"'
+_MEMBER = r'(?:"((?:[^"\\]|\\.)*)"\s*:\s*)?'
+"""The key of the object member a value belongs to (group 1), when the value is a member's."""
+NUL_ESCAPE = rf'^(?:[^"]|{_JSON_STRING})*?{_MEMBER}"(?:[^"\\]|\\.)*?\\u0000'
+"""A string holding a \\u0000 escape; `\\\\u0000`, an escaped backslash then u0000, is only text."""
+
+_WHITESPACE = "' ' || chr(9) || chr(10) || chr(13)"
+
+
+def _nul_member(line: str) -> str:
+    """SQL naming where a NUL is: field 'x' when it is in the value of member x, else a key or an
+    array element."""
+    key = f"nullif(regexp_extract({line}, {sql_literal(NUL_ESCAPE)}, 1), '')"
+    return f"coalesce('field ''' || {key} || '''', 'a key or an array element')"
+
+
+_NUL_AS_ESCAPE = r"replace(line, chr(0), '\u0000')"
+"""The line with its raw NUL bytes written as escapes: if that parses, each NUL was inside a
+string, and NUL_ESCAPE finds the member it belongs to."""
+
+# Each line is parsed once here (json_valid); whether it is an object shows in its first character,
+# and the NUL pattern runs only on the rare lines that hold the text \u0000.
 _LINE_GATE = f"""
+WITH lines AS (
+    SELECT line_no, event_id, line, decode_error, size_bytes,
+        decode_error IS NULL AND size_bytes <= {MAX_EVENT_BYTES} AND json_valid(line) AS parses
+    FROM batch_raw
+)
 SELECT line_no, event_id, NULL::VARCHAR AS event_type, NULL::VARCHAR AS contract,
     CASE WHEN decode_error IS NOT NULL THEN 'utf8'
          WHEN size_bytes > {MAX_EVENT_BYTES} THEN 'size'
-         ELSE 'json' END AS rule,
+         WHEN contains(line, chr(0)) THEN 'nul'
+         WHEN NOT parses THEN 'json'
+         WHEN NOT starts_with(ltrim(line, {_WHITESPACE}), '{{') THEN 'json'
+         ELSE 'nul' END AS rule,
     CASE WHEN decode_error IS NOT NULL
             THEN decode_error
                  || '; fix: the producer must write UTF-8'
          WHEN size_bytes > {MAX_EVENT_BYTES}
             THEN 'event is ' || size_bytes || ' bytes, over the '
                  || '{MAX_EVENT_BYTES}-byte limit; fix: send only the fields that changed'
-         WHEN NOT json_valid(line)
+         WHEN contains(line, chr(0))
+            THEN CASE WHEN json_valid({_NUL_AS_ESCAPE})
+                      THEN {_nul_member(_NUL_AS_ESCAPE)} || ' holds' ELSE 'the line holds' END
+                 || ' a raw NUL byte (at character ' || strpos(line, chr(0)) || '), which text '
+                 || 'in an event may not hold; fix: remove NUL characters from the text'
+         WHEN NOT parses
             THEN 'malformed JSON; fix: write one complete JSON object '
                  || 'per line'
-         ELSE 'a JSON ' || lower(json_type(line))
-              || ', not an object; fix: write one event object per line' END AS reason
-FROM batch_raw
-WHERE decode_error IS NOT NULL OR size_bytes > {MAX_EVENT_BYTES}
-   OR NOT json_valid(line) OR json_type(line) <> 'OBJECT'
+         WHEN NOT starts_with(ltrim(line, {_WHITESPACE}), '{{')
+            THEN 'a JSON ' || lower(json_type(line))
+                 || ', not an object; fix: write one event object per line'
+         ELSE {_nul_member("line")} || ' holds a NUL character (\\u0000), which text in an '
+              || 'event may not hold; fix: remove NUL characters from the text' END AS reason
+FROM lines
+WHERE NOT parses
+   OR NOT starts_with(ltrim(line, {_WHITESPACE}), '{{')
+   OR (contains(line, '\\u0000') AND regexp_matches(line, {sql_literal(NUL_ESCAPE)}))
 """
+
+
+def _repeated_keys(keys: str, known: tuple[str, ...]) -> str:
+    """SQL: whether a list of JSON keys holds one twice (from_json would keep the first quietly).
+
+    list_unique costs about a microsecond a row; it runs only when the keys are not simply
+    distinct known fields, which a few list_contains tell at a tenth of that.
+    """
+    known_present = " + ".join(f"list_contains({keys}, {sql_literal(k)})::INTEGER" for k in known)
+    return f"(len({keys}) > ({known_present or '0'}) AND len({keys}) <> list_unique({keys}))"
+
+
+def _repeated_keys_named(keys: str) -> str:
+    """SQL: the keys that occur more than once, quoted, comma-separated (for failing rows only)."""
+    occurrences = f"len(list_filter({keys}, lambda x: x = k))"
+    repeated = f"list_filter(list_distinct({keys}), lambda k: {occurrences} > 1)"
+    return f"'''' || array_to_string({repeated}, ''', ''') || ''''"
+
+
+# -- what a column can hold -----------------------------------------------------------------------
+
+RFC3339 = (
+    r"^([0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"  # a year from 0001 to 9999
+    r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+"""Strict RFC 3339 with a zone and ASCII digits. DuckDB's cast alone takes years 0000 and 294247,
+an offset of +99:99, hour 24, a space for the T and no zone at all; it still judges the day of the
+month (no February 30)."""
+RFC3339_EXAMPLE = "2026-11-25T08:30:00Z"
+_TIME_RANGE = "TIMESTAMPTZ '0001-01-01 00:00:00+00' AND TIMESTAMPTZ '9999-12-31 23:59:59.999999+00'"
+
+
+def _timestamp(json_value: str) -> str:
+    """SQL: the value as a TIMESTAMPTZ if it is a strict RFC 3339 string whose instant also lies in
+    the years 0001-9999 in UTC; NULL otherwise."""
+    text = _text(json_value)
+    return (
+        f"CASE WHEN {_is_string(json_value)} "
+        f"AND regexp_matches({text}, {sql_literal(RFC3339)}) "
+        f"AND TRY_CAST({text} AS TIMESTAMPTZ) BETWEEN {_TIME_RANGE} "
+        f"THEN TRY_CAST({text} AS TIMESTAMPTZ) END"
+    )
+
+
+def _timestamp_reason(label: str, shown: str) -> str:
+    return (
+        sql_literal(
+            f"{label} must be an RFC 3339 timestamp with a zone (Z or +HH:MM) in the years "
+            "0001-9999, got "
+        )
+        + f" || {shown} || {sql_literal(f'; fix: send e.g. {RFC3339_EXAMPLE}')}"
+    )
+
 
 # -- gate 2: the envelope -------------------------------------------------------------------------
 
@@ -77,53 +214,6 @@ def _json_struct(fields) -> str:
     """A from_json structure that parses a document once, keeping each field as raw JSON."""
     return "'{" + ", ".join(f'"{name}": "JSON"' for name in fields) + "}'"
 
-
-def _text(json_value: str) -> str:
-    return f"json_extract_string({json_value}, '$')"
-
-
-_ENVELOPE_DECODE = f"""
-WITH parsed AS (
-    SELECT line_no, event_id, from_json(line, {_json_struct((*ENVELOPE_FIELDS, "data"))}) AS e
-    FROM batch_raw
-    WHERE line_no NOT IN (SELECT line_no FROM batch_failures)
-)
-SELECT line_no, event_id,
-    {_text("e.specversion")} AS specversion,
-    {_text("e.id")} AS id,
-    {_text("e.source")} AS source,
-    {_text('e."type"')} AS type,
-    TRY_CAST({_text('e."time"')} AS TIMESTAMPTZ) AS time,
-    {_text("e.subject")} AS subject,
-    {_text("e.datacontenttype")} AS datacontenttype,
-    CASE WHEN json_type(e.schemaversion) IN ('BIGINT', 'UBIGINT')
-         THEN TRY_CAST({_text("e.schemaversion")} AS BIGINT) END AS schemaversion,
-    {_text("e.correlationid")} AS correlationid,
-    {_text("e.causationid")} AS causationid,
-    {_text("e.origin")} AS origin,
-    e.data AS data,
-    list_filter([
-        CASE WHEN json_type(e.id) <> 'VARCHAR'
-             THEN 'envelope field ''id'' must be a string, got ' || json_type(e.id)
-                  || '; fix: send the event id as a string' END,
-        CASE WHEN json_type(e.subject) <> 'VARCHAR'
-             THEN 'envelope field ''subject'' must be a string key, got '
-                  || json_type(e.subject) || '; fix: send the canonical key as a string' END,
-        CASE WHEN json_type(e.schemaversion) NOT IN ('BIGINT', 'UBIGINT')
-             THEN 'envelope field ''schemaversion'' must be an integer, got '
-                  || json_type(e.schemaversion) || '; fix: send e.g. 2, not "2"' END,
-        CASE WHEN e."time" IS NOT NULL AND (
-                TRY_CAST({_text('e."time"')} AS TIMESTAMPTZ) IS NULL
-                OR NOT regexp_matches({_text('e."time"')}, '{TIMEZONE_SUFFIX}'))
-             THEN 'envelope field ''time'' must be an RFC 3339 timestamp with a zone; '
-                  || 'fix: send e.g. 2026-11-25T08:30:00Z' END,
-        CASE WHEN starts_with({_text("e.source")}, '/systems/')
-                  AND {_text("e.source")} <> '/systems/' || coalesce({_text("e.origin")}, '')
-             THEN 'envelope field ''origin'' must name the system in ''source'' ('
-                  || {_text("e.source")} || '); fix: set origin to that system' END
-    ], lambda x: x IS NOT NULL) AS decode_errors
-FROM parsed
-"""
 
 _ENVELOPE_HINTS = {
     "specversion": 'set it to "1.0"',
@@ -135,8 +225,103 @@ _ENVELOPE_HINTS = {
     "datacontenttype": "set it to application/json",
     "schemaversion": "send the integer schema version the payload follows",
     "correlationid": "pass on the correlation id of the change, or the event id for a new one",
+    "causationid": "send the id of the event that caused this one, or null",
     "origin": "name the system the change comes from",
 }
+_TEXT_FIELDS = tuple(f for f in ENVELOPE_FIELDS if f not in ("time", "schemaversion"))
+"""The envelope fields that hold text: json_extract_string would quietly turn a number or an
+object there into text, so anything but a JSON string (or null) is refused."""
+
+
+def _envelope_type_error(name: str) -> str:
+    value = f"e.{quote(name)}"
+    return _error(
+        "envelope",
+        f"NOT {_is_string(value)}",
+        f"{sql_literal(f'envelope field {name!r} must be a string, got JSON ')} || "
+        f"{_json_kind(value)} || "
+        f"{sql_literal(f'; fix: {_ENVELOPE_HINTS[name]}, as a JSON string')}",
+    )
+
+
+def envelope_decode_sql(max_skew: timedelta) -> str:
+    """DuckDB SQL that decodes the envelopes of the lines past the line gate, with decode errors.
+
+    An event whose time is later than its line's arrival (`raw_events.arrived_at`) plus `max_skew`
+    is refused (rule `clock_skew`): dated in the future, it would win every later write. Judged
+    against the arrival, not the clock, so validating the batch again gives the same verdict.
+    """
+    skew = int(max_skew.total_seconds())
+    fields = (*ENVELOPE_FIELDS, "data")
+    time_text = _text('e."time"')
+    shown_time = (
+        f"""CASE WHEN {_is_string('e."time"')} THEN '''' || {time_text} || ''''"""
+        f""" ELSE 'JSON ' || {_json_kind('e."time"')} END"""
+    )
+    arrival = "strftime(arrived_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ')"
+    errors = [
+        _error(
+            "duplicate_key",
+            _repeated_keys("keys", fields),
+            f"'envelope field(s) ' || {_repeated_keys_named('keys')} || ' appear more than once; "
+            "fix: send each field once'",
+        )
+    ]
+    errors += [_envelope_type_error(name) for name in _TEXT_FIELDS]
+    errors += [
+        _error(
+            "envelope",
+            "json_type(e.schemaversion) NOT IN ('BIGINT', 'UBIGINT')",
+            "'envelope field ''schemaversion'' must be an integer, got JSON ' || "
+            f"{_json_kind('e.schemaversion')} || '; fix: send e.g. 2, not \"2\"'",
+        ),
+        _error(
+            "envelope",
+            'e."time" IS NOT NULL AND time IS NULL',
+            _timestamp_reason("envelope field 'time'", shown_time),
+        ),
+        _error(
+            "clock_skew",
+            f"time > arrived_at + INTERVAL {skew} SECOND",
+            f"'envelope field ''time'' is ' || {time_text} || ', later than the event''s arrival "
+            f"at ' || {arrival} || ' plus the allowed clock skew of {skew} s "
+            f"({MAX_CLOCK_SKEW_ENV}); fix: send the time the change happened, from a clock in "
+            "sync: an event dated in the future would win every later write'",
+        ),
+        _error(
+            "envelope",
+            f"starts_with({_text('e.source')}, '/systems/') "
+            f"AND {_text('e.source')} <> '/systems/' || coalesce({_text('e.origin')}, '')",
+            "'envelope field ''origin'' must name the system in ''source'' (' || "
+            f"{_text('e.source')} || '); fix: set origin to that system'",
+        ),
+    ]
+    return f"""
+WITH parsed AS (
+    SELECT line_no, event_id, arrived_at, from_json(line, {_json_struct(fields)}) AS e,
+        json_keys(line) AS keys
+    FROM batch_raw
+    WHERE line_no NOT IN (SELECT line_no FROM batch_failures)
+), timed AS (
+    SELECT *, {_timestamp('e."time"')} AS time FROM parsed
+)
+SELECT line_no, event_id,
+    {_text("e.specversion")} AS specversion,
+    {_text("e.id")} AS id,
+    {_text("e.source")} AS source,
+    {_text('e."type"')} AS type,
+    time,
+    {_text("e.subject")} AS subject,
+    {_text("e.datacontenttype")} AS datacontenttype,
+    CASE WHEN json_type(e.schemaversion) IN ('BIGINT', 'UBIGINT')
+         THEN TRY_CAST({_text("e.schemaversion")} AS BIGINT) END AS schemaversion,
+    {_text("e.correlationid")} AS correlationid,
+    {_text("e.causationid")} AS causationid,
+    {_text("e.origin")} AS origin,
+    e.data AS data,
+    {_errors(errors)} AS decode_errors
+FROM timed
+"""
 
 
 # -- gate 3: the payload --------------------------------------------------------------------------
@@ -163,10 +348,15 @@ def _typed_value(value: str, attribute: Attribute) -> str:
         "string": _text(value),
         "enum": _text(value),
         "decimal": f"TRY_CAST({_text(value)} AS DOUBLE)",
-        "timestamp": f"TRY_CAST({_text(value)} AS TIMESTAMPTZ)",
+        "timestamp": _timestamp(value),
         "boolean": f"TRY_CAST({_text(value)} AS BOOLEAN)",
     }[attribute.type]
     return f"CASE WHEN json_type({value}) IN ({ok_types}) THEN {cast} END"
+
+
+def _shown(value: str, attribute: Attribute) -> str:
+    """SQL showing a failing value in a reason; a PII value is withheld."""
+    return "'withheld (PII)'" if attribute.pii else f"'''' || {_text(value)} || ''''"
 
 
 def _decode_errors(
@@ -175,20 +365,61 @@ def _decode_errors(
     ok_types = ", ".join(sql_literal(t) for t in _JSON_TYPES[attribute.type])
     expected = _JSON_TYPE_NAMES[attribute.type]
     errors = [
-        f"CASE WHEN json_type({value}) NOT IN ({ok_types}) THEN "
-        f"{sql_literal(f'field {field_name!r} must be {expected}, got JSON ')} || "
-        f"lower(json_type({value})) || {sql_literal(f'; fix: send {expected}')} END"
+        _error(
+            "payload",
+            f"json_type({value}) NOT IN ({ok_types})",
+            f"{sql_literal(f'field {field_name!r} must be {expected}, got JSON ')} || "
+            f"{_json_kind(value)} || {sql_literal(f'; fix: send {expected}')}",
+        )
     ]
+    if attribute.type == "decimal":
+        # The insert casts to the column's type: a value it cannot hold is refused here instead.
+        # DuckDB reads NaN and Infinity (not JSON) as numbers, and 1e400 as Infinity.
+        limit = f"10^{DECIMAL_DIGITS - DECIMAL_PLACES}"
+        unfit = (
+            f"json_type({value}) IN ({ok_types}) "
+            f"AND TRY_CAST({_typed_value(value, attribute)} AS {attribute.duckdb_type}) IS NULL"
+        )
+        a_json_number = f"regexp_matches({_text(value)}, '^-?[0-9]')"
+        errors += [
+            _error(
+                "not_finite",
+                f"{unfit} AND NOT {a_json_number}",
+                f"{sql_literal(f'field {field_name!r} is ')} || {_text(value)} || "
+                + sql_literal(
+                    ", which is not a JSON number; fix: send a finite number "
+                    "(JSON has no NaN or Infinity)"
+                ),
+            ),
+            _error(
+                "out_of_range",
+                f"{unfit} AND {a_json_number}",
+                f"{sql_literal(f'field {field_name!r} is ')} || {_shown(value, attribute)} || "
+                + sql_literal(
+                    f", which does not fit {attribute.duckdb_type} (a number below {limit} in "
+                    f"absolute value once rounded to {DECIMAL_PLACES} places); "
+                    f"fix: send a value below {limit}"
+                ),
+            ),
+        ]
     if attribute.type == "timestamp":
         errors.append(
-            f"CASE WHEN json_type({value}) = 'VARCHAR' AND ({_typed_value(value, attribute)} IS NULL "
-            f"OR NOT regexp_matches({_text(value)}, '{TIMEZONE_SUFFIX}')) "
-            f"THEN {sql_literal(f'field {field_name!r} is not an RFC 3339 timestamp with a zone; fix: send e.g. 2026-11-25T08:30:00Z')} END"
+            _error(
+                "payload",
+                f"json_type({value}) = 'VARCHAR' AND {_typed_value(value, attribute)} IS NULL",
+                _timestamp_reason(f"field {field_name!r}", _shown(value, attribute)),
+            )
         )
     if attribute.required and contract.action != "created":
         errors.append(
-            f"CASE WHEN list_contains(keys, {sql_literal(field_name)}) AND {value} IS NULL THEN "
-            f"{sql_literal(f'field {field_name!r} may not be set to null; fix: leave it out to keep the current value')} END"
+            _error(
+                "payload",
+                f"list_contains(keys, {sql_literal(field_name)}) AND {value} IS NULL",
+                sql_literal(
+                    f"field {field_name!r} may not be set to null; "
+                    "fix: leave it out to keep the current value"
+                ),
+            )
         )
     return errors
 
@@ -197,15 +428,35 @@ def payload_decode_sql(contract: Contract) -> str:
     """DuckDB SQL that turns the payloads of one contract into typed columns plus decode errors.
 
     Each payload is parsed once (`from_json` into a struct of raw JSON values); presence comes from
-    its keys, since an explicit null and an absent field both read as NULL from the struct.
+    its keys, since an explicit null and an absent field both read as NULL from the struct. The
+    keys also show a field sent twice, which `from_json` would quietly read as the first.
     """
     known = "[" + ", ".join(sql_literal(f) for f in contract.fields) + "]::VARCHAR[]"
     unknown = f"list_filter(keys, lambda k: NOT list_contains({known}, k))"
+    known_present = " + ".join(
+        f"list_contains(keys, {sql_literal(f)})::INTEGER" for f in contract.fields
+    )
+    # Every key a distinct field of the contract: a few cheap list_contains rule out unknown and
+    # repeated fields for nearly every payload, before list_unique and the lambdas run.
+    only_known = f"len(keys) = ({known_present or '0'})"
     errors = [
-        "CASE WHEN data IS NOT NULL AND json_type(data) <> 'OBJECT' THEN "
-        "'data must be a JSON object; fix: send the payload as an object' END",
-        f"CASE WHEN len({unknown}) > 0 THEN 'unknown field(s) ' || array_to_string({unknown}, ', ') "
-        f"|| {sql_literal('; fix: remove them, or propose a new schema version')} END",
+        _error(
+            "duplicate_key",
+            f"NOT {only_known} AND len(keys) <> list_unique(keys)",
+            f"'field(s) ' || {_repeated_keys_named('keys')} || ' appear more than once in data; "
+            "fix: send each field once'",
+        ),
+        _error(
+            "payload",
+            "data IS NOT NULL AND json_type(data) <> 'OBJECT'",
+            "'data must be a JSON object; fix: send the payload as an object'",
+        ),
+        _error(
+            "payload",
+            f"NOT {only_known} AND len({unknown}) > 0",
+            f"'unknown field(s) ' || array_to_string({unknown}, ', ') "
+            f"|| {sql_literal('; fix: remove them, or propose a new schema version')}",
+        ),
     ]
     columns, present = [], []
     for field_name, attribute_name in contract.fields.items():
@@ -224,8 +475,14 @@ def payload_decode_sql(contract: Contract) -> str:
     )
     if contract.action in ("updated", "reconciled"):
         errors.append(
-            f"CASE WHEN len({set_attributes}) = 0 THEN "
-            f"{sql_literal(f'{contract.event_type} carries no attribute; fix: send at least one changed field')} END"
+            _error(
+                "payload",
+                f"len({set_attributes}) = 0",
+                sql_literal(
+                    f"{contract.event_type} carries no attribute; "
+                    "fix: send at least one changed field"
+                ),
+            )
         )
     parsed = f"from_json(data, {_json_struct(contract.fields)})" if contract.fields else "NULL"
     field_columns = "".join(f",\n    {c}" for c in columns)
@@ -238,7 +495,7 @@ WITH parsed AS (
 )
 SELECT line_no, id AS event_id, subject AS {KEY_COLUMN}, time, source, origin, correlationid,
     causationid, schemaversion, {set_attributes} AS set_attributes,
-    list_filter([{", ".join(errors)}], lambda x: x IS NOT NULL) AS decode_errors{field_columns}
+    {_errors(errors)} AS decode_errors{field_columns}
 FROM parsed
 """
 
@@ -258,6 +515,14 @@ def _hint(attribute: Attribute | None, column: str, check: str) -> str:
     if attribute.pattern:
         return f"send a value matching {attribute.pattern}"
     return attribute.description
+
+
+_FAILURE_SCHEMA = {
+    "line_no": pl.Int64,
+    "event_id": pl.String,
+    "rule": pl.String,
+    "reason": pl.String,
+}
 
 
 def failure_reasons(
@@ -298,9 +563,9 @@ def failure_reasons(
                 f"{label} failed {check}, got {shown}; fix: {_hint(attribute, column, check)}",
             )
         )
-    reasons = pl.DataFrame(
-        rows, schema=["line_no", "event_id", "rule", "reason"], orient="row"
-    ).with_columns(pl.col("line_no").cast(pl.Int64))
+    # Typed, not inferred: polars infers from the first 100 rows, and a batch whose first
+    # hundred failing lines have no event id would type the column Null and fail on the next.
+    reasons = pl.DataFrame(rows, schema=_FAILURE_SCHEMA, orient="row")
     return reasons.group_by("line_no").agg(
         pl.col("event_id").first(),
         pl.col("rule").first(),
@@ -309,29 +574,33 @@ def failure_reasons(
 
 
 def _empty_failures() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={"line_no": pl.Int64, "event_id": pl.String, "rule": pl.String, "reason": pl.String}
-    )
+    return pl.DataFrame(schema=_FAILURE_SCHEMA)
 
 
-def _decode_failures(frame: pl.DataFrame, rule: str, prefix: str) -> pl.DataFrame:
+def _decode_failures(frame: pl.DataFrame, prefix: str) -> pl.DataFrame:
+    """The lines with decode errors: the first error's rule, and every error's reason."""
     failed = frame.filter(pl.col("decode_errors").list.len() > 0)
+    reasons = pl.col("decode_errors").list.eval(pl.element().struct.field("reason"))
     return failed.select(
         pl.col("line_no").cast(pl.Int64),
         pl.col("event_id").cast(pl.String),
-        pl.lit(rule).alias("rule"),
-        (pl.lit(prefix) + pl.col("decode_errors").list.join("; ")).alias("reason"),
+        pl.col("decode_errors").list.first().struct.field("rule").alias("rule"),
+        (pl.lit(prefix) + reasons.list.join("; ")).alias("reason"),
     )
 
 
 # -- the batch ------------------------------------------------------------------------------------
 
 
-def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: str) -> ValidationCounts:
+def validate_batch(
+    con: duckdb.DuckDBPyConnection, batch_id: str, *, max_skew: timedelta | None = None
+) -> ValidationCounts:
     """Route every raw event of the batch to its entity's validated events, the duplicates or the
     dead letters, and move the batch from `raw` to `validated`.
 
-    Runs inside the caller's transaction; a batch already validated is left as it is.
+    Runs inside the caller's transaction; a batch already validated is left as it is. `max_skew`
+    is how far an event's time may lie after its arrival; by default the setting
+    (`sync_assets.settings.max_clock_skew`).
     """
     state = con.execute("SELECT state FROM batches WHERE batch_id = ?", [batch_id]).fetchone()
     if state is None or state[0] == "landed":
@@ -347,8 +616,10 @@ def validate_batch(con: duckdb.DuckDBPyConnection, batch_id: str) -> ValidationC
         [batch_id],
     )
     con.execute("CREATE OR REPLACE TEMP TABLE batch_failures AS " + _LINE_GATE)
-    envelopes = query_frame(con, _ENVELOPE_DECODE)
-    _record_failures(con, _decode_failures(envelopes, "envelope", ""), None)
+    envelopes = query_frame(
+        con, envelope_decode_sql(max_clock_skew() if max_skew is None else max_skew)
+    )
+    _record_failures(con, _decode_failures(envelopes, ""), None)
     decoded = envelopes.filter(pl.col("decode_errors").list.len() == 0)
     envelope_failures = failure_reasons(
         decoded.drop("decode_errors", "data"), build_envelope_schema(), None, frozenset()
@@ -477,7 +748,7 @@ def _validate_contract(con: duckdb.DuckDBPyConnection, contract: Contract) -> pl
     decoded = query_frame(
         con, payload_decode_sql(contract), [contract.event_type, contract.version]
     )
-    _record_failures(con, _decode_failures(decoded, "payload", f"{contract.name}: "), contract)
+    _record_failures(con, _decode_failures(decoded, f"{contract.name}: "), contract)
     candidates = decoded.filter(pl.col("decode_errors").list.len() == 0)
     failures = failure_reasons(
         candidates.drop("decode_errors"), contract.schema, contract, contract.entity.pii_attributes
