@@ -24,7 +24,7 @@ import click
 
 from sync_assets.errors import SyncfabricError
 from sync_assets.operate.console import CONSOLE
-from sync_assets.settings import DataFolder
+from sync_assets.settings import DataFolder, max_clock_skew
 
 
 def _folder() -> DataFolder:
@@ -52,6 +52,7 @@ class _Syncctl(click.Group):
 def main(verbose: bool) -> None:
     """Keep business systems in sync: ingest change events, keep golden records."""
     CONSOLE.configure(verbose=verbose)
+    max_clock_skew()  # a bad setting stops every command at once, not each batch later
 
 
 _wait_option = click.option(

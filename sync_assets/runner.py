@@ -1,9 +1,10 @@
 """Running the pipeline headlessly through Dagster, as `syncctl run` does.
 
-The landed-batches sensor is evaluated once against the real Dagster instance under the data
-folder; the batches it requests run together as one in-process run over that range of batch
-partitions (a run per batch costs about a second of Dagster bookkeeping, and the demo must stay
-well under 30 s). The run is recorded in the instance, so `make ui` shows the same history.
+The batches pending in the landing zone, and those the ledger says a stopped run left unfinished,
+run together as one in-process run over that range of batch partitions (a run per batch, as the
+landed-batches sensor asks in the daemon, costs about a second of Dagster bookkeeping each). The
+run is recorded in the real Dagster instance under the data folder, so `make ui` shows the same
+history.
 
 Opening the instance first recovers from crashes: runs whose process is gone are marked failed
 and their pool claims freed (sync_assets/operate/recovery.py), or the next run would wait forever
@@ -18,6 +19,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sync_assets.crashpoints import crash_point
@@ -97,28 +99,27 @@ class Pipeline:
     """What opening the instance found dead, and repaired."""
     failures: list[StepFailure] = field(default_factory=list)
     """Every step failure of this command's runs, in order."""
+    _refusals_told: set[Path] = field(default_factory=set)
 
     def ingest_pending(self) -> RunReport:
         """Ingest what landed, and resume every batch a stopped run left unfinished, in one run.
 
-        The landed-batches sensor says what is new; the ledger says what is unfinished. One run
-        over the range of their partitions takes them all (steps skip batches already past them).
+        The landing zone says what is new (what the landed-batches sensor would request with no
+        cursor); the ledger says what is unfinished. One run over the range of their partitions
+        takes them all (steps skip batches already past them).
         """
-        import dagster as dg
-
-        from sensors.ingest import landed_batches_sensor
         from sync_assets import ledger
         from sync_assets.ingest.assets import LANDED_BATCHES
+        from sync_assets.ingest.landing import LandingZone
         from sync_assets.jobs import INGEST_BATCH_JOB
-        from sync_assets.resources import default_resources
         from sync_assets.warehouse import connect
 
-        context = dg.build_sensor_context(
-            instance=self.instance, resources=default_resources(self.folder)
-        )
-        result = landed_batches_sensor(context)
-        assert isinstance(result, dg.SensorResult)
-        requested = [str(request.partition_key) for request in result.run_requests or []]
+        scan = LandingZone(self.folder.landing).scan()
+        for refusal in scan.refused:
+            if refusal.path not in self._refusals_told:
+                CONSOLE.notice(f"refused in the landing zone: {refusal}")
+                self._refusals_told.add(refusal.path)
+        requested = [batch.batch_id for batch in scan.batches]
         with connect(self.folder.warehouse, read_only=True) as con:
             unfinished = ledger.pending_batches(con)
         report = RunReport(

@@ -387,6 +387,14 @@ def test_a_missing_data_folder_is_an_error_for_every_command_but_demo(tmp_path):
     assert not missing.exists()
 
 
+def test_a_bad_clock_skew_setting_stops_every_command_before_it_starts(home):
+    result = syncctl(home, "summary", SYNCFABRIC_MAX_CLOCK_SKEW_SECONDS="five minutes")
+
+    assert result.returncode == 2
+    assert "SYNCFABRIC_MAX_CLOCK_SKEW_SECONDS='five minutes' is not a whole number" in result.stderr
+    assert_no_traceback(result)
+
+
 # ---- what the console shows ---------------------------------------------------------------------
 
 

@@ -116,11 +116,15 @@ string, and NUL_ESCAPE finds the member it belongs to."""
 # and the NUL pattern runs only on the rare lines that hold the text \u0000.
 _LINE_GATE = f"""
 WITH lines AS (
-    SELECT line_no, event_id, line, decode_error, size_bytes,
+    SELECT line_no, line, decode_error, size_bytes,
         decode_error IS NULL AND size_bytes <= {MAX_EVENT_BYTES} AND json_valid(line) AS parses
     FROM batch_raw
 )
-SELECT line_no, event_id, NULL::VARCHAR AS event_type, NULL::VARCHAR AS contract,
+SELECT line_no,
+    -- parsed again only for the few lines that fail here: the envelope decode reads the others'
+    CASE WHEN decode_error IS NULL AND json_valid(line)
+         THEN nullif(json_extract_string(line, '$.id'), '') END AS event_id,
+    NULL::VARCHAR AS event_type, NULL::VARCHAR AS contract,
     CASE WHEN decode_error IS NOT NULL THEN 'utf8'
          WHEN size_bytes > {MAX_EVENT_BYTES} THEN 'size'
          WHEN contains(line, chr(0)) THEN 'nul'
@@ -298,14 +302,14 @@ def envelope_decode_sql(max_skew: timedelta) -> str:
     ]
     return f"""
 WITH parsed AS (
-    SELECT line_no, event_id, arrived_at, from_json(line, {_json_struct(fields)}) AS e,
+    SELECT line_no, arrived_at, from_json(line, {_json_struct(fields)}) AS e,
         json_keys(line) AS keys
     FROM batch_raw
     WHERE line_no NOT IN (SELECT line_no FROM batch_failures)
 ), timed AS (
     SELECT *, {_timestamp('e."time"')} AS time FROM parsed
 )
-SELECT line_no, event_id,
+SELECT line_no, nullif({_text("e.id")}, '') AS event_id,
     {_text("e.specversion")} AS specversion,
     {_text("e.id")} AS id,
     {_text("e.source")} AS source,
@@ -609,10 +613,7 @@ def validate_batch(
         return _recorded_counts(con, batch_id)
 
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE batch_raw AS
-            SELECT *, CASE WHEN decode_error IS NULL AND json_valid(line)
-                           THEN nullif(json_extract_string(line, '$.id'), '') END AS event_id
-            FROM raw_events WHERE batch_id = ?""",
+        "CREATE OR REPLACE TEMP TABLE batch_raw AS SELECT * FROM raw_events WHERE batch_id = ?",
         [batch_id],
     )
     con.execute("CREATE OR REPLACE TEMP TABLE batch_failures AS " + _LINE_GATE)
