@@ -7,7 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_end_to_end import demo_home, syncctl  # noqa: F401  (the fixture, built once here)
+from commands import syncctl
+from test_end_to_end import demo_home  # noqa: F401  (the fixture, built once here)
 
 pytestmark = pytest.mark.slow
 

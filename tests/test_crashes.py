@@ -9,34 +9,20 @@ cleanup, no flush, as a power cut or the OOM killer would leave it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from commands import syncctl, unfinished_runs_and_claims
 
 from sync_assets.catalog.entities import ENTITIES
 from sync_assets.connectors.mappings import MAPPINGS
-from sync_assets.crashpoints import CRASH_ENV, POINTS
+from sync_assets.crashpoints import POINTS
 from sync_assets.reconcile.snapshot import snapshot_table
 
-SYNCCTL = str(Path(sys.executable).with_name("syncctl"))
-
 pytestmark = pytest.mark.slow
-
-
-def syncctl(home: Path, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SYNCFABRIC_HOME": str(home)}
-    env.pop(CRASH_ENV, None)
-    if crash_at:
-        env[CRASH_ENV] = crash_at
-    return subprocess.run(
-        [SYNCCTL, *args], env=env, capture_output=True, text=True, timeout=600, check=False
-    )
 
 
 @pytest.fixture(scope="module")
@@ -88,26 +74,6 @@ def end_state(home: Path) -> dict[str, object]:
     return state
 
 
-def unfinished_runs_and_claims(home: Path) -> tuple[list[str], list[str]]:
-    code = (
-        "import dagster as dg, json\n"
-        "with dg.DagsterInstance.get() as i:\n"
-        "    runs = [f'{r.job_name}:{r.status.value}' for r in i.get_runs() if not r.is_finished]\n"
-        "    s = i.event_log_storage\n"
-        "    claims = [f'{k}:{c.run_id}' for k in s.get_concurrency_keys()\n"
-        "              for c in s.get_concurrency_info(k).claimed_slots]\n"
-        "    claims += [f'{k}:pending:{p.run_id}' for k in s.get_concurrency_keys()\n"
-        "               for p in s.get_concurrency_info(k).pending_steps]\n"
-        "    print(json.dumps([runs, claims]))\n"
-    )
-    env = {**os.environ, "DAGSTER_HOME": str(home / "dagster")}
-    found = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    runs, claims = json.loads(found.stdout)
-    return runs, claims
-
-
 @pytest.fixture(scope="module")
 def reference(landscape, tmp_path_factory) -> dict[str, object]:
     home = copy_of(landscape, tmp_path_factory.mktemp("uncrashed"))
@@ -121,7 +87,7 @@ def reference(landscape, tmp_path_factory) -> dict[str, object]:
 def test_a_run_killed_at_any_point_is_resumed_by_the_next(point, landscape, reference, tmp_path):
     home = copy_of(landscape, tmp_path)
 
-    crashed = syncctl(home, "run", crash_at=point)
+    crashed = syncctl(home, "run", SYNCFABRIC_CRASH_AT=point)
     again = syncctl(home, "run", "--json")
 
     assert crashed.returncode == -signal.SIGKILL, (
@@ -131,5 +97,5 @@ def test_a_run_killed_at_any_point_is_resumed_by_the_next(point, landscape, refe
     assert json.loads(again.stdout)["corrections"]["discrepancies_left"] == 0
     assert end_state(home) == reference
     runs, claims = unfinished_runs_and_claims(home)
-    assert runs == [], "no run is left STARTED or NOT_STARTED"
-    assert claims == [], "no pool claim is left behind"
+    assert [(r.job_name, r.status) for r in runs] == [], "no run is left STARTED or NOT_STARTED"
+    assert [(c.pool, c.run_id) for c in claims] == [], "no pool claim is left behind"

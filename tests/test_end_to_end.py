@@ -6,21 +6,12 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-SYNCCTL = str(Path(sys.executable).with_name("syncctl"))
+from commands import SYNCCTL, syncctl
 
 pytestmark = pytest.mark.slow
-
-
-def syncctl(home: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SYNCFABRIC_HOME": str(home), **env_vars}
-    return subprocess.run(
-        [SYNCCTL, *args], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 @pytest.fixture(scope="module")

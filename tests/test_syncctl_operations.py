@@ -18,24 +18,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from commands import (
+    SYNCCTL,
+    assert_no_traceback,
+    instance_of,
+    syncctl,
+    unfinished_runs_and_claims,
+)
 
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.ingest.raw import ingest_batch
 from sync_assets.settings import DataFolder
 from sync_assets.warehouse import connect, transaction
 
-SYNCCTL = str(Path(sys.executable).with_name("syncctl"))
 CLEAR = "\x1b[2K"
 """What the progress writes before redrawing its status line."""
 
 pytestmark = pytest.mark.slow
-
-
-def syncctl(home: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SYNCFABRIC_HOME": str(home), **env_vars}
-    return subprocess.run(
-        [SYNCCTL, *args], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 @pytest.fixture(scope="module")
@@ -52,26 +51,6 @@ def home(landed, tmp_path) -> Path:
     copy = tmp_path / "syncfabric"
     shutil.copytree(landed, copy)
     return copy
-
-
-def instance_of(home: Path):
-    """The data folder's Dagster instance, opened without touching this process's environment."""
-    import dagster as dg
-    from dagster._core.instance.ref import InstanceRef
-
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home / "dagster")))
-
-
-def unfinished_runs_and_claims(home: Path) -> tuple[list, list]:
-    from sync_assets.operate.recovery import pool_claims, unfinished_runs
-
-    with instance_of(home) as instance:
-        return unfinished_runs(instance), pool_claims(instance)
-
-
-def assert_no_traceback(result: subprocess.CompletedProcess) -> None:
-    for stream in (result.stdout, result.stderr):
-        assert "Traceback" not in stream and "Stack Trace" not in stream, stream[-3000:]
 
 
 def crash_a_run(home: Path) -> None:

@@ -15,21 +15,12 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pyarrow as pa
 
-from sync_assets.connectors.problems import retrying
+from sync_assets.connectors.problems import PlatformApiError, retrying
 from sync_assets.connectors.sources import to_batch
 
 DEFAULT_PAGE_SIZE = 5000
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 """A platform that does not accept a connection in 5 s is down; a page may take longer."""
-
-
-class PlatformApiError(RuntimeError):
-    """The platform answered a read with something other than a page."""
-
-    def __init__(self, message: str, *, status: int | None = None, path: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.path = path
 
 
 def is_platform_url(url: str) -> bool:

@@ -31,6 +31,15 @@ _USERINFO_PASSWORD = re.compile(r"(//[^/@:\s]*:)[^@\s]*@")
 T = TypeVar("T")
 
 
+class PlatformApiError(RuntimeError):
+    """The platform answered a read with something other than a page."""
+
+    def __init__(self, message: str, *, status: int | None = None, path: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.path = path
+
+
 def url_variable(system: str) -> str:
     return f"SYNCFABRIC_{system.upper()}_URL"
 
@@ -75,7 +84,6 @@ class Problem:
 def classify(error: BaseException, url: str) -> Problem | None:
     """The problem behind a driver's or HTTP client's error, or None if it is not about reaching
     the system (a bug, say, which keeps its traceback)."""
-    from sync_assets.connectors.platform_api import PlatformApiError
 
     text = str(error)
     lowered = text.lower()
