@@ -9,11 +9,13 @@ A run can stop half way (a killed process, a failed step). When no ingest run is
 progress and batches are still unfinished (a requested file still pending, or a batch the ledger
 has not seen applied), the sensor asks for a resume run. Its run key names the last ingest run,
 so a lost cursor cannot resume twice after the same stop, and each later stop gets its own.
+After three resume runs in a row have failed, it stops and says so: a person must look.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import dagster as dg
 import duckdb
@@ -24,12 +26,25 @@ from sync_assets.ingest.assets import landed_batches
 from sync_assets.jobs import INGEST_BATCH_JOB, ingest_batch_job
 from sync_assets.resources import LandingZoneResource, WarehouseResource
 
+RESUME_TAG = "syncfabric/resume"
+RESUME_LIMIT = 3
+"""Consecutive failed resume runs after which the sensor stops resuming by itself."""
 ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+
+
+def given_up(latest_runs: Sequence[dg.DagsterRun]) -> bool:
+    """Whether the latest ingest runs are all resume runs that failed: whatever stops the batches
+    does so every time (a bug, a batch too large to hold), and resuming every tick would only
+    add a failed run every 30 s. A person takes it from there; any other run resets the count."""
+    return len(latest_runs) == RESUME_LIMIT and all(
+        run.tags.get(RESUME_TAG) == "true" and run.status == dg.DagsterRunStatus.FAILURE
+        for run in latest_runs
+    )
 
 
 def plan_batches(pending: list[str], cursor: str | None) -> tuple[list[str], str]:
@@ -102,6 +117,13 @@ def _resume_requests(
     except (duckdb.IOException, SyncfabricError) as error:  # a writer holds it: next tick
         context.log.info(f"ledger not readable now, resume check skipped: {type(error).__name__}")
         return []
+    latest = instance.get_runs(filters=dg.RunsFilter(job_name=INGEST_BATCH_JOB), limit=RESUME_LIMIT)
+    if given_up(latest):
+        context.log.warning(
+            f"the last {RESUME_LIMIT} resume runs failed: not resuming again by itself; "
+            "syncctl doctor says what stops the batches (docs/runbooks/counts-do-not-add-up.md)"
+        )
+        return []
     stalled = {}
     for batch_id in requested:  # its run ended, and the file is still here
         ended = instance.get_runs(
@@ -110,11 +132,10 @@ def _resume_requests(
         )
         if ended:
             stalled[batch_id] = ended[0].run_id
-    last = instance.get_runs(filters=dg.RunsFilter(job_name=INGEST_BATCH_JOB), limit=1)
-    planned = plan_resume(stalled, unfinished, last[0].run_id if last else None)
+    planned = plan_resume(stalled, unfinished, latest[0].run_id if latest else None)
     if planned:
         context.log.warning(f"resuming unfinished batches: {[p for _, p in planned]}")
     return [
-        dg.RunRequest(run_key=run_key, partition_key=partition, tags={"syncfabric/resume": "true"})
+        dg.RunRequest(run_key=run_key, partition_key=partition, tags={RESUME_TAG: "true"})
         for run_key, partition in planned
     ]

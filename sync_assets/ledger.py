@@ -173,7 +173,6 @@ def run_step(
     result: StepResult[T] = StepResult()
     if not batch_ids:
         return result
-    groups = [batch_ids]
     try:
         with transaction(con):
             result.done = work(con, batch_ids)
@@ -182,13 +181,12 @@ def run_step(
         if len(batch_ids) == 1:
             _failed(con, result, step, batch_ids[0], error)
             return result
-        groups = [[batch_id] for batch_id in batch_ids]
-    for group in groups:
+    for batch_id in batch_ids:
         try:
             with transaction(con):
-                result.done.update(work(con, group))
+                result.done.update(work(con, [batch_id]))
         except Exception as error:
-            _failed(con, result, step, group[0], error)
+            _failed(con, result, step, batch_id, error)
     return result
 
 

@@ -197,3 +197,29 @@ def test_the_sensor_resumes_batches_the_ledger_left_unfinished(data_folder, inst
     assert [(r.run_key, r.partition_key) for r in result.run_requests] == [
         ("resume:ledger:after:none", stopped.batch_id)
     ]
+
+
+def test_the_sensor_stops_resuming_after_three_failed_resume_runs_in_a_row(data_folder, instance):
+    stopped = land(data_folder, "0001", [customer_created()])
+    with connect(data_folder.warehouse) as con, transaction(con):
+        ingest_batch(con, stopped)
+    LandingZone(data_folder.landing).archive(stopped)
+    resources = default_resources(data_folder)
+    job = ingest_job(data_folder)
+
+    def evaluate():
+        return landed_batches_sensor(
+            dg.build_sensor_context(instance=instance, resources=resources)
+        )
+
+    answers = []
+    for _ in range(3):  # each resume run dies the same way
+        [request] = evaluate().run_requests
+        answers.append(request.run_key)
+        run = instance.create_run_for_job(job, tags=request.tags)
+        instance.report_run_failed(run)
+
+    assert len(set(answers)) == 3, "each stop was resumed under its own key"
+    assert evaluate().run_requests == [], "after three failed resumes in a row, a person looks"
+    instance.report_run_failed(instance.create_run_for_job(job))  # any other run resets it
+    assert len(evaluate().run_requests) == 1
