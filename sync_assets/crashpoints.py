@@ -18,7 +18,9 @@ POINTS: dict[str, str] = {
     "after-raw-commit": "raw events committed, the batch files not yet archived",
     "mid-validation": "one batch validated, the validation transaction not yet committed",
     "mid-apply": "golden records merged, the apply transaction not yet committed",
-    "after-sensor-request": "the sensor asked for batches, the run not yet started",
+    "after-sensor-request": (
+        "the batches to run were asked for and their partitions added, the run not yet started"
+    ),
     "mid-delivery": "a destination applied corrections, the verdicts not yet recorded",
     "mid-record": "delivery verdicts written, their transaction not yet committed",
     "after-step-start": "a syncctl run's first step started, holding its pool slot; nothing of it done",
