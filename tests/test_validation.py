@@ -158,10 +158,9 @@ class Landed:
     dead_letters: dict[int, tuple]  # line_no -> (event_id, rule, reason, payload)
 
 
-@pytest.fixture(scope="module")
-def landed(tmp_path_factory) -> Landed:
-    folder = DataFolder(tmp_path_factory.mktemp("validation"))
-    batch = land(folder, "0001", LINES)
+def land_and_run(folder: DataFolder, lines: list) -> Landed:
+    """One batch of `lines` through the core, with its dead letters by line."""
+    batch = land(folder, "0001", lines)
     result = run_core(folder, [batch.batch_id])[batch.batch_id]
     letters = rows(
         folder,
@@ -169,6 +168,11 @@ def landed(tmp_path_factory) -> Landed:
         [batch.batch_id],
     )
     return Landed(folder, batch.batch_id, result, {row[0]: row[1:] for row in letters})
+
+
+@pytest.fixture(scope="module")
+def landed(tmp_path_factory) -> Landed:
+    return land_and_run(DataFolder(tmp_path_factory.mktemp("validation")), LINES)
 
 
 @pytest.mark.parametrize("name", list(BAD))
@@ -508,15 +512,7 @@ GUARD_LINE_OF = {name: n for n, name in enumerate(GUARDS, start=2)}  # line 1 is
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory) -> Landed:
     """One batch: good events around every kind of poison event."""
-    folder = DataFolder(tmp_path_factory.mktemp("guards"))
-    batch = land(folder, "0001", GUARDED_LINES, system="crm")
-    result = run_core(folder, [batch.batch_id])[batch.batch_id]
-    letters = rows(
-        folder,
-        "SELECT line_no, event_id, rule, reason, payload FROM dead_letters WHERE batch_id = ?",
-        [batch.batch_id],
-    )
-    return Landed(folder, batch.batch_id, result, {row[0]: row[1:] for row in letters})
+    return land_and_run(DataFolder(tmp_path_factory.mktemp("guards")), GUARDED_LINES)
 
 
 @pytest.mark.parametrize("name", list(GUARDS))
