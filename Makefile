@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The project `make demo` and `make ui` work on; point it at your own (or pass --project).
+export SYNCFABRIC_PROJECT ?= $(CURDIR)/examples/demo
 
 .PHONY: install demo run test lint format typecheck ui bench clean
 

@@ -523,8 +523,8 @@ def check_postgres(
 def postgres_worker(args: argparse.Namespace, proxied: bool, faulty: bool) -> dict[str, Any]:
     import sqlalchemy as sa
 
-    from sync_assets.connectors.mappings import MAPPINGS
     from sync_assets.deliver.sql import SqlDestination
+    from sync_assets.project import current
 
     if faulty:  # a batch's pipeline (executemany) cut mid-way: psycopg warns, the error is kept
         logging.getLogger("psycopg").setLevel(logging.ERROR)
@@ -546,7 +546,10 @@ def postgres_worker(args: argparse.Namespace, proxied: bool, faulty: bool) -> di
         with engine.connect() as con:  # the dialect's first-connect queries: not measured
             con.exec_driver_sql("SELECT 1")
         destination = SqlDestination(
-            "support", engine, {"customer": MAPPINGS["support", "customer"]}, batch_size=PG_BATCH
+            "support",
+            engine,
+            {"customer": current().mappings["support", "customer"]},
+            batch_size=PG_BATCH,
         )
         phases: dict[str, Any] = {}
         for action, first, count in (("updated", 0, n), ("created", n, m)):
@@ -608,7 +611,7 @@ def create_sqlite(path: Path, rows: int, width: int) -> None:
 def check_sqlite(
     path: Path, updates: int, creates: int, first_create: int, phases: dict[str, Any]
 ) -> dict[str, Any]:
-    from sync_assets.demo.platform import database_counts, open_database
+    from examples.demo.seed.platform import database_counts, open_database
 
     con = open_database(path)
     dead_entities, dead_idempotency = dead_lettered(phases)
@@ -664,7 +667,7 @@ def check_sqlite(
 
 def platform_main(argv: list[str]) -> None:
     """The platform service in a process of its own: prints its URL, serves until stdin closes."""
-    from sync_assets.demo.platform import Faults, PlatformService
+    from examples.demo.seed.platform import Faults, PlatformService
 
     parser = argparse.ArgumentParser(prog="python -m bench.deliver platform")
     parser.add_argument("--database", type=Path, required=True)
@@ -716,8 +719,8 @@ class PlatformProcess:
 
 
 def http_worker(args: argparse.Namespace, faulty: bool) -> dict[str, Any]:
-    from sync_assets.connectors.mappings import SUPPORT_CUSTOMER
     from sync_assets.deliver.http import HttpDestination
+    from sync_assets.project import current
 
     n, m = args.corrections, args.creates
     width = key_width(n + m)
@@ -733,7 +736,7 @@ def http_worker(args: argparse.Namespace, faulty: bool) -> dict[str, Any]:
             destination = HttpDestination(
                 "support",
                 platform.url,
-                {"customer": SUPPORT_CUSTOMER},
+                {"customer": current().mapping("support", "customer")},
                 concurrency=HTTP_CONCURRENCY,
                 batch_size=HTTP_BATCH,
             )

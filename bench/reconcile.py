@@ -335,10 +335,12 @@ def server_versions() -> dict[str, str]:
 
 
 def bench_mappings() -> tuple[Any, Any]:
-    from sync_assets.connectors.mappings import BILLING_CUSTOMER, CRM_CUSTOMER
+    from sync_assets.project import current
 
     # PostgreSQL: the schema in the mapping; MariaDB: the database in the URL
-    return dataclasses.replace(CRM_CUSTOMER, schema=bench_schema()), BILLING_CUSTOMER
+    return dataclasses.replace(
+        current().mapping("crm", "customer"), schema=bench_schema()
+    ), current().mapping("billing", "customer")
 
 
 def _timed(batches: Iterable[Any], clock: list[float]) -> Iterator[Any]:
@@ -410,11 +412,11 @@ def _single_join_diff_sql(left: Any, right: Any) -> str:
     Not the project's code: a measured alternative, to see what one pass instead of one join per
     attribute would cost.
     """
-    from sync_assets.catalog.entities import entity
+    from sync_assets.project import current
     from sync_assets.reconcile.diff import display, equal
     from sync_assets.reconcile.snapshot import snapshot_table
 
-    catalog = entity(left.entity)
+    catalog = current().entity(left.entity)
     systems = {left.system: "l", right.system: "r"}
     cases = []
     for name in COMPARED:

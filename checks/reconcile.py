@@ -7,8 +7,7 @@ discrepancies (the corrections). PII values are fingerprinted in the sample show
 
 import dagster as dg
 
-from sync_assets.catalog.entities import ENTITIES
-from sync_assets.connectors.mappings import MAPPINGS, comparable_pairs
+from sync_assets.project import Project, current
 from sync_assets.reconcile.comparisons import (
     Comparison,
     check_name,
@@ -16,7 +15,7 @@ from sync_assets.reconcile.comparisons import (
     found,
     latest_run,
 )
-from sync_assets.reconcile.policy import THRESHOLDS, masked_row, verdict
+from sync_assets.reconcile.policy import masked_row, verdict
 from sync_assets.resources import WarehouseResource
 from sync_assets.warehouse import WRITER_POOL
 
@@ -39,13 +38,13 @@ SAMPLE_SCHEMA = dg.TableSchema(
 )
 
 
-def _check_names() -> list[tuple[str, str]]:
+def _check_specs(project: Project) -> list[dg.AssetCheckSpec]:
     names = [
         (check_name(m.entity, m.system), f"{m.system} against the golden {m.entity} records")
-        for m in MAPPINGS.values()
+        for m in project.mappings.values()
     ]
-    for entity in ENTITIES.values():
-        for left, right in comparable_pairs(entity.name):
+    for entity in project.entities.values():
+        for left, right in project.comparable_pairs(entity.name):
             first, second = sorted((left.system, right.system))
             names.append(
                 (
@@ -53,17 +52,15 @@ def _check_names() -> list[tuple[str, str]]:
                     f"{first} against {second} on the {entity.name} attributes both hold",
                 )
             )
-    return names
-
-
-CHECK_SPECS = [
-    dg.AssetCheckSpec(name, asset="discrepancies", blocking=True, description=description)
-    for name, description in _check_names()
-]
+    return [
+        dg.AssetCheckSpec(name, asset="discrepancies", blocking=True, description=description)
+        for name, description in names
+    ]
 
 
 def check_result(comparison: Comparison, sample: list[dict[str, object]]) -> dg.AssetCheckResult:
-    outcome = verdict(comparison.discrepancies, comparison.rows_compared, THRESHOLDS)
+    thresholds = current().settings.thresholds
+    outcome = verdict(comparison.discrepancies, comparison.rows_compared, thresholds)
     records = [
         dg.TableRecord({k: _text(v) for k, v in masked_row(row).items() if k in _SAMPLE_COLUMNS})
         for row in sample
@@ -74,7 +71,7 @@ def check_result(comparison: Comparison, sample: list[dict[str, object]]) -> dg.
         severity=dg.AssetCheckSeverity.ERROR if outcome == "error" else dg.AssetCheckSeverity.WARN,
         description=(
             f"{comparison.discrepancies} discrepancies in {comparison.rows_compared} rows "
-            f"({outcome}; ERROR above {THRESHOLDS.error_above(comparison.rows_compared)})"
+            f"({outcome}; ERROR above {thresholds.error_above(comparison.rows_compared)})"
         ),
         metadata={
             "discrepancies": comparison.discrepancies,
@@ -93,17 +90,22 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-@dg.multi_asset_check(
-    specs=CHECK_SPECS,
-    pool=WRITER_POOL,
-    description="Judges the latest reconciliation run, per system and per pair of systems.",
-)
-def reconciliation_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
-    with warehouse.connect() as con:
-        this_run = context.run.run_id
-        run_id = this_run if comparisons(con, this_run) else latest_run(con)
-        if run_id is None:
-            raise dg.Failure("no reconciliation has run yet: materialize `discrepancies` first")
-        for comparison in comparisons(con, run_id):
-            sample = found(con, run_id, comparison, limit=SAMPLE_SIZE)
-            yield check_result(comparison, sample)
+def build_reconciliation_checks(project: Project) -> dg.AssetChecksDefinition:
+    """One check per system and per pair of systems holding an entity, on `discrepancies`."""
+
+    @dg.multi_asset_check(
+        specs=_check_specs(project),
+        pool=WRITER_POOL,
+        description="Judges the latest reconciliation run, per system and per pair of systems.",
+    )
+    def reconciliation_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
+        with warehouse.connect() as con:
+            this_run = context.run.run_id
+            run_id = this_run if comparisons(con, this_run) else latest_run(con)
+            if run_id is None:
+                raise dg.Failure("no reconciliation has run yet: materialize `discrepancies` first")
+            for comparison in comparisons(con, run_id):
+                sample = found(con, run_id, comparison, limit=SAMPLE_SIZE)
+                yield check_result(comparison, sample)
+
+    return reconciliation_checks

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from sync_assets.catalog.entities import ENTITIES, Entity
+from sync_assets.catalog.entities import Entity
+from sync_assets.project import Project
 from sync_assets.resources import WarehouseResource
 from sync_assets.warehouse import WRITER_POOL, quote, scalar
 
@@ -41,4 +42,5 @@ def required_attributes_check(entity: Entity) -> dg.AssetChecksDefinition:
     return _check
 
 
-golden_checks = [required_attributes_check(entity) for entity in ENTITIES.values()]
+def golden_checks(project: Project) -> list[dg.AssetChecksDefinition]:
+    return [required_attributes_check(entity) for entity in project.entities.values()]

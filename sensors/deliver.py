@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from sync_assets.deliver.ops import deliver_corrections
+from sync_assets.deliver.ops import DELIVER_JOB
 
 
 @dg.asset_sensor(
     asset_key=dg.AssetKey("corrections"),
-    job=deliver_corrections,
+    job_name=DELIVER_JOB,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts `deliver_corrections` after `corrections` materializes with work pending.",

@@ -24,6 +24,7 @@ import click
 
 from sync_assets.errors import SyncfabricError
 from sync_assets.operate.console import CONSOLE
+from sync_assets.project.active import PROJECT_ENV
 from sync_assets.settings import DataFolder, max_clock_skew
 
 
@@ -49,10 +50,19 @@ class _Syncctl(click.Group):
 @click.option(
     "-v", "--verbose", is_flag=True, help="Show tracebacks and Dagster's own logs on the console."
 )
-def main(verbose: bool) -> None:
+@click.option(
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False, path_type=str),
+    help="The project folder (syncfabric.yaml, catalog/, systems/, contracts/).  "
+    "[default: $SYNCFABRIC_PROJECT, else the current directory]",
+)
+def main(verbose: bool, project_dir: str | None) -> None:
     """Keep business systems in sync: ingest change events, keep golden records."""
     CONSOLE.configure(verbose=verbose)
     max_clock_skew()  # a bad setting stops every command at once, not each batch later
+    if project_dir is not None:
+        os.environ[PROJECT_ENV] = os.path.abspath(project_dir)  # for the processes it starts too
 
 
 _wait_option = click.option(
@@ -87,53 +97,28 @@ def _say_waiting(holder: Any) -> None:
     click.echo(f"waiting for {who} to release the data folder", err=True)
 
 
-@main.command()
-@click.option("--customers", default=10_000, show_default=True)
-@click.option("--orders", default=50_000, show_default=True)
-@click.option("--seed", default=7, show_default=True)
-@click.option(
-    "--drift",
-    type=int,
-    help="Rows to change by hand in systems that do not own them (and some more in proportion), "
-    "for the first run's corrections to repair; 0 for none.  [default: 0.4% of the customers, "
-    "below the reconciliation's ERROR threshold]",
-)
-@click.option("--force", is_flag=True, help="Build a new landscape even if one exists.")
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--force", is_flag=True, help="Build new example data even if some exists.")
 @_wait_option
-def demo(
-    customers: int, orders: int, seed: int, drift: int | None, force: bool, wait_s: float
-) -> None:
-    """Create the demo landscape (three systems and their landed events) if there is none."""
-    from sync_assets.operate.lock import hold
+@click.pass_context
+def demo(ctx: click.Context, force: bool, wait_s: float) -> None:
+    """Build the project's example data (its `seed:`) in the data folder if there is none.
 
+    Other options go to the project's seed; the demo's: --customers N, --orders N, --seed N,
+    --drift N (rows changed by hand in systems that do not own them).
+    """
+    from sync_assets.operate.lock import hold
+    from sync_assets.project import current
+    from sync_assets.project.seed import load_seed
+
+    seed = load_seed(current())
     folder = DataFolder.from_env()  # the one command that may create the data folder
     folder.root.mkdir(parents=True, exist_ok=True)
     with hold(folder, "demo", wait_s=wait_s, on_wait=_say_waiting):
-        _build_demo(folder, customers, orders, seed, drift, force)
-
-
-def _build_demo(
-    folder: DataFolder, customers: int, orders: int, seed: int, drift: int | None, force: bool
-) -> None:
-    from sync_assets.demo.landscape import build_demo_landscape, landscape_exists
-
-    if landscape_exists(folder) and not force:
-        click.echo(f"demo landscape already in {folder.root}; leaving it as it is")
-        return
-    started = time.perf_counter()
-    landscape = build_demo_landscape(
-        folder,
-        customers=customers,
-        orders=orders,
-        seed=seed,
-        drift=customers * 4 // 1000 if drift is None else drift,
-    )
-    click.echo(
-        f"demo landscape in {folder.root}: {landscape.customers} customers, "
-        f"{landscape.orders} orders, {landscape.events_landed} events landed in "
-        f"{len(landscape.batches)} batches, {sum(landscape.drifted.values())} rows drifted by "
-        f"hand ({time.perf_counter() - started:.1f} s)"
-    )
+        if seed.exists(folder) and not force:
+            click.echo(f"example data already in {folder.root}; leaving it as it is")
+            return
+        click.echo(seed.build(folder, list(ctx.args)))
 
 
 @main.command()
@@ -543,20 +528,6 @@ def replay(as_json: bool) -> None:
             click.echo(f"golden_{entity}: replay of the log {verdict}")
     if any(differences.values()):
         sys.exit(1)
-
-
-@main.command()
-@click.option("--system", type=click.Choice(["crm", "billing", "support"]), default="support")
-@click.option("--port", default=8765, show_default=True)
-def platform(system: str, port: int) -> None:
-    """Serve a demo system's database as a no-code platform's records API on 127.0.0.1."""
-    from sync_assets.demo.platform import serve_forever
-
-    database = _folder().system_database(system)
-    if not database.exists():
-        click.echo(f"no {system} database in {database.parent}: run syncctl demo first", err=True)
-        sys.exit(2)
-    serve_forever(database, "127.0.0.1", port)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

@@ -1,59 +1,64 @@
-"""The code location: assembles the assets, checks, sensors, schedules and resources of each stage."""
+"""The code location: assembles the assets, checks, sensors, schedules and resources of each stage
+for the project (`--project`, SYNCFABRIC_PROJECT, else the current directory)."""
 
 import dagster as dg
 
 from checks.deliver import no_dead_letters_held
 from checks.ingest import dead_letter_rate, every_event_accounted_for
-from checks.reconcile import reconciliation_checks
+from checks.reconcile import build_reconciliation_checks
 from checks.state import golden_checks
 from sensors.deliver import pending_corrections_sensor
 from sensors.ingest import landed_batches_sensor
 from sync_assets.deliver.assets import corrections
-from sync_assets.deliver.ops import deliver_corrections
-from sync_assets.ingest.assets import raw_events, validate_events
+from sync_assets.deliver.ops import build_deliver_corrections
+from sync_assets.ingest.assets import build_raw_events, validate_events
 from sync_assets.ingest.ops import redrive_ingest_dead_letters
 from sync_assets.jobs import check_job, ingest_batch_job, reconcile_job, reconcile_schedule
+from sync_assets.project import Project, current
 from sync_assets.reconcile.assets import (
-    discrepancies,
+    build_discrepancies,
     missed_events,
-    snapshot_assets,
-    source_systems,
+    snapshot_asset,
+    source_system,
 )
 from sync_assets.resources import default_resources
 from sync_assets.settings import DataFolder
-from sync_assets.state.assets import batch_ledger, golden_records
+from sync_assets.state.assets import build_batch_ledger, build_golden_records
 
 
-def build_definitions(folder: DataFolder | None = None) -> dg.Definitions:
+def build_definitions(
+    folder: DataFolder | None = None, project: Project | None = None
+) -> dg.Definitions:
+    project = project or current()
     return dg.Definitions(
         assets=[
-            *source_systems,
-            raw_events,
+            *(source_system(system) for system in project.systems.values()),
+            build_raw_events(project),
             validate_events,
-            golden_records,
-            batch_ledger,
-            *snapshot_assets,
-            discrepancies,
+            build_golden_records(project),
+            build_batch_ledger(project),
+            *(snapshot_asset(mapping) for mapping in project.mappings.values()),
+            build_discrepancies(project),
             missed_events,
             corrections,
         ],
         asset_checks=[
             every_event_accounted_for,
             dead_letter_rate,
-            *golden_checks,
-            reconciliation_checks,
+            *golden_checks(project),
+            build_reconciliation_checks(project),
             no_dead_letters_held,
         ],
         jobs=[
             ingest_batch_job,
             reconcile_job,
             check_job,
-            deliver_corrections,
+            build_deliver_corrections(project),
             redrive_ingest_dead_letters,
         ],
-        schedules=[reconcile_schedule],
+        schedules=[reconcile_schedule(project)],
         sensors=[landed_batches_sensor, pending_corrections_sensor],
-        resources=default_resources(folder),
+        resources=default_resources(folder, project),
     )
 
 

@@ -5,6 +5,7 @@ import os
 import dagster as dg
 
 from sync_assets.ingest.assets import landed_batches
+from sync_assets.project import Project
 
 INGEST_BATCH_JOB = "ingest_batch"
 RECONCILE_JOB = "reconcile"
@@ -44,10 +45,17 @@ check_job = dg.define_asset_job(
     tags={"syncfabric/flow": "check"},
 )
 
-reconcile_schedule = dg.ScheduleDefinition(
-    name="hourly_reconciliation",
-    job=reconcile_job,
-    cron_schedule=os.environ.get(RECONCILE_CRON_ENV, "0 * * * *"),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description=f"Reconciles every system hourly; set {RECONCILE_CRON_ENV} to change the cron.",
-)
+
+def reconcile_schedule(project: Project) -> dg.ScheduleDefinition:
+    """The scheduled reconciliation, at the project's cron (`reconcile.schedule` in
+    syncfabric.yaml) unless SYNCFABRIC_RECONCILE_CRON overrides it."""
+    return dg.ScheduleDefinition(
+        name="scheduled_reconciliation",
+        job=reconcile_job,
+        cron_schedule=os.environ.get(RECONCILE_CRON_ENV) or project.settings.schedule,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            "Reconciles every system on the project's schedule (`reconcile.schedule` in "
+            f"syncfabric.yaml); {RECONCILE_CRON_ENV} overrides it."
+        ),
+    )

@@ -26,8 +26,8 @@ from typing import Generic, TypeVar
 
 import duckdb
 
-from sync_assets.catalog.entities import ENTITIES
 from sync_assets.ingest.landing import Batch
+from sync_assets.project import current
 from sync_assets.warehouse import one, quote, scalar, transaction
 
 STATES = ("landed", "raw", "validated", "applied")
@@ -282,7 +282,7 @@ def unbalanced_batches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, i
 def golden_states(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
     """Golden records per entity: live, deleted, and not yet created (only non-owners wrote)."""
     states = {}
-    for entity in ENTITIES.values():
+    for entity in current().entities.values():
         live, deleted, pending = one(
             con,
             f"""SELECT count(*) FILTER (WHERE lifecycle_state = 'live'),

@@ -9,7 +9,6 @@ import duckdb
 import pyarrow as pa
 
 from sync_assets import warehouse
-from sync_assets.catalog.entities import ENTITIES
 from sync_assets.connectors.mappings import Mapping
 from sync_assets.connectors.platform_api import is_platform_url, read_records
 from sync_assets.connectors.problems import reading
@@ -19,6 +18,7 @@ from sync_assets.deliver.outbox import Policy
 from sync_assets.deliver.retry import RetryPolicy
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.operate.failures import as_step_failure
+from sync_assets.project import Project, current
 from sync_assets.settings import DataFolder
 
 
@@ -45,22 +45,20 @@ class LandingZoneResource(dg.ConfigurableResource):
 
 
 class SystemsResource(dg.ConfigurableResource):
-    """Where each source system is: a SQLAlchemy URL (every connection read-only), or the URL
-    of a no-code platform's records API (http or https).
+    """Where each system of the project is: a SQLAlchemy URL (every connection read-only), or the
+    URL of a no-code platform's records API (http or https).
 
-    On the embedded default these are the demo's SQLite files. A real deployment names them in
-    SYNCFABRIC_<SYSTEM>_URL (credentials included), passed through `dg.EnvVar` so they never show
-    in the UI.
+    Each system's URL comes from the environment variable its `systems/<system>.yaml` names
+    (`url_env`, credentials included), passed through `dg.EnvVar` so it never shows in the UI. On
+    the embedded default, a system whose variable is not set is the SQLite file
+    `systems/<system>.sqlite` in the data folder (the demo builds them).
     """
 
-    crm_url: str
-    billing_url: str
-    support_url: str
+    urls: dict[str, str]
 
     def url(self, system: str) -> str:
-        urls = {"crm": self.crm_url, "billing": self.billing_url, "support": self.support_url}
         try:
-            return urls[system]
+            return self.urls[system]
         except KeyError:
             raise KeyError(f"no URL configured for system {system!r}") from None
 
@@ -108,7 +106,7 @@ class DeliveryResource(dg.ConfigurableResource):
 
     def policies(self) -> dict[str, Policy]:
         chosen: dict[str, Policy] = {}
-        for entity in ENTITIES.values():
+        for entity in current().entities.values():
             policy = self.compensation.get(entity.name, entity.on_undeliverable)
             if policy not in ("hold", "compensate"):
                 raise ValueError(
@@ -118,22 +116,23 @@ class DeliveryResource(dg.ConfigurableResource):
         return chosen
 
 
-def system_url(folder: DataFolder, system: str) -> str | dg.EnvVar:
-    variable = f"SYNCFABRIC_{system.upper()}_URL"
+def system_url(folder: DataFolder, system: str, project: Project | None = None) -> str | dg.EnvVar:
+    variable = (project or current()).systems[system].url_env
     if os.environ.get(variable):
         return dg.EnvVar(variable)
     return sqlite_url(folder.system_database(system))
 
 
-def default_resources(folder: DataFolder | None = None) -> dict[str, dg.ConfigurableResource]:
+def default_resources(
+    folder: DataFolder | None = None, project: Project | None = None
+) -> dict[str, dg.ConfigurableResource]:
     folder = folder or DataFolder.from_env()
+    project = project or current()
     return {
         "warehouse": WarehouseResource(path=str(folder.warehouse)),
         "landing_zone": LandingZoneResource(root=str(folder.landing)),
         "systems": SystemsResource(
-            crm_url=system_url(folder, "crm"),
-            billing_url=system_url(folder, "billing"),
-            support_url=system_url(folder, "support"),
+            urls={name: system_url(folder, name, project) for name in project.system_names}
         ),
         "delivery": DeliveryResource(),
     }

@@ -228,13 +228,14 @@ class Pipeline:
         that names no dead letter.
         """
         from sync_assets.deliver import outbox
+        from sync_assets.deliver.ops import DELIVER_JOB
         from sync_assets.warehouse import connect
 
         with connect(self.folder.warehouse, read_only=True) as con:
             outbox.check_redrive(con, redrive or [], destination)
         plan = {"redrive": redrive or [], "redrive_all": redrive_all, "destination": destination}
         run = self._execute(
-            self.defs.resolve_job_def("deliver_corrections"),
+            self.defs.resolve_job_def(DELIVER_JOB),
             run_config={
                 "ops": {"plan_deliveries": {"config": plan}},
                 "loggers": {"console": {"config": {"log_level": "INFO"}}},

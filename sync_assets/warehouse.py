@@ -15,8 +15,9 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from sync_assets.catalog.entities import ENTITIES, Entity
+from sync_assets.catalog.entities import Entity
 from sync_assets.errors import SyncfabricError
+from sync_assets.project import current
 
 WRITER_POOL = "duckdb_writer"
 
@@ -152,7 +153,7 @@ def accepted_events_view() -> str:
     """Every accepted event of every entity, by (source, id): what deduplication looks up."""
     selects = [
         f"SELECT source, event_id, batch_id, line_no FROM {quote(entity.events_table)}"
-        for entity in ENTITIES.values()
+        for entity in current().entities.values()
     ]
     return "CREATE OR REPLACE VIEW accepted_events AS " + " UNION ALL ".join(selects)
 
@@ -164,7 +165,7 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
 
     _refuse_an_older_layout(con)
     con.execute(LEDGER_DDL)
-    for entity in ENTITIES.values():
+    for entity in current().entities.values():
         con.execute(events_table_ddl(entity))
         con.execute(golden_table_ddl(entity))
     con.execute(accepted_events_view())

@@ -6,23 +6,33 @@ data folder under pytest's tmp_path.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sync_assets.catalog.contracts import CURRENT_VERSION
-from sync_assets.catalog.entities import SYSTEMS
+from examples.demo.seed.landscape import build_demo_landscape
 from sync_assets.catalog.events import make_event, to_line
-from sync_assets.demo.landscape import build_demo_landscape
 from sync_assets.ingest.landing import Batch, LandingZone
 from sync_assets.ingest.raw import ingest_batch
 from sync_assets.ingest.validate import validate_batch
+from sync_assets.project import current
 from sync_assets.settings import DataFolder
 from sync_assets.state.apply import apply_pending_batches
 from sync_assets.warehouse import connect, transaction
+
+DEMO_PROJECT = Path(__file__).resolve().parents[1] / "examples" / "demo"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests work on the demo project unless one says otherwise (set before any test module
+    is collected, so before any project is loaded)."""
+    os.environ.setdefault("SYNCFABRIC_PROJECT", str(DEMO_PROJECT))
+
 
 BASE_TIME = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)
 
@@ -57,7 +67,7 @@ def event(
         origin=origin,
         data={} if data is None else data,
         time=time or BASE_TIME,
-        schema_version=schema_version or CURRENT_VERSION[entity_name],
+        schema_version=schema_version or current().current_version[entity_name],
         event_id=event_id,
     )
     built.update(overrides)
@@ -131,7 +141,7 @@ def landscape(demo, tmp_path) -> DataFolder:
     copy = DataFolder(tmp_path / "copy")
     copy.systems.mkdir(parents=True)
     shutil.copy(demo.warehouse, copy.warehouse)
-    for system in SYSTEMS:
+    for system in current().system_names:
         shutil.copy(demo.system_database(system), copy.system_database(system))
     return copy
 

@@ -5,11 +5,15 @@ import pytest
 from conftest import at, customer_created, event, land, rows
 
 from checks.ingest import dead_letter_rate, every_event_accounted_for
-from sync_assets.ingest.assets import landed_batches, raw_events, validate_events
+from sync_assets.ingest.assets import build_raw_events, landed_batches, validate_events
+from sync_assets.project import current
 from sync_assets.resources import default_resources
 from sync_assets.state.apply import replay
 from sync_assets.state.assets import batch_ledger, golden_records
 from sync_assets.warehouse import connect, transaction
+
+PROJECT = current()
+raw_events = build_raw_events(PROJECT)
 
 ASSETS = [raw_events, validate_events, golden_records, batch_ledger]
 CHECKS = [every_event_accounted_for, dead_letter_rate]

@@ -1,6 +1,6 @@
 """The chaos suite: 10,000 corrections delivered to the local no-code platform through faults.
 
-The support desk is served by `sync_assets.demo.platform` (a real HTTP service on 127.0.0.1) and
+The support desk is served by `examples.demo.seed.platform` (a real HTTP service on 127.0.0.1) and
 reconciled and corrected through it. Its writes fail 30% of the time (503s, dropped connections,
 a few 429s with Retry-After), answers are slow, some changes are applied and then their answer
 is lost (so the retry is a duplicate delivery), and the service goes down for a window. After the
@@ -17,13 +17,13 @@ import threading
 import pytest
 from conftest import run_core
 
-from sync_assets.connectors.mappings import SUPPORT_CUSTOMER
+from examples.demo.seed.landscape import build_demo_landscape
+from examples.demo.seed.platform import Faults, PlatformService
 from sync_assets.deliver.engine import Delivery
 from sync_assets.deliver.gate import ReviewRequired
 from sync_assets.deliver.http import HttpDestination
-from sync_assets.demo.landscape import build_demo_landscape
-from sync_assets.demo.platform import Faults, PlatformService
 from sync_assets.ingest.landing import LandingZone
+from sync_assets.project import current
 from sync_assets.runner import pipeline
 from sync_assets.settings import DataFolder
 from sync_assets.warehouse import connect
@@ -164,7 +164,9 @@ def test_duplicated_and_reordered_deliveries_change_nothing(drifted):
     ]  # fmt: skip
     before = applications(folder)
     with PlatformService(folder.system_database("support")) as platform:
-        destination = HttpDestination("support", platform.url, {"customer": SUPPORT_CUSTOMER})
+        destination = HttpDestination(
+            "support", platform.url, {"customer": current().mapping("support", "customer")}
+        )
         try:
             duplicates = destination.deliver(again)
             late = destination.deliver(older)

@@ -11,16 +11,9 @@ import polars as pl
 import pytest
 from pandera.errors import SchemaError, SchemaErrors
 
-from sync_assets.catalog.contracts import (
-    CONTRACTS,
-    CURRENT_VERSION,
-    KEY_COLUMN,
-    PAYLOAD_VERSIONS,
-    build_envelope_schema,
-    contract_for,
-)
-from sync_assets.catalog.entities import ENTITIES
-from sync_assets.catalog.events import ACTIONS, EVENT_TYPES
+from sync_assets.catalog.contracts import KEY_COLUMN, build_envelope_schema
+from sync_assets.catalog.events import ACTIONS
+from sync_assets.project import current
 
 # One valid value per (entity, attribute), to build a frame every contract must accept.
 VALID = {
@@ -39,7 +32,7 @@ VALID = {
     ("order", "placed_at"): datetime(2026, 11, 25, 8, 0, tzinfo=UTC),
 }
 KEYS = {"customer": "C-000001", "order": "O-0000001"}
-CONTRACT_IDS = [f"{t}/v{v}" for (t, v) in CONTRACTS]
+CONTRACT_IDS = [f"{t}/v{v}" for (t, v) in current().contracts]
 
 
 def frame(contract, **overrides) -> pl.DataFrame:
@@ -63,17 +56,17 @@ def frame(contract, **overrides) -> pl.DataFrame:
 def test_every_event_type_and_payload_version_has_a_contract():
     expected = {
         (f"{entity}.{action}", version)
-        for (entity, version) in PAYLOAD_VERSIONS
+        for (entity, version) in current().payload_versions
         for action in ACTIONS
     }
-    assert set(CONTRACTS) == expected
-    assert {t for (t, _) in CONTRACTS} == set(EVENT_TYPES)
-    assert CURRENT_VERSION == {"customer": 2, "order": 1}
+    assert set(current().contracts) == expected
+    assert {t for (t, _) in current().contracts} == set(current().event_types)
+    assert current().current_version == {"customer": 2, "order": 1}
 
 
-@pytest.mark.parametrize("key", list(CONTRACTS), ids=CONTRACT_IDS)
+@pytest.mark.parametrize("key", list(current().contracts), ids=CONTRACT_IDS)
 def test_every_contract_builds_a_pandera_schema_that_accepts_a_valid_payload(key):
-    contract = CONTRACTS[key]
+    contract = current().contracts[key]
     schema = contract.schema
 
     assert isinstance(schema, pa.DataFrameSchema)
@@ -82,15 +75,15 @@ def test_every_contract_builds_a_pandera_schema_that_accepts_a_valid_payload(key
     schema.validate(frame(contract))  # raises if the schema rejects a valid payload
 
 
-@pytest.mark.parametrize("key", list(CONTRACTS), ids=CONTRACT_IDS)
+@pytest.mark.parametrize("key", list(current().contracts), ids=CONTRACT_IDS)
 def test_every_contract_rejects_a_bad_key(key):
-    contract = CONTRACTS[key]
+    contract = current().contracts[key]
     with pytest.raises(SchemaErrors, match="str_contains"):
         contract.schema.validate(frame(contract, **{KEY_COLUMN: "not-a-key"}), lazy=True)
 
 
 def test_deletes_carry_no_fields():
-    for (event_type, _), contract in CONTRACTS.items():
+    for (event_type, _), contract in current().contracts.items():
         if event_type.endswith(".deleted"):
             assert contract.fields == {}
             assert set(contract.schema.columns) == {KEY_COLUMN}
@@ -100,7 +93,7 @@ def test_deletes_carry_no_fields():
     ("version", "required", "absent"), [(1, "name", "full_name"), (2, "full_name", "name")]
 )
 def test_customer_created_requires_the_name_field_of_its_version(version, required, absent):
-    contract = contract_for("customer.created", version)
+    contract = current().contract_for("customer.created", version)
     columns = contract.schema.columns
 
     assert absent not in columns
@@ -113,7 +106,7 @@ def test_customer_created_requires_the_name_field_of_its_version(version, requir
 
 @pytest.mark.parametrize("action", ["updated", "reconciled"])
 def test_updates_may_leave_out_required_attributes(action):
-    contract = contract_for(f"customer.{action}", 2)
+    contract = current().contract_for(f"customer.{action}", 2)
     assert contract.required_fields() == ()
     assert all(
         column.nullable for name, column in contract.schema.columns.items() if name != KEY_COLUMN
@@ -122,20 +115,23 @@ def test_updates_may_leave_out_required_attributes(action):
 
 
 def test_marketing_opt_in_exists_only_from_version_2():
-    assert "marketing_opt_in" not in contract_for("customer.updated", 1).fields
-    assert contract_for("customer.updated", 2).fields["marketing_opt_in"] == "marketing_opt_in"
+    assert "marketing_opt_in" not in current().contract_for("customer.updated", 1).fields
+    assert (
+        current().contract_for("customer.updated", 2).fields["marketing_opt_in"]
+        == "marketing_opt_in"
+    )
 
 
 @pytest.mark.parametrize("action", ["created", "updated", "reconciled"])
 def test_v1_upcast_renames_name_to_full_name(action):
-    assert contract_for(f"customer.{action}", 1).upcast_renames() == {"name": "full_name"}
-    assert contract_for(f"customer.{action}", 2).upcast_renames() == {}
-    assert contract_for(f"order.{action}", 1).upcast_renames() == {}
+    assert current().contract_for(f"customer.{action}", 1).upcast_renames() == {"name": "full_name"}
+    assert current().contract_for(f"customer.{action}", 2).upcast_renames() == {}
+    assert current().contract_for(f"order.{action}", 1).upcast_renames() == {}
 
 
 def test_v1_fields_map_onto_catalog_attributes():
-    v1 = PAYLOAD_VERSIONS[("customer", 1)]
-    customer = ENTITIES["customer"]
+    v1 = current().payload_versions[("customer", 1)]
+    customer = current().entities["customer"]
     assert set(v1.fields.values()) <= set(customer.attribute_names)
     assert v1.attribute("name") == customer.attribute("full_name")
 
@@ -152,21 +148,21 @@ def test_contract_for_an_unknown_version_names_the_known_versions(event_type, ve
     with pytest.raises(
         KeyError, match=re.escape(f"{event_type} version {version}; known versions: {known}")
     ):
-        contract_for(event_type, version)
+        current().contract_for(event_type, version)
 
 
 def test_contract_for_a_known_version():
-    contract = contract_for("customer.created", 1)
+    contract = current().contract_for("customer.created", 1)
     assert (contract.event_type, contract.version, contract.action) == (
         "customer.created",
         1,
         "created",
     )
-    assert contract is CONTRACTS[("customer.created", 1)]
+    assert contract is current().contracts[("customer.created", 1)]
 
 
 def test_enum_and_minimum_rules_come_from_the_catalog():
-    order = contract_for("order.created", 1)
+    order = current().contract_for("order.created", 1)
     with pytest.raises(SchemaErrors) as raised:
         order.schema.validate(frame(order, status="lost", amount=-1.0), lazy=True)
     failed = set(raised.value.failure_cases["column"].to_list())
@@ -174,7 +170,8 @@ def test_enum_and_minimum_rules_come_from_the_catalog():
 
 
 def test_the_envelope_schema_builds_and_checks_the_event_type():
-    schema = build_envelope_schema()
+    project = current()
+    schema = build_envelope_schema(project.sources, project.event_types, project.system_names)
     assert isinstance(schema, pa.DataFrameSchema)
     assert {"specversion", "id", "source", "type", "time", "subject", "origin"} <= set(
         schema.columns
@@ -205,8 +202,8 @@ OTHER_DIGITS = ("٠١٢٣٤٥٦٧٨٩", "०१२३४५६७८९", "".joi
 
 def catalog_patterns() -> list[tuple[str, str, str]]:
     """(where, pattern, a valid value) for every pattern in the catalog."""
-    found = [(f"{e.name} key", e.key_pattern, KEYS[e.name]) for e in ENTITIES.values()]
-    for e in ENTITIES.values():
+    found = [(f"{e.name} key", e.key_pattern, KEYS[e.name]) for e in current().entities.values()]
+    for e in current().entities.values():
         for a in e.attributes:
             if a.pattern:
                 found.append((f"{e.name}.{a.name}", a.pattern, VALID[(e.name, a.name)]))

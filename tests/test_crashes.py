@@ -17,9 +17,8 @@ import duckdb
 import pytest
 from commands import syncctl, unfinished_runs_and_claims
 
-from sync_assets.catalog.entities import ENTITIES
-from sync_assets.connectors.mappings import MAPPINGS
 from sync_assets.crashpoints import POINTS
+from sync_assets.project import current
 from sync_assets.reconcile.snapshot import snapshot_table
 
 pytestmark = pytest.mark.slow
@@ -49,12 +48,12 @@ def end_state(home: Path) -> dict[str, object]:
     (their normalized snapshots from the last reconciliation), and what is left to do."""
     state: dict[str, object] = {}
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        for entity in ENTITIES.values():
+        for entity in current().entities.values():
             columns = ", ".join(f'"{c}"' for c in (entity.key, *entity.attribute_names))
             state[entity.golden_table] = con.execute(
                 f"SELECT {columns}, lifecycle_state FROM {entity.golden_table} ORDER BY 1"
             ).fetchall()
-        for mapping in MAPPINGS.values():
+        for mapping in current().mappings.values():
             table = snapshot_table(mapping)
             state[table] = con.execute(
                 f"SELECT * EXCLUDE (system_key) FROM {table} ORDER BY ALL"

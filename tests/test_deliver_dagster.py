@@ -6,12 +6,19 @@ import sqlite3
 
 import dagster as dg
 
-from checks.reconcile import reconciliation_checks
+from checks.reconcile import build_reconciliation_checks
 from sync_assets.deliver.assets import corrections
-from sync_assets.deliver.ops import deliver_corrections
-from sync_assets.reconcile.assets import discrepancies, snapshot_assets
+from sync_assets.deliver.ops import build_deliver_corrections
+from sync_assets.project import current
+from sync_assets.reconcile.assets import build_discrepancies, snapshot_asset
 from sync_assets.resources import DeliveryResource, default_resources
 from sync_assets.warehouse import connect
+
+PROJECT = current()
+snapshot_assets = [snapshot_asset(m) for m in PROJECT.mappings.values()]
+discrepancies = build_discrepancies(PROJECT)
+reconciliation_checks = build_reconciliation_checks(PROJECT)
+deliver_corrections = build_deliver_corrections(PROJECT)
 
 
 def a_customer_with_an_account_and_a_user(folder) -> str:

@@ -12,12 +12,12 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from sync_assets.connectors.mappings import MAPPINGS
 from sync_assets.deliver import outbox
 from sync_assets.deliver.corrections import insert_corrections
 from sync_assets.deliver.engine import Delivery, Outcome, deliver, percentile
 from sync_assets.deliver.retry import RetryPolicy
 from sync_assets.deliver.sql import SqlDestination
+from sync_assets.project import current
 from sync_assets.warehouse import create_schema
 
 
@@ -148,9 +148,9 @@ def test_a_change_set_broken_by_a_dead_letter_is_held_or_put_back(tmp_path, poli
             "'Active', 1, 'Free', '2026-01-01 00:00:00', 0)"
         ))  # fmt: skip
     destinations = {
-        "crm": SqlDestination("crm", crm, {"customer": MAPPINGS["crm", "customer"]}),
+        "crm": SqlDestination("crm", crm, {"customer": current().mappings["crm", "customer"]}),
         "support": SqlDestination(
-            "support", support, {"customer": MAPPINGS["support", "customer"]}
+            "support", support, {"customer": current().mappings["support", "customer"]}
         ),
     }
     con = duckdb.connect()

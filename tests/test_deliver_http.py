@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from test_platform_service import USERS
 
-from sync_assets.connectors.mappings import SUPPORT_CUSTOMER
+from examples.demo.seed.platform import PlatformService
 from sync_assets.deliver.engine import Delivery
 from sync_assets.deliver.http import HttpDestination
-from sync_assets.demo.platform import PlatformService
+from sync_assets.project import current
 
 V1, V2 = "2026-11-25T08:00:00.000000Z|e1", "2026-11-25T09:00:00.000000Z|e2"
 USER = {
@@ -44,7 +44,9 @@ def platform(database: Path) -> Iterator[PlatformService]:
 
 
 def desk(platform: PlatformService) -> HttpDestination:
-    return HttpDestination("support", platform.url, {"customer": SUPPORT_CUSTOMER})
+    return HttpDestination(
+        "support", platform.url, {"customer": current().mapping("support", "customer")}
+    )
 
 
 def delivery(key: str, action: str, values: dict, version: str = V1, **more) -> Delivery:

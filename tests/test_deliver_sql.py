@@ -8,12 +8,12 @@ import itertools
 import pytest
 import sqlalchemy as sa
 
-from sync_assets.connectors.mappings import MAPPINGS
 from sync_assets.deliver.engine import Delivery
 from sync_assets.deliver.sql import APPLIED, VERSIONS, SqlDestination
+from sync_assets.project import current
 
-BILLING = MAPPINGS["billing", "customer"]
-SUPPORT = MAPPINGS["support", "customer"]
+BILLING = current().mappings["billing", "customer"]
+SUPPORT = current().mappings["support", "customer"]
 V1, V2, V3 = (
     "2026-11-25T08:00:00.000000Z|e1",
     "2026-11-25T09:00:00.000000Z|e2",

@@ -29,12 +29,11 @@ import pytest
 from conftest import BASE_TIME, customer_created, event, land
 from hypothesis import HealthCheck, given, settings
 
-from sync_assets.catalog.contracts import CONTRACTS
-from sync_assets.catalog.entities import ENTITIES
 from sync_assets.catalog.events import MAX_EVENT_BYTES, to_line
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.ingest.raw import ingest_batch
 from sync_assets.ingest.validate import validate_batch
+from sync_assets.project import current
 from sync_assets.settings import DEFAULT_MAX_CLOCK_SKEW, DataFolder
 from sync_assets.warehouse import connect, transaction
 
@@ -308,7 +307,7 @@ def check_accepted(line: str, row: dict[str, Any], arrived_at: datetime) -> None
     assert STRICT_TIME.match(envelope["time"]), envelope["time"]
     assert row["event_time"] == datetime.fromisoformat(envelope["time"])
     assert row["event_time"] <= arrived_at + DEFAULT_MAX_CLOCK_SKEW
-    contract = CONTRACTS[(envelope["type"], envelope["schemaversion"])]
+    contract = current().contracts[(envelope["type"], envelope["schemaversion"])]
     for field_name, value in (envelope.get("data") or {}).items():
         attribute = contract.entity.attribute(contract.fields[field_name])
         stored = row[attribute.name]
@@ -348,7 +347,7 @@ def check_batch(
         assert PII not in reason, reason
 
     accepted: dict[int, dict[str, Any]] = {}
-    for entity in ENTITIES.values():
+    for entity in current().entities.values():
         cursor = con.execute(f"SELECT * FROM {entity.events_table} WHERE batch_id = ?", [batch_id])
         columns = [d[0] for d in cursor.description]
         for values in cursor.fetchall():

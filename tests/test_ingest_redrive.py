@@ -6,12 +6,12 @@ import dagster as dg
 import pytest
 from conftest import customer_created, land, rows, run_core
 
-from sync_assets.catalog.contracts import CONTRACTS, PAYLOAD_VERSIONS, Contract, PayloadVersion
-from sync_assets.catalog.entities import entity
+from sync_assets.catalog.contracts import Contract, PayloadVersion
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.ingest.ops import redrive_ingest_dead_letters
 from sync_assets.ingest.redrive import choose, held, redrive
+from sync_assets.project import current
 from sync_assets.resources import default_resources
 from sync_assets.warehouse import connect, transaction
 
@@ -35,9 +35,9 @@ def test_a_dead_letter_redriven_after_its_contract_is_registered_is_applied(
     assert (letter.event_id, letter.rule) == ("new-1", "contract")
 
     # The fix: version 3 of the customer payload is registered (here, as a team would in code).
-    customer = entity("customer")
-    v3 = PayloadVersion(customer, 3, dict(PAYLOAD_VERSIONS[("customer", 2)].fields))
-    monkeypatch.setitem(CONTRACTS, ("customer.created", 3), Contract(v3, "created"))
+    customer = current().entity("customer")
+    v3 = PayloadVersion(customer, 3, dict(current().payload_versions[("customer", 2)].fields))
+    monkeypatch.setitem(current().contracts, ("customer.created", 3), Contract(v3, "created"))
     redriven = redrive_now(data_folder, ["new-1"])
     redrive_batch = LandingZone(data_folder.landing).locate(redriven.batches["crm"])
     run_core(data_folder, [redrive_batch.batch_id])

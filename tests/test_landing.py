@@ -9,11 +9,15 @@ import pytest
 from conftest import customer_created, land, rows
 
 from sync_assets.catalog.events import to_line
-from sync_assets.ingest.assets import landed_batches, raw_events
+from sync_assets.ingest.assets import build_raw_events, landed_batches
 from sync_assets.ingest.landing import LandingZone, read_batch
 from sync_assets.ingest.raw import BatchChanged, ingest_batch
+from sync_assets.project import current
 from sync_assets.resources import default_resources
 from sync_assets.warehouse import connect, transaction
+
+PROJECT = current()
+raw_events = build_raw_events(PROJECT)
 
 
 def reasons(zone: LandingZone) -> dict[str, str]:

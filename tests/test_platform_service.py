@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from examples.demo.seed.platform import Faults, PlatformService
 from sync_assets.connectors.platform_api import PlatformApiError, is_platform_url, read_records
-from sync_assets.demo.platform import Faults, PlatformService
 
 USERS = """CREATE TABLE users (
     id INTEGER PRIMARY KEY,

@@ -5,11 +5,17 @@ import sqlite3
 import dagster as dg
 import pytest
 
-from checks.reconcile import reconciliation_checks
+from checks.reconcile import build_reconciliation_checks
 from sync_assets.jobs import reconcile_schedule
-from sync_assets.reconcile.assets import discrepancies, snapshot_assets
+from sync_assets.project import current
+from sync_assets.reconcile.assets import build_discrepancies, snapshot_asset
 from sync_assets.resources import SystemsResource, default_resources, system_url
 from sync_assets.warehouse import connect
+
+PROJECT = current()
+snapshot_assets = [snapshot_asset(m) for m in PROJECT.mappings.values()]
+discrepancies = build_discrepancies(PROJECT)
+reconciliation_checks = build_reconciliation_checks(PROJECT)
 
 
 def reconcile(folder) -> dg.ExecuteInProcessResult:

@@ -7,8 +7,8 @@ import sqlite3
 
 from conftest import first_unused_key
 
-from sync_assets.connectors.mappings import MAPPINGS, comparable_pairs
 from sync_assets.connectors.sources import open_source, sqlite_url
+from sync_assets.project import current
 from sync_assets.reconcile.diff import diff_system, diff_systems, summarize
 from sync_assets.reconcile.snapshot import snapshot_system
 from sync_assets.settings import DataFolder
@@ -21,11 +21,11 @@ Found = tuple[str, str, str, str, str | None, str | None]
 def reconcile(folder: DataFolder, run_id: str) -> list[Found]:
     """Snapshot every system, diff each against golden and each pair; this run's findings."""
     with connect(folder.warehouse) as con:
-        for m in MAPPINGS.values():
+        for m in current().mappings.values():
             snapshot_system(con, open_source(sqlite_url(folder.system_database(m.system))), m)
             diff_system(con, m, run_id)
         for entity_name in ("customer", "order"):
-            for left, right in comparable_pairs(entity_name):
+            for left, right in current().comparable_pairs(entity_name):
                 diff_systems(con, left, right, run_id)
         return con.execute(
             "SELECT kind, resolution, system, entity_key, attribute, other_system"
@@ -215,7 +215,7 @@ def test_history_is_appended_per_run_and_a_retried_run_replaces_its_own(landscap
     with connect(landscape.warehouse) as con:
         runs = con.execute("SELECT run_id, count(*) FROM discrepancies GROUP BY 1 ORDER BY 1").fetchall()  # fmt: skip
         summary = summarize(con, "run-2")
-        result = diff_system(con, MAPPINGS["support", "customer"], "run-3")
+        result = diff_system(con, current().mappings["support", "customer"], "run-3")
     assert runs == [("run-1", 1), ("run-2", 1)]
     assert summary.counts == {"missing": 1, "extra": 0, "mismatch": 0, "divergence": 0}
     assert summary.by_resolution == {"drift": 1}

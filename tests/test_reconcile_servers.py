@@ -23,18 +23,11 @@ import sqlalchemy as sa
 from conftest import first_unused_key, run_core
 from databases import copy_sqlite_table
 
-from sync_assets.connectors.mappings import (
-    BILLING_CUSTOMER,
-    BILLING_ORDER,
-    CRM_CUSTOMER,
-    SUPPORT_CUSTOMER,
-    Mapping,
-    check_mapping,
-    comparable_pairs,
-)
+from examples.demo.seed.landscape import build_demo_landscape
+from sync_assets.connectors.mappings import Mapping
 from sync_assets.connectors.sources import open_source, sqlite_url
-from sync_assets.demo.landscape import build_demo_landscape
 from sync_assets.ingest.landing import LandingZone
+from sync_assets.project import current
 from sync_assets.reconcile.diff import diff_system, diff_systems
 from sync_assets.reconcile.snapshot import snapshot_system
 from sync_assets.settings import DataFolder
@@ -101,10 +94,13 @@ class Landscape:
         with postgres.connect() as conn:
             self.pg_schema = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
         self.sources: list[tuple[Mapping, sa.URL | str]] = [
-            (replace(CRM_CUSTOMER, schema=self.pg_schema), postgres.url),
-            (BILLING_CUSTOMER, mariadb.url),  # the database is the URL's
-            (placed_as_datetime(BILLING_ORDER), mariadb.url),
-            (SUPPORT_CUSTOMER, sqlite_url(folder.system_database("support"))),
+            (replace(current().mapping("crm", "customer"), schema=self.pg_schema), postgres.url),
+            (current().mapping("billing", "customer"), mariadb.url),  # the database is the URL's
+            (placed_as_datetime(current().mapping("billing", "order")), mariadb.url),
+            (
+                current().mapping("support", "customer"),
+                sqlite_url(folder.system_database("support")),
+            ),
         ]
 
     def reconcile(self, run_id: str) -> set[Found]:
@@ -118,7 +114,7 @@ class Landscape:
                     engine.dispose()
                 diff_system(con, m, run_id)
             for entity_name in ("customer", "order"):
-                for left, right in comparable_pairs(entity_name):
+                for left, right in current().comparable_pairs(entity_name):
                     diff_systems(con, left, right, run_id)
             found = con.execute(
                 "SELECT kind, resolution, system, entity, entity_key, attribute, other_system"
@@ -140,10 +136,6 @@ Found = tuple[str, str, str, str, str, str | None, str | None]
 @pytest.fixture
 def landscape(demo, tmp_path, postgres_engine, mariadb_engine) -> Landscape:
     return Landscape(demo, DataFolder(tmp_path / "copy"), postgres_engine, mariadb_engine)
-
-
-def test_the_deployment_mappings_are_valid():
-    check_mapping(placed_as_datetime(BILLING_ORDER))
 
 
 def test_a_fresh_copy_on_the_servers_has_no_discrepancies(landscape):
@@ -440,7 +432,7 @@ def test_a_read_only_engine_reads_the_schema_its_postgres_url_names(
             assert conn.execute(sa.text("SELECT current_schema()")).scalar_one() == schema
             assert conn.execute(sa.text("SHOW transaction_read_only")).scalar_one() == "on"
         with connect(tmp_path / "search_path.duckdb") as con:
-            assert snapshot_system(con, engine, CRM_CUSTOMER) == 300
+            assert snapshot_system(con, engine, current().mapping("crm", "customer")) == 300
     finally:
         engine.dispose()
 

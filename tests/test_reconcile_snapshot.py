@@ -8,9 +8,9 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from sync_assets.catalog.entities import entity
 from sync_assets.connectors.mappings import Field, Mapping, SoftDelete
 from sync_assets.connectors.sources import to_batch
+from sync_assets.project import current
 from sync_assets.reconcile.diff import equal
 from sync_assets.reconcile.snapshot import load_snapshot
 from sync_assets.warehouse import golden_table_ddl
@@ -102,7 +102,7 @@ def test_chunks_append_and_a_new_load_replaces_the_snapshot(con):
 
 
 def test_snapshot_columns_are_typed_like_the_golden_table(con):
-    con.execute(golden_table_ddl(entity("order")))
+    con.execute(golden_table_ddl(current().entity("order")))
     load_snapshot(con, ORDERS, [])
 
     def types(table: str) -> dict[str, str]:
@@ -149,5 +149,5 @@ def test_a_key_held_twice_keeps_the_live_row_and_rows_without_key_are_dropped(co
     ],
 )  # fmt: skip
 def test_comparison_rules_of_the_catalog(con, attribute, left, right, same):
-    a = entity(attribute[0]).attribute(attribute[1])
+    a = current().entity(attribute[0]).attribute(attribute[1])
     assert con.execute(f"SELECT {equal(a, left, right)}").fetchone() == (same,)

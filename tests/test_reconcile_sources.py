@@ -8,23 +8,15 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from sync_assets.catalog.entities import entity
-from sync_assets.connectors.mappings import (
-    MAPPINGS,
-    Field,
-    Lookup,
-    Mapping,
-    check_mapping,
-    comparable_pairs,
-)
+from examples.demo.seed.systems import LAYOUTS
+from sync_assets.connectors.mappings import Field, Lookup, Mapping
 from sync_assets.connectors.sources import open_source, sqlite_url, stream_batches
-from sync_assets.demo.systems import LAYOUTS
+from sync_assets.project import current
 
 
-@pytest.mark.parametrize("key", list(MAPPINGS), ids="_".join)
+@pytest.mark.parametrize("key", list(current().mappings), ids="_".join)
 def test_mapping_holds_what_the_demo_layout_says(key):
-    m = MAPPINGS[key]
-    check_mapping(m)
+    m = current().mappings[key]
     table = LAYOUTS[m.system].table(m.table)
     assert table.entity == m.entity
     assert m.canonical_key.source == table.key
@@ -41,17 +33,9 @@ def test_mapping_holds_what_the_demo_layout_says(key):
 
 
 def test_systems_sharing_attributes_are_paired():
-    pairs = {(a.system, b.system) for a, b in comparable_pairs("customer")}
+    pairs = {(a.system, b.system) for a, b in current().comparable_pairs("customer")}
     assert pairs == {("crm", "billing"), ("crm", "support"), ("billing", "support")}
-    assert comparable_pairs("order") == []
-
-
-def test_check_mapping_rejects_unknown_attributes():
-    bad = Mapping("crm", "customer", "contacts", ("id",), Field("customer_id", "id"),
-                  (Field("shoe_size", "shoes"),), soft_delete=None)  # fmt: skip
-    with pytest.raises(KeyError, match="shoe_size"):
-        check_mapping(bad)
-    assert entity("customer").key == "customer_id"
+    assert current().comparable_pairs("order") == []
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from sync_assets.connectors.mappings import MAPPINGS, Lookup, Mapping, raw_columns
+from sync_assets.connectors.mappings import Lookup, Mapping, raw_columns
 from sync_assets.connectors.render import (
     UnwritableField,
     lifecycle_values,
@@ -19,6 +19,7 @@ from sync_assets.connectors.render import (
     to_json,
 )
 from sync_assets.connectors.sources import to_batch
+from sync_assets.project import current
 from sync_assets.reconcile.snapshot import load_snapshot, snapshot_table
 
 CUSTOMER = {
@@ -56,7 +57,7 @@ def _read_back(m: Mapping, row: dict) -> dict:
     return dict(zip(names, rows[0], strict=True))
 
 
-@pytest.mark.parametrize("m", list(MAPPINGS.values()), ids=lambda m: m.name)
+@pytest.mark.parametrize("m", list(current().mappings.values()), ids=lambda m: m.name)
 def test_rendered_values_read_back_as_the_same_catalog_values(m: Mapping):
     source = CUSTOMER if m.entity == "customer" else ORDER
     values = {name: source[name] for name in _writable(m)}
@@ -74,7 +75,9 @@ def test_rendered_values_read_back_as_the_same_catalog_values(m: Mapping):
             assert back[name] == value, name
 
 
-@pytest.mark.parametrize("m", [m for m in MAPPINGS.values() if m.soft_delete], ids=lambda m: m.name)
+@pytest.mark.parametrize(
+    "m", [m for m in current().mappings.values() if m.soft_delete], ids=lambda m: m.name
+)
 def test_a_rendered_delete_reads_back_as_deleted(m: Mapping):
     source = CUSTOMER if m.entity == "customer" else ORDER
     row = render_values(m, {name: source[name] for name in _writable(m)})
@@ -86,14 +89,15 @@ def test_a_rendered_delete_reads_back_as_deleted(m: Mapping):
 
 def test_values_are_written_the_way_each_system_writes_them():
     crm = render_values(
-        MAPPINGS["crm", "customer"], {"country": "GB", "status": "active", "plan": "pro"}
+        current().mappings["crm", "customer"], {"country": "GB", "status": "active", "plan": "pro"}
     )
     billing = render_values(
-        MAPPINGS["billing", "customer"], {"email": "a@b.io", "status": "active"}
+        current().mappings["billing", "customer"], {"email": "a@b.io", "status": "active"}
     )
-    support = render_values(MAPPINGS["support", "customer"], {"status": "inactive"})
+    support = render_values(current().mappings["support", "customer"], {"status": "inactive"})
     order = render_values(
-        MAPPINGS["billing", "order"], {"amount": "10.99", "placed_at": "2026-11-25T08:30:00+00:00"}
+        current().mappings["billing", "order"],
+        {"amount": "10.99", "placed_at": "2026-11-25T08:30:00+00:00"},
     )
     assert crm == {"country_code": "gb", "lifecycle_status": "Active", "plan_name": "Pro"}
     assert billing == {"billing_email": "A@B.IO", "account_state": "ACTIVE"}
@@ -103,11 +107,11 @@ def test_values_are_written_the_way_each_system_writes_them():
 
 def test_a_looked_up_attribute_cannot_be_written():
     with pytest.raises(UnwritableField, match="accounts"):
-        render_values(MAPPINGS["billing", "order"], {"customer_id": "C-000001"})
+        render_values(current().mappings["billing", "order"], {"customer_id": "C-000001"})
 
 
 def test_stamps_follow_the_system_format_and_only_create_stamps_on_create():
-    crm, support = MAPPINGS["crm", "customer"], MAPPINGS["support", "customer"]
+    crm, support = current().mappings["crm", "customer"], current().mappings["support", "customer"]
     assert stamp_values(crm, creating=True, now=NOW) == {"created_on": "2026-11-25 09:00:00"}
     assert stamp_values(crm, creating=False, now=NOW) == {}
     assert stamp_values(support, creating=False, now=NOW) == {"updated_at": int(NOW.timestamp())}

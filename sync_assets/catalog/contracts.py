@@ -1,9 +1,9 @@
 """Versioned event contracts: one pandera schema per (event type, schema version).
 
 A payload version lists the fields its events carry and the catalog attribute each one holds; the
-mapping is also the upcaster, since a later version only renames or adds fields. Version 2 of the
-customer events renamed `name` to `full_name` and added `marketing_opt_in`; version 1 events stay
-readable and are upcast to the current form before they are applied.
+mapping is also the upcaster, since a later version only renames or adds fields. The versions are
+data the team owns (`contracts/<entity>.yaml` in the project, loaded by `sync_assets/project/`);
+older versions' events stay readable and are upcast to the current form before they are applied.
 
 The rules per action:
 - `created`: every required attribute is present and not null;
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from sync_assets.catalog.entities import ENTITIES, SYSTEMS, Attribute, Entity, entity
-from sync_assets.catalog.events import ACTIONS, EVENT_TYPES, SOURCES, SPECVERSION
+from sync_assets.catalog.entities import Attribute, Entity
+from sync_assets.catalog.events import SPECVERSION
 
 KEY_COLUMN = "subject"
 
@@ -33,35 +33,6 @@ class PayloadVersion:
 
     def attribute(self, field_name: str) -> Attribute:
         return self.entity.attribute(self.fields[field_name])
-
-
-def _current(entity_: Entity, version: int) -> PayloadVersion:
-    return PayloadVersion(entity_, version, {name: name for name in entity_.attribute_names})
-
-
-_CUSTOMER_V1 = PayloadVersion(
-    entity("customer"),
-    1,
-    {
-        "email": "email",
-        "name": "full_name",
-        "phone": "phone",
-        "country": "country",
-        "status": "status",
-        "plan": "plan",
-        "support_tier": "support_tier",
-    },
-)
-
-PAYLOAD_VERSIONS: dict[tuple[str, int], PayloadVersion] = {
-    ("customer", 1): _CUSTOMER_V1,
-    ("customer", 2): _current(entity("customer"), 2),
-    ("order", 1): _current(entity("order"), 1),
-}
-
-CURRENT_VERSION: dict[str, int] = {
-    name: max(v for (e, v) in PAYLOAD_VERSIONS if e == name) for name in ENTITIES
-}
 
 
 @dataclass(frozen=True)
@@ -104,23 +75,6 @@ class Contract:
     @functools.cached_property
     def schema(self):  # -> pandera.polars.DataFrameSchema (imported lazily: pandera is slow)
         return build_payload_schema(self)
-
-
-CONTRACTS: dict[tuple[str, int], Contract] = {
-    (f"{payload.entity.name}.{action}", payload.version): Contract(payload, action)
-    for payload in PAYLOAD_VERSIONS.values()
-    for action in ACTIONS
-}
-
-
-def contract_for(event_type: str, version: int) -> Contract:
-    try:
-        return CONTRACTS[(event_type, version)]
-    except KeyError:
-        known = sorted(v for (t, v) in CONTRACTS if t == event_type)
-        raise KeyError(
-            f"no contract for {event_type} version {version}; known versions: {known}"
-        ) from None
 
 
 POLARS_TYPES: dict[str, pl.DataType] = {
@@ -177,16 +131,20 @@ def build_payload_schema(contract: Contract):
 
 
 @functools.cache
-def build_envelope_schema():
-    """The pandera schema every event's envelope must satisfy before its payload is checked."""
+def build_envelope_schema(
+    sources: tuple[str, ...], event_types: tuple[str, ...], systems: tuple[str, ...]
+):
+    """The pandera schema every event's envelope must satisfy before its payload is checked:
+    its source, type and origin among the project's (`Project.sources`, `.event_types`,
+    `.system_names`)."""
     import pandera.polars as pa
 
     return pa.DataFrameSchema(
         {
             "specversion": pa.Column(pl.String, pa.Check.isin([SPECVERSION]), nullable=False),
             "id": pa.Column(pl.String, pa.Check.str_length(min_value=1), nullable=False),
-            "source": pa.Column(pl.String, pa.Check.isin(list(SOURCES)), nullable=False),
-            "type": pa.Column(pl.String, pa.Check.isin(list(EVENT_TYPES)), nullable=False),
+            "source": pa.Column(pl.String, pa.Check.isin(list(sources)), nullable=False),
+            "type": pa.Column(pl.String, pa.Check.isin(list(event_types)), nullable=False),
             "time": pa.Column(pl.Datetime("us", "UTC"), nullable=False),
             "subject": pa.Column(pl.String, nullable=False),
             "datacontenttype": pa.Column(
@@ -194,7 +152,7 @@ def build_envelope_schema():
             ),
             "schemaversion": pa.Column(pl.Int64, nullable=False),
             "correlationid": pa.Column(pl.String, nullable=False),
-            "origin": pa.Column(pl.String, pa.Check.isin(list(SYSTEMS)), nullable=False),
+            "origin": pa.Column(pl.String, pa.Check.isin(list(systems)), nullable=False),
         },
         name="envelope",
         description="CloudEvents 1.0 envelope with Syncfabric's extensions",

@@ -1,8 +1,9 @@
-"""The catalog: the single source of truth for what Syncfabric keeps in sync.
+"""The catalog's shapes: an entity, its key and its attributes, as the pipeline reads them.
 
-Each entity declares its key, its attributes (type, allowed values, owner, PII, description) and
-which system owns its lifecycle (creates and deletes it). Contracts, DuckDB tables, assets and the
-docs are all derived from these declarations; change an entity here and everything follows.
+The catalog itself is data the team owns: `catalog/<entity>.yaml` in the project folder, loaded by
+`sync_assets/project/`. Each entity declares its key, its attributes (type, allowed values, owner,
+PII, description) and which system owns its lifecycle (creates and deletes it). Contracts, DuckDB
+tables, assets and the docs are all derived from these declarations.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 AttributeType = Literal["string", "enum", "decimal", "timestamp", "boolean"]
-
-SYSTEMS: tuple[str, ...] = ("crm", "billing", "support")
 
 DECIMAL_DIGITS, DECIMAL_PLACES = 18, 2
 """Decimal attributes are stored as DECIMAL(18, 2): rounded to 2 places, below 10^16 in absolute
@@ -68,6 +67,8 @@ class Entity:
     on_undeliverable: Literal["hold", "compensate"] = "hold"
     """When a correction cannot reach one system: hold the others and alert, or put them back
     (see sync_assets/deliver/outbox.py). Delivery config can override it per entity."""
+    business_rules: tuple[str, ...] = ()
+    """The rules the business holds the entity to, in words, for the people reading the catalog."""
 
     def attribute(self, name: str) -> Attribute:
         for attribute in self.attributes:
@@ -93,138 +94,3 @@ class Entity:
     @property
     def events_table(self) -> str:
         return f"validated_{self.name}_events"
-
-
-CUSTOMER = Entity(
-    name="customer",
-    key="customer_id",
-    key_pattern=r"^C-[0-9]{6}$",
-    lifecycle_owner="crm",
-    description="A person or company that buys from us; the CRM is where customers are born.",
-    attributes=(
-        Attribute(
-            "email",
-            "string",
-            owner="crm",
-            required=True,
-            pii=True,
-            pattern=r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$",
-            compare="casefold",
-            description="Primary contact address, lower case.",
-        ),
-        Attribute(
-            "full_name",
-            "string",
-            owner="crm",
-            required=True,
-            pii=True,
-            pattern=r"\S",
-            compare="whitespace",
-            description="Display name; called `name` in schema version 1.",
-        ),
-        Attribute(
-            "phone",
-            "string",
-            owner="crm",
-            pii=True,
-            pattern=r"^\+[1-9][0-9]{6,14}$",
-            description="Phone number in E.164 form, e.g. +442071838750.",
-        ),
-        Attribute(
-            "country",
-            "string",
-            owner="crm",
-            required=True,
-            pattern=r"^[A-Z]{2}$",
-            description="ISO 3166-1 alpha-2 country code, upper case.",
-        ),
-        Attribute(
-            "status",
-            "enum",
-            owner="crm",
-            required=True,
-            allowed=("active", "inactive", "suspended"),
-            description="Whether the customer may buy and log in.",
-        ),
-        Attribute(
-            "marketing_opt_in",
-            "boolean",
-            owner="crm",
-            description="Consent to marketing e-mail; added in schema version 2.",
-        ),
-        Attribute(
-            "plan",
-            "enum",
-            owner="billing",
-            allowed=("free", "starter", "pro", "enterprise"),
-            description="The subscription plan billing charges for.",
-        ),
-        Attribute(
-            "support_tier",
-            "enum",
-            owner="support",
-            allowed=("standard", "priority"),
-            description="The service level the support desk gives.",
-        ),
-    ),
-)
-
-ORDER = Entity(
-    name="order",
-    key="order_id",
-    key_pattern=r"^O-[0-9]{7}$",
-    lifecycle_owner="billing",
-    description="A purchase by a customer; billing takes and settles orders.",
-    attributes=(
-        Attribute(
-            "customer_id",
-            "string",
-            owner="billing",
-            required=True,
-            pattern=r"^C-[0-9]{6}$",
-            description="The canonical key of the customer who placed the order.",
-        ),
-        Attribute(
-            "status",
-            "enum",
-            owner="billing",
-            required=True,
-            allowed=("pending", "paid", "shipped", "cancelled", "refunded"),
-            description="Where the order is in its life.",
-        ),
-        Attribute(
-            "amount",
-            "decimal",
-            owner="billing",
-            required=True,
-            minimum=0,
-            tolerance=0.01,  # a system rounding a converted amount may differ by a cent
-            description="Order total in `currency`, two decimals.",
-        ),
-        Attribute(
-            "currency",
-            "enum",
-            owner="billing",
-            required=True,
-            allowed=("USD", "EUR", "GBP"),
-            description="ISO 4217 currency code of `amount`.",
-        ),
-        Attribute(
-            "placed_at",
-            "timestamp",
-            owner="billing",
-            required=True,
-            timestamp_precision="minute",  # billing keeps the minute only
-            description="When the customer placed the order (UTC).",
-        ),
-    ),
-)
-
-ENTITIES: dict[str, Entity] = {entity.name: entity for entity in (CUSTOMER, ORDER)}
-
-
-def entity(name: str) -> Entity:
-    try:
-        return ENTITIES[name]
-    except KeyError:
-        raise KeyError(f"unknown entity {name!r}; the catalog has {sorted(ENTITIES)}") from None

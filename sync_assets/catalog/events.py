@@ -19,13 +19,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sync_assets.catalog.entities import ENTITIES, SYSTEMS
-
 SPECVERSION = "1.0"
 ACTIONS: tuple[str, ...] = ("created", "updated", "deleted", "reconciled")
-EVENT_TYPES: tuple[str, ...] = tuple(f"{e}.{a}" for e in ENTITIES for a in ACTIONS)
 RECONCILER_SOURCE = "/syncfabric/reconciler"
-SOURCES: tuple[str, ...] = (*(f"/systems/{s}" for s in SYSTEMS), RECONCILER_SOURCE)
+"""The CloudEvents source of events Syncfabric writes itself (missed events, adoption)."""
 
 MAX_EVENT_BYTES = 64 * 1024
 """An event line longer than this is dead-lettered: payloads must stay minimal."""

@@ -1,17 +1,15 @@
-"""How each system stores each catalog entity, written out as plain data.
+"""How a system stores a catalog entity, as the pipeline reads it.
 
 One `Mapping` per (system, entity) says where the rows are, which column holds the canonical key,
 which canonical attribute each column holds and how its values are normalized, how a deleted
-record shows, and which golden records the system is expected to hold at all. The demo systems'
-`LAYOUTS` (sync_assets/demo/systems.py) describe the same tables; a test keeps the two in step.
+record shows, and which golden records the system is expected to hold at all. The mappings are
+data the team owns: `systems/<system>.yaml` in the project folder (`sync_assets/project/`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
-
-from sync_assets.catalog.entities import entity
 
 Rule = Literal[
     "text",  # trimmed; empty means NULL
@@ -123,128 +121,5 @@ def raw_columns(mapping: Mapping) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-CRM_CUSTOMER = Mapping(
-    system="crm",
-    entity="customer",
-    table="contacts",
-    key=("contact_id",),
-    canonical_key=Field("customer_id", "contact_id"),
-    fields=(
-        Field("email", "email_address", "lower"),
-        Field("full_name", "display_name"),
-        Field("phone", "phone", "phone"),
-        Field("country", "country_code", "upper", style="lower"),
-        Field("status", "lifecycle_status", "lower", style="capitalize"),
-        Field("marketing_opt_in", "marketing_opt_in", "boolean"),
-        Field("plan", "plan_name", "lower", style="capitalize"),
-    ),
-    soft_delete=SoftDelete("deleted", "1", live="0"),
-    stamps=(Stamp("created_on", "%Y-%m-%d %H:%M:%S", on="create"),),
-    description="Every customer ever created; the CRM is where customers are born.",
-)
-
-BILLING_CUSTOMER = Mapping(
-    system="billing",
-    entity="customer",
-    table="accounts",
-    key=("acct_no",),
-    canonical_key=Field("customer_id", "customer_ref"),
-    fields=(
-        Field("email", "billing_email", "lower", style="upper"),
-        Field("plan", "plan", "lower", style="upper"),
-        Field("status", "account_state", "lower", style="upper"),
-        Field("country", "country", "upper"),
-    ),
-    soft_delete=SoftDelete("account_state", "CLOSED"),
-    scope=("plan",),
-    stamps=(Stamp("updated", "%d/%m/%Y"),),
-    description="An account per customer with a plan; closed, not deleted, when they leave.",
-)
-
-BILLING_ORDER = Mapping(
-    system="billing",
-    entity="order",
-    table="orders",
-    key=("order_number",),
-    canonical_key=Field("order_id", "order_number"),
-    fields=(
-        Field(
-            "customer_id",
-            Lookup("accounts", on={"acct_no": "acct_no"}, value="customer_ref"),
-        ),
-        Field("status", "state", "lower", style="upper"),
-        Field("amount", "total_cents", "cents"),
-        Field("currency", "currency", "upper", style="lower"),
-        Field("placed_at", "placed", "timestamp", format="%d/%m/%Y %H:%M"),
-    ),
-    soft_delete=SoftDelete("voided", "1", live="0"),
-    description="Every order ever taken; voided, not deleted.",
-)
-
-SUPPORT_CUSTOMER = Mapping(
-    system="support",
-    entity="customer",
-    table="users",
-    key=("id",),
-    canonical_key=Field("customer_id", "external_id"),
-    fields=(
-        Field("email", "email", "lower"),
-        Field("full_name", "name"),
-        Field("support_tier", "tier", "lower", style="capitalize"),
-        Field(
-            "status",
-            "state",
-            "vocabulary",
-            vocabulary={"enabled": "active", "disabled": ("inactive", "suspended")},
-        ),
-    ),
-    soft_delete=None,
-    scope=("support_tier",),
-    stamps=(Stamp("updated_at", "epoch"),),
-    description="A user per live customer who reached the desk; deleted customers' users are gone.",
-)
-
-MAPPINGS: dict[tuple[str, str], Mapping] = {
-    (m.system, m.entity): m
-    for m in (CRM_CUSTOMER, BILLING_CUSTOMER, BILLING_ORDER, SUPPORT_CUSTOMER)
-}
-
-
-def mapping(system: str, entity_name: str) -> Mapping:
-    try:
-        return MAPPINGS[system, entity_name]
-    except KeyError:
-        raise KeyError(f"no mapping for {entity_name!r} in {system!r}") from None
-
-
-def mappings_for(entity_name: str) -> list[Mapping]:
-    return [m for m in MAPPINGS.values() if m.entity == entity_name]
-
-
 def shared_attributes(left: Mapping, right: Mapping) -> tuple[str, ...]:
     return tuple(a for a in left.attributes if a in right.attributes)
-
-
-def comparable_pairs(entity_name: str) -> list[tuple[Mapping, Mapping]]:
-    """Pairs of systems holding the same entity with attributes in common."""
-    found = mappings_for(entity_name)
-    return [
-        (left, right)
-        for i, left in enumerate(found)
-        for right in found[i + 1 :]
-        if shared_attributes(left, right)
-    ]
-
-
-def check_mapping(m: Mapping) -> None:
-    """Raise ValueError if a mapping names something the catalog does not know."""
-    catalog = entity(m.entity)
-    if m.canonical_key.attribute != catalog.key:
-        raise ValueError(f"{m.name}: canonical key must be {catalog.key!r}")
-    for name in (*m.attributes, *m.scope):
-        catalog.attribute(name)  # KeyError for an unknown attribute
-    for f in m.fields:
-        if f.rule == "timestamp" and not f.format:
-            raise ValueError(f"{m.name}.{f.attribute}: a timestamp rule needs a format")
-        if (f.rule == "vocabulary") != bool(f.vocabulary):
-            raise ValueError(f"{m.name}.{f.attribute}: vocabulary goes with rule 'vocabulary'")

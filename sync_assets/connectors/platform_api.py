@@ -1,6 +1,6 @@
 """Reading a no-code platform's table over HTTP, for reconciliation snapshots.
 
-The platform (`sync_assets.demo.platform`, or a real one speaking the same contract) pages a
+The platform (`examples/demo/seed/platform.py`, or a real one speaking the same contract) pages a
 table in rowid order: `GET /v1/tables/{table}/records?cursor=&limit=` answers
 `{"records": [...], "next_cursor": <int> | null}`. Each page becomes one Arrow RecordBatch, built
 like a database chunk (`sources.to_batch`), so a snapshot reads a platform as it reads a database.

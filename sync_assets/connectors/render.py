@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sync_assets.catalog.entities import Attribute, entity
+from sync_assets.catalog.entities import Attribute
 from sync_assets.connectors.mappings import Field, Lookup, Mapping
+from sync_assets.project import current
 
 
 class UnwritableField(ValueError):
@@ -25,7 +26,7 @@ class UnwritableField(ValueError):
 
 def render_values(mapping: Mapping, values: MappingType[str, Any]) -> dict[str, Any]:
     """Canonical attribute values (as JSON gives them) -> the system's raw column values."""
-    catalog = entity(mapping.entity)
+    catalog = current().entity(mapping.entity)
     row: dict[str, Any] = {}
     for name, value in values.items():
         f = mapping.field_for(name)

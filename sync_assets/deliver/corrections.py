@@ -60,12 +60,11 @@ from typing import Any
 
 import duckdb
 
-from sync_assets.catalog.entities import entity
 from sync_assets.catalog.events import RECONCILER_SOURCE, make_event
-from sync_assets.connectors.mappings import mapping
 from sync_assets.connectors.render import to_json
 from sync_assets.errors import EXIT_FAILED, SyncfabricError
 from sync_assets.ledger import pending_batches
+from sync_assets.project import current
 from sync_assets.reconcile.diff import RecordToFix, records_to_fix
 from sync_assets.reconcile.snapshot import snapshot_table
 from sync_assets.warehouse import quote, registered
@@ -258,7 +257,7 @@ def _drifted(
     targets = []
     for r in found:
         if r.missing:
-            action, names = "created", list(mapping(r.system, r.entity).attributes)
+            action, names = "created", list(current().mapping(r.system, r.entity).attributes)
         elif r.extra:
             action, names = "deleted", []
         else:
@@ -291,8 +290,8 @@ def _seen(
 ) -> dict[str, dict[str, Any]]:
     """The system's snapshot rows of its drifted records, by key: present, deleted, and the
     values in catalog form (the snapshot is the one the run's diff read)."""
-    source = mapping(system, entity_name)
-    key = entity(entity_name).key
+    source = current().mapping(system, entity_name)
+    key = current().entity(entity_name).key
     cursor = con.execute(
         f"""SELECT * EXCLUDE (system_key) FROM {quote(snapshot_table(source))}
             WHERE {quote(key)} IN (
@@ -313,7 +312,7 @@ def _golden(
     con: duckdb.DuckDBPyConnection, entity_name: str, run_id: str
 ) -> dict[str, dict[str, Any]]:
     """The golden records of an entity's drifted keys in a run, by key."""
-    catalog = entity(entity_name)
+    catalog = current().entity(entity_name)
     key = quote(catalog.key)
     rows = con.sql(
         f"""SELECT * FROM {quote(catalog.golden_table)} WHERE {key} IN (

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from sync_assets.connectors.mappings import MAPPINGS
 from sync_assets.connectors.platform_api import is_platform_url
 from sync_assets.deliver.engine import Destination
 from sync_assets.deliver.http import HttpDestination
 from sync_assets.deliver.retry import RetryPolicy
 from sync_assets.deliver.sql import SqlDestination
+from sync_assets.project import current
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class DestinationSettings:
 
 
 def open_destination(system: str, url: str, settings: DestinationSettings) -> Destination:
-    mappings = {m.entity: m for m in MAPPINGS.values() if m.system == system}
+    mappings = {m.entity: m for m in current().mappings.values() if m.system == system}
     if is_platform_url(url):
         return HttpDestination(
             system,

@@ -21,9 +21,10 @@ import duckdb
 
 from sync_assets.deliver.corrections import RUNBOOK, plan_corrections
 from sync_assets.errors import EXIT_FAILED, SyncfabricError
+from sync_assets.project import current
 from sync_assets.reconcile.comparisons import Comparison, comparisons
 from sync_assets.reconcile.missed import planned_missed_events
-from sync_assets.reconcile.policy import THRESHOLDS, verdict
+from sync_assets.reconcile.policy import verdict
 
 UI_CONFIRM = (
     "materialize `corrections` and `missed_events` with the run config "
@@ -90,7 +91,7 @@ def failing_at_error(con: duckdb.DuckDBPyConnection, run_id: str) -> list[Compar
     return [
         c
         for c in comparisons(con, run_id)
-        if verdict(c.discrepancies, c.rows_compared, THRESHOLDS) == "error"
+        if verdict(c.discrepancies, c.rows_compared, current().settings.thresholds) == "error"
     ]
 
 

@@ -16,17 +16,20 @@ import random
 
 import dagster as dg
 
-from sync_assets.catalog.entities import SYSTEMS
 from sync_assets.crashpoints import crash_point
 from sync_assets.deliver import outbox
 from sync_assets.deliver.destinations import open_destination
 from sync_assets.deliver.engine import Delivery, Report, deliver, percentile
+from sync_assets.project import Project, current
 from sync_assets.resources import DeliveryResource, SystemsResource, WarehouseResource
 from sync_assets.warehouse import WRITER_POOL, transaction
 
 RUNBOOK = "docs/runbooks/delivery.md"
 VERDICTS = ("delivered", "duplicate", "superseded", "changed", "in_sync", "dead_lettered")
 """The verdicts a delivery run reports; `stale` ones are closed before any delivery."""
+
+
+DELIVER_JOB = "deliver_corrections"
 
 
 class PlanConfig(dg.Config):
@@ -37,28 +40,33 @@ class PlanConfig(dg.Config):
     destination: str | None = None
 
 
-@dg.op(
-    pool=WRITER_POOL,
-    out={system: dg.Out(list, description=f"Corrections due for {system}") for system in SYSTEMS},
-    description=(
-        "Redrives the chosen dead letters, closes the corrections whose golden record changed "
-        "since they were emitted (stale), then lists the pending corrections per system."
-    ),
-)
-def plan_deliveries(
-    context: dg.OpExecutionContext, config: PlanConfig, warehouse: WarehouseResource
-):
-    with warehouse.connect() as con, transaction(con):
-        outbox.check_redrive(con, config.redrive, config.destination)
-        if config.redrive or config.redrive_all:
-            redriven = outbox.redrive(con, config.redrive, config.destination)
-            context.log.info(f"redriving {redriven} dead letter(s)")
-        stale = outbox.close_stale(con, context.run_id)
-        planned = {system: outbox.due(con, system) for system in SYSTEMS}
-    if stale:
-        context.log.info(f"closed unsent, their golden record changed since (stale): {stale}")
-    for system, deliveries in planned.items():
-        yield dg.Output(deliveries, system, metadata={"corrections": len(deliveries)})
+def plan_deliveries_op(systems: tuple[str, ...]) -> dg.OpDefinition:
+    """The planning op, with one output per system."""
+
+    @dg.op(
+        pool=WRITER_POOL,
+        out={s: dg.Out(list, description=f"Corrections due for {s}") for s in systems},
+        description=(
+            "Redrives the chosen dead letters, closes the corrections whose golden record changed "
+            "since they were emitted (stale), then lists the pending corrections per system."
+        ),
+    )
+    def plan_deliveries(
+        context: dg.OpExecutionContext, config: PlanConfig, warehouse: WarehouseResource
+    ):
+        with warehouse.connect() as con, transaction(con):
+            outbox.check_redrive(con, config.redrive, config.destination)
+            if config.redrive or config.redrive_all:
+                redriven = outbox.redrive(con, config.redrive, config.destination)
+                context.log.info(f"redriving {redriven} dead letter(s)")
+            stale = outbox.close_stale(con, context.run_id)
+            planned = {s: outbox.due(con, s) for s in systems}
+        if stale:
+            context.log.info(f"closed unsent, their golden record changed since (stale): {stale}")
+        for system, deliveries in planned.items():
+            yield dg.Output(deliveries, system, metadata={"corrections": len(deliveries)})
+
+    return plan_deliveries
 
 
 def deliver_op(system: str) -> dg.OpDefinition:
@@ -98,9 +106,6 @@ def deliver_to(
         return deliver(deliveries, destination, settings.policy, rng=random.Random())
     finally:
         destination.close()
-
-
-deliver_ops = {system: deliver_op(system) for system in SYSTEMS}
 
 
 @dg.op(
@@ -150,7 +155,10 @@ def _deliver_compensations(
 ) -> list[Report]:
     """Deliver the compensations just emitted, in this run: few, and they must not wait."""
     with warehouse.connect() as con:
-        due = {s: [d for d in outbox.due(con, s) if d.action == "compensated"] for s in SYSTEMS}
+        due = {
+            s: [d for d in outbox.due(con, s) if d.action == "compensated"]
+            for s in current().system_names
+        }
     reports = [deliver_to(system, found, systems, delivery) for system, found in due.items()]
     with warehouse.connect() as con, transaction(con):
         for report in reports:
@@ -158,14 +166,23 @@ def _deliver_compensations(
     return reports
 
 
-@dg.job(
-    description=(
-        "Delivers pending corrections to every system (SQL upserts or HTTP), with retries, a "
-        "dead-letter table, redrive (config of plan_deliveries) and compensation."
-    ),
-    tags={"syncfabric/flow": "deliver"},
-)
-def deliver_corrections() -> None:
-    planned = plan_deliveries()
-    reports = [deliver_ops[system](getattr(planned, system)) for system in SYSTEMS]
-    record_deliveries(reports)
+def build_deliver_corrections(project: Project) -> dg.JobDefinition:
+    """The delivery job: plan, one delivery op per system (in parallel), record."""
+    systems = project.system_names
+    plan_deliveries = plan_deliveries_op(systems)
+    deliver_ops = {system: deliver_op(system) for system in systems}
+
+    @dg.job(
+        name=DELIVER_JOB,
+        description=(
+            "Delivers pending corrections to every system (SQL upserts or HTTP), with retries, a "
+            "dead-letter table, redrive (config of plan_deliveries) and compensation."
+        ),
+        tags={"syncfabric/flow": "deliver"},
+    )
+    def deliver_corrections() -> None:
+        planned = plan_deliveries()
+        reports = [deliver_ops[system](getattr(planned, system)) for system in systems]
+        record_deliveries(reports)
+
+    return deliver_corrections

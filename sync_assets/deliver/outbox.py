@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 import duckdb
 
-from sync_assets.catalog.entities import ENTITIES, SYSTEMS
 from sync_assets.deliver.corrections import (
     FINAL,
     correction_event,
@@ -34,6 +33,7 @@ from sync_assets.deliver.corrections import (
 )
 from sync_assets.deliver.engine import Delivery, Report, Verdict
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
+from sync_assets.project import current
 from sync_assets.warehouse import quote, registered
 
 Policy = Literal["hold", "compensate"]
@@ -77,7 +77,7 @@ def close_stale(con: duckdb.DuckDBPyConnection, delivery_run: str) -> dict[str, 
     write back what the golden record no longer says.
     """
     closed: dict[str, int] = {}
-    for catalog in ENTITIES.values():
+    for catalog in current().entities.values():
         found = con.execute(
             f"""UPDATE corrections c SET status = 'stale', finished_at = now(),
                        delivery_run = $run,
@@ -205,9 +205,9 @@ def check_redrive(
 ) -> None:
     """Raise `SyncfabricError` unless every id names a dead letter (of `destination`, if set)
     and `destination` is a known system: a typo must not look like a redrive that found nothing."""
-    if destination is not None and destination not in SYSTEMS:
+    if destination is not None and destination not in current().system_names:
         raise SyncfabricError(
-            f"unknown destination {destination!r}; the systems are: {', '.join(SYSTEMS)}",
+            f"unknown destination {destination!r}; the systems are: {', '.join(current().system_names)}",
             exit_code=EXIT_USAGE,
         )
     if not correction_ids:

@@ -27,10 +27,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from sync_assets.catalog.entities import entity
 from sync_assets.connectors.mappings import Lookup, Mapping, raw_columns
 from sync_assets.connectors.sources import to_batch
 from sync_assets.deliver.engine import Delivery, Outcome
+from sync_assets.project import current
 from sync_assets.reconcile.diff import equal
 from sync_assets.reconcile.snapshot import load_snapshot, snapshot_table
 from sync_assets.warehouse import quote, registered
@@ -83,7 +83,7 @@ def _compare(
 ) -> dict[str, dict[str, Any]]:
     """Per correction: whether the record is present and deleted now, and per attribute whether
     it equals what the reconciliation saw (`seen.<a>`) and the value to set (`want.<a>`)."""
-    catalog = entity(mapping.entity)
+    catalog = current().entity(mapping.entity)
     key = quote(catalog.key)
     frame: dict[str, list[Any]] = {
         "correction_id": [d.correction_id for d in checked],

@@ -18,11 +18,11 @@ import dagster as dg
 import duckdb
 
 from sync_assets import ledger
-from sync_assets.catalog.entities import SYSTEMS
 from sync_assets.crashpoints import crash_point
 from sync_assets.ingest.landing import Batch, LandingZone
 from sync_assets.ingest.raw import ingest_batch
 from sync_assets.ingest.validate import ValidationCounts, validate_batch
+from sync_assets.project import Project
 from sync_assets.resources import LandingZoneResource, WarehouseResource
 from sync_assets.warehouse import WRITER_POOL, transaction
 
@@ -36,56 +36,61 @@ OWNERS = ["team:data-platform"]
 RUNBOOK = "docs/runbooks/dead-letters.md"
 
 
-@dg.asset(
-    partitions_def=landed_batches,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=[f"system_{system}" for system in SYSTEMS],
-    pool=WRITER_POOL,
-    group_name="ingest",
-    kinds={"duckdb"},
-    owners=OWNERS,
-    description=(
-        "Every line of a landed batch, append-only, verbatim, with its batch and arrival time. "
-        "Table `raw_events`; the batch moves from `landed` to `raw` in the ledger (`batches`)."
-    ),
-)
-def raw_events(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    landing_zone: LandingZoneResource,
-) -> dg.MaterializeResult:
-    zone = landing_zone.zone()
-    scan = zone.scan()
-    for refusal in scan.refused:
-        context.log.warning(f"refused in the landing zone: {refusal}")
-    with warehouse.connect() as con:
-        batches, vanished = _batches_to_ingest(con, zone, context.partition_keys)
-        for batch_id in vanished:
-            context.log.warning(f"batch {batch_id}: its file is gone; nothing to ingest")
-        with transaction(con):
-            ledger.mark_landed(con, batches.values())
-        step = ledger.run_step(
-            con,
-            "raw ingest",
-            list(batches),
-            lambda con, ids: {i: ingest_batch(con, batches[i]) for i in ids},
-        )
-    crash_point("after-raw-commit")
-    for batch_id in step.done:  # only once their events are committed
-        zone.archive(batches[batch_id])
-    for batch_id, error in step.failed.items():
-        context.log.error(
-            f"batch {batch_id} failed raw ingest, left landed: {ledger.error_kind(error)} (syncctl doctor tells more)"
-        )
-    return dg.MaterializeResult(
-        metadata={
-            "batches": len(step.done),
-            "landed": sum(counts.landed for counts in step.done.values()),
-            "failed_batches": len(step.failed),
-            "vanished_batches": len(vanished),
-            "refused_entries": len(scan.refused),
-        }
+def build_raw_events(project: Project) -> dg.AssetsDefinition:
+    """`raw_events`, downstream of the project's systems (their events land here)."""
+
+    @dg.asset(
+        partitions_def=landed_batches,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[f"system_{system}" for system in project.system_names],
+        pool=WRITER_POOL,
+        group_name="ingest",
+        kinds={"duckdb"},
+        owners=OWNERS,
+        description=(
+            "Every line of a landed batch, append-only, verbatim, with its batch and arrival time. "
+            "Table `raw_events`; the batch moves from `landed` to `raw` in the ledger (`batches`)."
+        ),
     )
+    def raw_events(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        landing_zone: LandingZoneResource,
+    ) -> dg.MaterializeResult:
+        zone = landing_zone.zone()
+        scan = zone.scan()
+        for refusal in scan.refused:
+            context.log.warning(f"refused in the landing zone: {refusal}")
+        with warehouse.connect() as con:
+            batches, vanished = _batches_to_ingest(con, zone, context.partition_keys)
+            for batch_id in vanished:
+                context.log.warning(f"batch {batch_id}: its file is gone; nothing to ingest")
+            with transaction(con):
+                ledger.mark_landed(con, batches.values())
+            step = ledger.run_step(
+                con,
+                "raw ingest",
+                list(batches),
+                lambda con, ids: {i: ingest_batch(con, batches[i]) for i in ids},
+            )
+        crash_point("after-raw-commit")
+        for batch_id in step.done:  # only once their events are committed
+            zone.archive(batches[batch_id])
+        for batch_id, error in step.failed.items():
+            context.log.error(
+                f"batch {batch_id} failed raw ingest, left landed: {ledger.error_kind(error)} (syncctl doctor tells more)"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "batches": len(step.done),
+                "landed": sum(counts.landed for counts in step.done.values()),
+                "failed_batches": len(step.failed),
+                "vanished_batches": len(vanished),
+                "refused_entries": len(scan.refused),
+            }
+        )
+
+    return raw_events
 
 
 def _batches_to_ingest(
@@ -118,18 +123,18 @@ def _batches_to_ingest(
     specs=[
         dg.AssetSpec(
             "validated_events",
-            deps=[raw_events],
+            deps=["raw_events"],
             kinds={"duckdb", "pandera"},
             owners=OWNERS,
             description=(
                 "Events that passed the envelope and their (type, schema version) contract, "
                 "upcast to the current version, one table per entity "
-                "(`validated_customer_events`, `validated_order_events`): the event log."
+                "(`validated_<entity>_events`): the event log."
             ),
         ),
         dg.AssetSpec(
             "dead_letters",
-            deps=[raw_events],
+            deps=["raw_events"],
             kinds={"duckdb"},
             owners=OWNERS,
             description=(

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sync_assets.catalog.entities import SYSTEMS
+from sync_assets.project import current
 
 BATCH_SUFFIX = ".jsonl"
 ARCHIVE = "archive"
@@ -80,10 +80,10 @@ def parse_batch_id(batch_id: str) -> tuple[str, str, str | None]:
     stem, mark, content_digest = rest.rpartition(DIGEST_MARK)
     if not mark:
         stem, content_digest = rest, ""
-    if not sep or system not in SYSTEMS or not stem:
+    if not sep or system not in current().system_names or not stem:
         raise ValueError(
             f"batch id {batch_id!r} is not '<system>{SEPARATOR}<file stem>{DIGEST_MARK}<digest>' "
-            f"with a system in {SYSTEMS}"
+            f"with a system in {current().system_names}"
         )
     return system, stem, content_digest or None
 
@@ -113,8 +113,8 @@ class LandingZone:
         self.root = Path(root)
 
     def system_folder(self, system: str) -> Path:
-        if system not in SYSTEMS:
-            raise ValueError(f"unknown system {system!r}; the catalog has {SYSTEMS}")
+        if system not in current().system_names:
+            raise ValueError(f"unknown system {system!r}; the catalog has {current().system_names}")
         return self.root / system
 
     def scan(self) -> Scan:
@@ -125,7 +125,7 @@ class LandingZone:
         for entry in sorted(self.root.iterdir()):
             if entry.name.startswith("."):
                 continue
-            if entry.name not in SYSTEMS or entry.is_symlink() or not entry.is_dir():
+            if entry.name not in current().system_names or entry.is_symlink() or not entry.is_dir():
                 scan.refused.append(Refusal(entry, _outside_reason(entry)))
                 continue
             self._scan_system(entry.name, entry, scan)
@@ -216,8 +216,8 @@ def _is_regular(path: Path) -> bool:
 
 
 def _outside_reason(entry: Path) -> str:
-    if entry.name not in SYSTEMS:
-        return f"not a folder of a catalog system ({', '.join(SYSTEMS)}); batches go in landing/<system>/"
+    if entry.name not in current().system_names:
+        return f"not a folder of a catalog system ({', '.join(current().system_names)}); batches go in landing/<system>/"
     return "a system's landing folder must be a real folder, not a symbolic link or a file"
 
 

@@ -29,15 +29,11 @@ import duckdb
 import polars as pl
 
 from sync_assets import ledger
-from sync_assets.catalog.contracts import (
-    CONTRACTS,
-    KEY_COLUMN,
-    Contract,
-    build_envelope_schema,
-)
+from sync_assets.catalog.contracts import KEY_COLUMN, Contract, build_envelope_schema
 from sync_assets.catalog.entities import DECIMAL_DIGITS, DECIMAL_PLACES, Attribute
 from sync_assets.catalog.events import ENVELOPE_FIELDS, MAX_EVENT_BYTES
 from sync_assets.crashpoints import crash_point
+from sync_assets.project import current
 from sync_assets.settings import MAX_CLOCK_SKEW_ENV, max_clock_skew
 from sync_assets.warehouse import one, query_frame, quote, sql_literal
 
@@ -623,7 +619,7 @@ def validate_batch(
     _record_failures(con, _decode_failures(envelopes, ""), None)
     decoded = envelopes.filter(pl.col("decode_errors").list.len() == 0)
     envelope_failures = failure_reasons(
-        decoded.drop("decode_errors", "data"), build_envelope_schema(), None, frozenset()
+        decoded.drop("decode_errors", "data"), _envelope_schema(), None, frozenset()
     )
     _record_failures(con, envelope_failures, None)
     good = decoded.join(envelope_failures.select("line_no"), on="line_no", how="anti")
@@ -638,8 +634,8 @@ def validate_batch(
     for event_type, version in con.execute(
         "SELECT DISTINCT type, schemaversion FROM batch_envelopes ORDER BY ALL"
     ).fetchall():
-        if (event_type, version) in CONTRACTS:
-            contract = CONTRACTS[(event_type, version)]
+        if (event_type, version) in current().contracts:
+            contract = current().contracts[(event_type, version)]
             valid.append((contract, _validate_contract(con, contract)))
 
     counts = ValidationCounts()
@@ -732,7 +728,7 @@ def _record_failures(
 
 
 def _dead_letter_unknown_contracts(con: duckdb.DuckDBPyConnection) -> None:
-    known = ", ".join(f"('{t}', {v})" for (t, v) in CONTRACTS)
+    known = ", ".join(f"('{t}', {v})" for (t, v) in current().contracts)
     con.execute(
         f"""
         INSERT INTO batch_failures
@@ -834,3 +830,9 @@ def _recorded_counts(con: duckdb.DuckDBPyConnection, batch_id: str) -> Validatio
         con, "SELECT validated, duplicates FROM batches WHERE batch_id = ?", [batch_id]
     )
     return counts
+
+
+def _envelope_schema():
+    """The envelope's schema for the current project (built once per project by the cache)."""
+    project = current()
+    return build_envelope_schema(project.sources, project.event_types, project.system_names)

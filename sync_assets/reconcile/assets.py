@@ -8,12 +8,12 @@ import time
 
 import dagster as dg
 
-from sync_assets.catalog.entities import ENTITIES, SYSTEMS
-from sync_assets.connectors.mappings import MAPPINGS, Mapping, comparable_pairs
+from sync_assets.connectors.mappings import Mapping
 from sync_assets.deliver.assets import ReviewConfig
 from sync_assets.deliver.corrections import require_complete_golden
 from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
+from sync_assets.project import Project, System
 from sync_assets.reconcile.comparisons import latest_run, record, rows_in
 from sync_assets.reconcile.diff import diff_system, diff_systems
 from sync_assets.reconcile.missed import land_missed_events
@@ -24,20 +24,19 @@ from sync_assets.warehouse import WRITER_POOL, scalar, transaction
 OWNERS = ["team:data-platform"]
 RUNBOOK = "docs/runbooks/reconciliation.md"
 
-source_systems = [
-    dg.AssetSpec(
-        f"system_{system}",
+
+def source_system(system: System) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        f"system_{system.name}",
         group_name="sources",
-        kinds={"sqlite"},
+        kinds={system.kind},
         owners=OWNERS,
         description=(
-            f"The {system} system itself (its database, named by SYNCFABRIC_{system.upper()}_URL; "
-            "the demo's SQLite file by default). It lands change events and is snapshotted for "
-            "reconciliation."
+            f"The {system.name} system itself: {system.description} Its URL is in "
+            f"{system.url_env} (the SQLite file systems/{system.name}.sqlite in the data folder "
+            "when that is not set). It lands change events and is snapshotted for reconciliation."
         ),
     )
-    for system in SYSTEMS
-]
 
 
 def snapshot_asset(mapping: Mapping) -> dg.AssetsDefinition:
@@ -75,48 +74,51 @@ def snapshot_asset(mapping: Mapping) -> dg.AssetsDefinition:
     return _snapshot
 
 
-snapshot_assets = [snapshot_asset(mapping) for mapping in MAPPINGS.values()]
+def build_discrepancies(project: Project) -> dg.AssetsDefinition:
+    """`discrepancies`, downstream of every snapshot and golden record of the project."""
+    mappings = list(project.mappings.values())
+    pairs = [pair for name in project.entities for pair in project.comparable_pairs(name)]
 
-
-@dg.asset(
-    deps=[
-        *(snapshot_table(mapping) for mapping in MAPPINGS.values()),
-        *(entity.golden_table for entity in ENTITIES.values()),
-    ],
-    pool=WRITER_POOL,
-    group_name="reconcile",
-    kinds={"duckdb"},
-    owners=OWNERS,
-    description=(
-        "Every divergence between a system and the golden records (missing, extra, mismatch) and "
-        "between two systems (divergence), with who is right: missed_event (the owner's value "
-        "must enter the golden record) or drift (the system must be corrected). Table "
-        "`discrepancies`, appended per run."
-    ),
-    metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
-)
-def discrepancies(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    run_id = context.run_id
-    totals: dict[str, int] = {}
-    with warehouse.connect() as con, transaction(con):
-        results = []
-        for mapping in MAPPINGS.values():
-            result = diff_system(con, mapping, run_id)
-            record(con, run_id, result, rows_in(con, mapping))
-            results.append(result)
-        for entity in ENTITIES.values():
-            for left, right in comparable_pairs(entity.name):
+    @dg.asset(
+        deps=[
+            *(snapshot_table(mapping) for mapping in mappings),
+            *(entity.golden_table for entity in project.entities.values()),
+        ],
+        pool=WRITER_POOL,
+        group_name="reconcile",
+        kinds={"duckdb"},
+        owners=OWNERS,
+        description=(
+            "Every divergence between a system and the golden records (missing, extra, mismatch) "
+            "and between two systems (divergence), with who is right: missed_event (the owner's "
+            "value must enter the golden record) or drift (the system must be corrected). Table "
+            "`discrepancies`, appended per run."
+        ),
+        metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
+    )
+    def discrepancies(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        run_id = context.run_id
+        totals: dict[str, int] = {}
+        with warehouse.connect() as con, transaction(con):
+            results = []
+            for mapping in mappings:
+                result = diff_system(con, mapping, run_id)
+                record(con, run_id, result, rows_in(con, mapping))
+                results.append(result)
+            for left, right in pairs:
                 result = diff_systems(con, left, right, run_id)
                 record(con, run_id, result, rows_in(con, left, right))
                 results.append(result)
-    for result in results:
-        for kind, count in result.counts.items():
-            totals[kind] = totals.get(kind, 0) + count
-    return dg.MaterializeResult(
-        metadata={"discrepancies": sum(totals.values()), **totals, "run_id": run_id}
-    )
+        for result in results:
+            for kind, count in result.counts.items():
+                totals[kind] = totals.get(kind, 0) + count
+        return dg.MaterializeResult(
+            metadata={"discrepancies": sum(totals.values()), **totals, "run_id": run_id}
+        )
+
+    return discrepancies
 
 
 @dg.asset(

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 import duckdb
 
-from sync_assets.catalog.entities import Attribute, entity
+from sync_assets.catalog.entities import Attribute
 from sync_assets.connectors.mappings import Mapping, shared_attributes
+from sync_assets.project import current
 from sync_assets.reconcile.snapshot import snapshot_table
 from sync_assets.warehouse import quote, sql_literal
 
@@ -204,12 +205,12 @@ def _row(
 
 
 def _lifecycle_resolution(mapping: Mapping) -> str:
-    owns = entity(mapping.entity).lifecycle_owner == mapping.system
+    owns = current().entity(mapping.entity).lifecycle_owner == mapping.system
     return "missed_event" if owns else "drift"
 
 
 def _tables(mapping: Mapping) -> tuple[str, str, str]:
-    catalog = entity(mapping.entity)
+    catalog = current().entity(mapping.entity)
     return quote(catalog.golden_table), quote(snapshot_table(mapping)), quote(catalog.key)
 
 
@@ -239,7 +240,7 @@ WHERE NOT s.is_deleted AND g.lifecycle_state IS DISTINCT FROM 'live'"""
 
 def _mismatch(mapping: Mapping, name: str) -> str:
     golden, snapshot, key = _tables(mapping)
-    attribute = entity(mapping.entity).attribute(name)
+    attribute = current().entity(mapping.entity).attribute(name)
     resolution = "missed_event" if attribute.owner == mapping.system else "drift"
     g, s = f"g.{quote(name)}", f"s.{quote(name)}"
     select = _row(
@@ -252,7 +253,7 @@ WHERE g.lifecycle_state = 'live' AND NOT s.is_deleted AND NOT {equal(attribute, 
 
 
 def _divergence(left: Mapping, right: Mapping, name: str) -> str:
-    catalog = entity(left.entity)
+    catalog = current().entity(left.entity)
     key = quote(catalog.key)
     attribute = catalog.attribute(name)
     if attribute.owner == right.system:

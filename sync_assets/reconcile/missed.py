@@ -25,11 +25,10 @@ from typing import Any
 
 import duckdb
 
-from sync_assets.catalog.contracts import CURRENT_VERSION
-from sync_assets.catalog.entities import entity
 from sync_assets.catalog.events import RECONCILER_SOURCE, format_time, make_event, to_line
-from sync_assets.connectors.mappings import Mapping, mapping
+from sync_assets.connectors.mappings import Mapping
 from sync_assets.ingest.landing import LandingZone
+from sync_assets.project import current
 from sync_assets.reconcile.diff import RecordToFix, records_to_fix
 from sync_assets.reconcile.snapshot import snapshot_table
 from sync_assets.warehouse import quote
@@ -42,10 +41,10 @@ def missed_events(
     now = now or datetime.now(UTC)
     found = records_to_fix(con, run_id, "missed_event")
     pairs = {(r.system, r.entity) for r in found}  # one query per system's entity, not per record
-    snapshots = {pair: _snapshot_rows(con, mapping(*pair), run_id) for pair in pairs}
+    snapshots = {pair: _snapshot_rows(con, current().mapping(*pair), run_id) for pair in pairs}
     events: dict[str, list[dict[str, Any]]] = {}
     for r in found:
-        source = mapping(r.system, r.entity)
+        source = current().mapping(r.system, r.entity)
         action = _action(r)
         if action == "deleted":
             names: list[str] = []
@@ -59,7 +58,7 @@ def missed_events(
             origin=r.system,
             data={n: snapshots[r.system, r.entity][r.entity_key][n] for n in names},
             time=now,
-            schema_version=CURRENT_VERSION[r.entity],
+            schema_version=current().current_version[r.entity],
             causation_id=f"{run_id}/{r.system}/{r.entity}/{r.entity_key}",
             source=RECONCILER_SOURCE,
             event_id=f"reconciler-{uuid.uuid4()}",
@@ -103,7 +102,7 @@ def _snapshot_rows(
     con: duckdb.DuckDBPyConnection, source: Mapping, run_id: str
 ) -> dict[str, dict[str, Any]]:
     """The system's snapshot rows of the records it owns differently, by key, in event form."""
-    key = entity(source.entity).key
+    key = current().entity(source.entity).key
     cursor = con.execute(
         f"""SELECT * EXCLUDE (system_key, is_deleted) FROM {quote(snapshot_table(source))}
             WHERE {quote(key)} IN (

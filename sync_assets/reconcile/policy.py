@@ -11,28 +11,11 @@ short, stable fingerprint, enough to see whether two values are the same without
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Literal
 
-from sync_assets.catalog.entities import entity
+from sync_assets.project import Thresholds, current
 
 Verdict = Literal["pass", "warn", "error"]
-
-DEFAULT_ERROR_RATE = 0.01
-DEFAULT_ERROR_FLOOR = 10
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    error_rate: float = DEFAULT_ERROR_RATE
-    error_floor: int = DEFAULT_ERROR_FLOOR
-
-    def error_above(self, rows_compared: int) -> int:
-        return max(self.error_floor, int(rows_compared * self.error_rate))
-
-
-THRESHOLDS = Thresholds()
-"""What the reconciliation checks judge by, and the review gate of mass corrections with them."""
 
 
 def verdict(discrepancies: int, rows_compared: int, thresholds: Thresholds) -> Verdict:
@@ -47,7 +30,7 @@ def masked(entity_name: str, attribute: str | None, value: object) -> object:
     """The value as UI metadata may show it: PII becomes a fingerprint."""
     if value is None or attribute is None:
         return value
-    if attribute not in entity(entity_name).pii_attributes:
+    if attribute not in current().entity(entity_name).pii_attributes:
         return value
     digest = hashlib.sha256(str(value).encode()).hexdigest()[:8]
     return f"pii:{digest}"

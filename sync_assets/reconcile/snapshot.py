@@ -13,9 +13,9 @@ import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
 
-from sync_assets.catalog.entities import entity
 from sync_assets.connectors.mappings import Field, Mapping, raw_columns, raw_name
 from sync_assets.connectors.sources import DEFAULT_CHUNK_SIZE, stream_batches
+from sync_assets.project import current
 from sync_assets.warehouse import quote, scalar, sql_literal
 
 
@@ -59,7 +59,7 @@ def snapshot_system(
 
 
 def normalize_sql(mapping: Mapping, raw: str) -> str:
-    catalog = entity(mapping.entity)
+    catalog = current().entity(mapping.entity)
     key = quote(catalog.key)
     system_key = "concat_ws('|', " + ", ".join(quote(c) for c in mapping.key) + ")"
     values = [

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import duckdb
 
 from sync_assets import ledger
-from sync_assets.catalog.entities import ENTITIES, Entity
+from sync_assets.catalog.entities import Entity
 from sync_assets.crashpoints import crash_point
+from sync_assets.project import current
 from sync_assets.warehouse import golden_table_ddl, quote, scalar, sql_list
 
 LIFECYCLE_ACTIONS = ("created", "reconciled", "deleted")
@@ -212,7 +213,7 @@ def apply_batches(
     if not batch_ids:
         return {}
     results: dict[str, dict[str, ApplyCounts]] = {batch_id: {} for batch_id in batch_ids}
-    for entity in ENTITIES.values():
+    for entity in current().entities.values():
         per_batch = apply_events(con, entity, f"batch_id IN ({sql_list(batch_ids)})")
         for batch_id in batch_ids:
             counts = per_batch.get(batch_id, ApplyCounts(0, 0, 0))
@@ -242,7 +243,7 @@ def replay(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     (zero when incremental application was right, as it must be).
     """
     differences: dict[str, int] = {}
-    for entity in ENTITIES.values():
+    for entity in current().entities.values():
         rebuilt = f"replay_{entity.golden_table}"
         con.execute(f"DROP TABLE IF EXISTS {quote(rebuilt)}")
         con.execute(golden_table_ddl(entity, table=rebuilt, temporary=True))

@@ -3,8 +3,9 @@
 import dagster as dg
 
 from sync_assets import ledger
-from sync_assets.catalog.entities import ENTITIES, Entity
+from sync_assets.catalog.entities import Entity
 from sync_assets.ledger import golden_states, summarize
+from sync_assets.project import Project
 from sync_assets.resources import WarehouseResource
 from sync_assets.state.apply import ApplyCounts, apply_batches
 from sync_assets.warehouse import WRITER_POOL
@@ -53,37 +54,42 @@ def golden_spec(entity: Entity) -> dg.AssetSpec:
     )
 
 
-@dg.multi_asset(
-    specs=[golden_spec(entity) for entity in ENTITIES.values()],
-    pool=WRITER_POOL,
-    group_name="state",
-)
-def golden_records(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """Apply every validated batch not yet applied, in one transaction; a batch that cannot be
-    applied (its counts would not add up, say) is left validated, its failure recorded, and the
-    blocking ledger check fails the run."""
-    with warehouse.connect() as con:
-        step = ledger.run_step(con, "apply", ledger.in_state(con, "validated"), apply_batches)
-        states = golden_states(con)
-    applied = step.done
-    context.log.info(f"applied {len(applied)} batch(es): {sorted(applied)}")
-    for batch_id, error in step.failed.items():
-        context.log.error(
-            f"batch {batch_id} failed to apply, left validated: {ledger.error_kind(error)} (syncctl doctor tells more)"
-        )
-    for entity in ENTITIES.values():
-        totals = _totals(entity.name, applied)
-        yield dg.MaterializeResult(
-            asset_key=entity.golden_table,
-            metadata={
-                **states[entity.name],
-                "dagster/row_count": sum(states[entity.name].values()),
-                "applied": totals.applied,
-                "conflicts": totals.conflicts,
-                "superseded": totals.superseded,
-                "batches_applied": len(applied),
-            },
-        )
+def build_golden_records(project: Project) -> dg.AssetsDefinition:
+    """One golden table per catalog entity, applied together."""
+
+    @dg.multi_asset(
+        specs=[golden_spec(entity) for entity in project.entities.values()],
+        pool=WRITER_POOL,
+        group_name="state",
+    )
+    def golden_records(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        """Apply every validated batch not yet applied, in one transaction; a batch that cannot be
+        applied (its counts would not add up, say) is left validated, its failure recorded, and the
+        blocking ledger check fails the run."""
+        with warehouse.connect() as con:
+            step = ledger.run_step(con, "apply", ledger.in_state(con, "validated"), apply_batches)
+            states = golden_states(con)
+        applied = step.done
+        context.log.info(f"applied {len(applied)} batch(es): {sorted(applied)}")
+        for batch_id, error in step.failed.items():
+            context.log.error(
+                f"batch {batch_id} failed to apply, left validated: {ledger.error_kind(error)} (syncctl doctor tells more)"
+            )
+        for entity in project.entities.values():
+            totals = _totals(entity.name, applied)
+            yield dg.MaterializeResult(
+                asset_key=entity.golden_table,
+                metadata={
+                    **states[entity.name],
+                    "dagster/row_count": sum(states[entity.name].values()),
+                    "applied": totals.applied,
+                    "conflicts": totals.conflicts,
+                    "superseded": totals.superseded,
+                    "batches_applied": len(applied),
+                },
+            )
+
+    return golden_records
 
 
 def _totals(entity: str, applied: dict[str, dict[str, ApplyCounts]]) -> ApplyCounts:
@@ -95,32 +101,37 @@ def _totals(entity: str, applied: dict[str, dict[str, ApplyCounts]]) -> ApplyCou
     )
 
 
-@dg.asset(
-    deps=[entity.golden_table for entity in ENTITIES.values()],
-    pool=WRITER_POOL,
-    group_name="state",
-    kinds={"duckdb"},
-    owners=OWNERS,
-    description=(
-        "The batch ledger (table `batches`): per landed batch, its state (landed, raw, "
-        "validated, applied), events landed, applied, duplicates and dead-lettered, and the "
-        "last failure of a batch that stopped. Its check proves every event is accounted for."
-    ),
-)
-def batch_ledger(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    with warehouse.connect() as con:
-        summary = summarize(con)
-    return dg.MaterializeResult(
-        metadata={
-            "batches": summary.batches,
-            "landed": summary.landed,
-            "applied": summary.applied,
-            "duplicates": summary.duplicates,
-            "dead_lettered": summary.dead_lettered,
-            "pending": summary.pending,
-            "unfinished_batches": len(summary.unfinished_batches),
-            "failed_batches": len(summary.failed_batches),
-            "dead_letters_held": summary.dead_letters_held,
-            "conflicts": summary.conflicts,
-        }
+def build_batch_ledger(project: Project) -> dg.AssetsDefinition:
+    """The batch ledger, after every golden table."""
+
+    @dg.asset(
+        deps=[entity.golden_table for entity in project.entities.values()],
+        pool=WRITER_POOL,
+        group_name="state",
+        kinds={"duckdb"},
+        owners=OWNERS,
+        description=(
+            "The batch ledger (table `batches`): per landed batch, its state (landed, raw, "
+            "validated, applied), events landed, applied, duplicates and dead-lettered, and the "
+            "last failure of a batch that stopped. Its check proves every event is accounted for."
+        ),
     )
+    def batch_ledger(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            summary = summarize(con)
+        return dg.MaterializeResult(
+            metadata={
+                "batches": summary.batches,
+                "landed": summary.landed,
+                "applied": summary.applied,
+                "duplicates": summary.duplicates,
+                "dead_lettered": summary.dead_lettered,
+                "pending": summary.pending,
+                "unfinished_batches": len(summary.unfinished_batches),
+                "failed_batches": len(summary.failed_batches),
+                "dead_letters_held": summary.dead_letters_held,
+                "conflicts": summary.conflicts,
+            }
+        )
+
+    return batch_ledger

@@ -959,3 +959,24 @@ def serve_forever(database: Path | str, host: str = "127.0.0.1", port: int = 0) 
         print(f"platform service on {service.url} over {database}", file=sys.stderr, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m examples.demo.seed.platform --system support`: serve a demo system's database
+    (in the data folder, SYNCFABRIC_HOME) as a no-code platform's records API on 127.0.0.1."""
+    import argparse
+
+    from sync_assets.settings import DataFolder
+
+    parser = argparse.ArgumentParser(prog="python -m examples.demo.seed.platform")
+    parser.add_argument("--system", default="support", help="the demo system to serve")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args(argv)
+    database = DataFolder.from_env().system_database(args.system)
+    if not database.exists():
+        parser.exit(2, f"no {args.system} database in {database.parent}: run syncctl demo first\n")
+    serve_forever(database, "127.0.0.1", args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -25,20 +25,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import accumulate
 from operator import attrgetter
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sync_assets.catalog.contracts import CURRENT_VERSION
-from sync_assets.catalog.entities import SYSTEMS
 from sync_assets.catalog.events import MAX_EVENT_BYTES, SPECVERSION
-from sync_assets.demo.systems import (
+from sync_assets.ingest.landing import LandingZone
+from sync_assets.project import load_project
+from sync_assets.settings import DataFolder
+
+from .systems import (
     PHONE_PLANS,
     Customer,
     Order,
     drift_systems,
     write_system_databases,
 )
-from sync_assets.ingest.landing import LandingZone
-from sync_assets.settings import DataFolder
+
+PROJECT = load_project(Path(__file__).resolve().parents[1])
+"""The demo project (examples/demo) this generator writes systems and events for."""
+SYSTEMS = PROJECT.system_names
+CURRENT_VERSION = PROJECT.current_version
 
 T = TypeVar("T")
 

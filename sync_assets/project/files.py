@@ -1,0 +1,189 @@
+"""What each file of a Syncfabric project may say: one pydantic model per file kind.
+
+These models check each file on its own (types, names, allowed words, unknown fields); what the
+files say about each other (an owner that is no system, a column for an attribute the catalog
+does not have) is checked by `sync_assets/project/load.py`, which also turns the models into the
+runtime shapes the pipeline reads (`Entity`, `Mapping`, `PayloadVersion`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+"""Entity, system and attribute names: they become table names, asset keys and variable names."""
+ENV_PATTERN = r"^[A-Z][A-Z0-9_]{0,127}$"
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+"""A table or column name in a system: anything the system allows; always quoted when used."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_pattern(pattern: str) -> str:
+    """A regular expression the contracts can run: Python and polars (Rust) both accept it, and
+    digits are written [0-9] (\\d also matches non-ASCII digits)."""
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"not a valid regular expression ({error})") from None
+    if "\\d" in pattern:
+        raise ValueError("\\d also matches non-ASCII digits; write [0-9]")
+    import polars as pl
+
+    try:
+        pl.Series([""]).str.contains(pattern)
+    except Exception as error:  # polars' error type varies by version
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"not a regular expression polars accepts ({first})") from None
+    return pattern
+
+
+# --- syncfabric.yaml ---------------------------------------------------------------------------
+
+
+class ReconcileSettings(Strict):
+    schedule: str = "0 * * * *"
+    """Cron of the scheduled reconciliation; SYNCFABRIC_RECONCILE_CRON overrides it."""
+    error_rate: float = Field(default=0.01, gt=0, le=1)
+    """A check fails at ERROR past this share of the rows compared (mass drift)."""
+    error_floor: int = Field(default=10, ge=0)
+    """...and past at least this many discrepancies."""
+
+
+class SettingsFile(Strict):
+    name: Name
+    description: str = ""
+    systems: tuple[Name, ...] = ()
+    """The systems in the order reports list them; every file in systems/ when not given."""
+    reconcile: ReconcileSettings = ReconcileSettings()
+    seed: str | None = None
+    """A Python package in the project folder that builds example data (`syncctl demo`)."""
+
+
+# --- catalog/<entity>.yaml ---------------------------------------------------------------------
+
+
+class AttributeFile(Strict):
+    type: Literal["string", "enum", "decimal", "timestamp", "boolean"]
+    owner: Name
+    description: str
+    required: bool = False
+    allowed: tuple[str, ...] = ()
+    pattern: str | None = None
+    minimum: float | None = None
+    pii: bool = False
+    compare: Literal["exact", "whitespace", "casefold"] = "exact"
+    tolerance: float = Field(0, ge=0)
+    timestamp_precision: Literal["second", "minute", "hour", "day"] | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        return value if value is None else check_pattern(value)
+
+
+class EntityFile(Strict):
+    key: Name
+    key_pattern: str
+    lifecycle_owner: Name
+    description: str
+    attributes: dict[Name, AttributeFile] = Field(min_length=1)
+    on_undeliverable: Literal["hold", "compensate"] = "hold"
+    business_rules: tuple[str, ...] = ()
+
+    @field_validator("key_pattern")
+    @classmethod
+    def _key_pattern(cls, value: str) -> str:
+        return check_pattern(value)
+
+
+# --- systems/<system>.yaml ---------------------------------------------------------------------
+
+
+class LookupFile(Strict):
+    table: Identifier
+    on: dict[Identifier, Identifier] = Field(min_length=1)
+    value: Identifier
+
+
+Rule = Literal[
+    "text", "lower", "upper", "phone", "cents", "decimal", "boolean", "epoch", "timestamp",
+    "vocabulary",
+]  # fmt: skip
+
+
+class ColumnFile(Strict):
+    column: Identifier | None = None
+    lookup: LookupFile | None = None
+    rule: Rule = "text"
+    format: str | None = None
+    vocabulary: dict[str, str | tuple[str, ...]] = {}
+    style: Literal["as_is", "lower", "upper", "capitalize"] | None = None
+
+
+def _column_shorthand(value: object) -> object:
+    return {"column": value} if isinstance(value, str) else value
+
+
+class SoftDeleteFile(Strict):
+    column: Identifier
+    value: str
+    live: str | None = None
+
+
+class StampFile(Strict):
+    column: Identifier
+    format: str
+    on: Literal["create", "write"] = "write"
+
+
+class MappingFile(Strict):
+    table: Identifier
+    schema_: Identifier | None = Field(None, alias="schema")
+    key: tuple[Identifier, ...] = Field(min_length=1)
+    canonical_key: Identifier
+    columns: dict[Name, Annotated[ColumnFile, BeforeValidator(_column_shorthand)]] = Field(
+        min_length=1
+    )
+    """Catalog attribute -> its column: `email: email_address` is short for
+    `email: {column: email_address}` (rule text)."""
+    soft_delete: SoftDeleteFile | None = None
+    scope: tuple[Name, ...] = ()
+    stamps: tuple[StampFile, ...] = ()
+    description: str = ""
+
+
+class SystemFile(Strict):
+    kind: Literal["sql", "http"]
+    url_env: Annotated[str, StringConstraints(pattern=ENV_PATTERN)]
+    description: str = ""
+    entities: dict[Name, MappingFile] = Field(min_length=1)
+
+
+# --- contracts/<entity>.yaml -------------------------------------------------------------------
+
+
+class VersionFile(Strict):
+    version: int = Field(ge=1)
+    renamed: dict[str, Name] = {}
+    """Payload field in this version -> the catalog attribute it holds."""
+    absent: tuple[Name, ...] = ()
+    """Catalog attributes events of this version do not carry."""
+
+
+class ContractFile(Strict):
+    versions: tuple[VersionFile, ...] = Field(min_length=1)

@@ -1,0 +1,561 @@
+"""Load a Syncfabric project folder and check it, with every problem named where it is.
+
+    syncfabric.yaml            settings (name, reconciliation schedule and thresholds)
+    catalog/<entity>.yaml      the entity: key, attributes, owners, lifecycle owner
+    systems/<system>.yaml      where a system is (kind, URL variable) and how it stores entities
+    contracts/<entity>.yaml    the entity's event schema versions and how older ones upcast
+
+Each file is read as YAML (a key written twice is an error, not silently the last one), checked on
+its own by its model in `files.py`, then against the others (an owner must be a system, a column
+must map a catalog attribute, a vocabulary must cover every allowed value...). All problems are
+collected and raised together as one `ProjectError`: file, line, field, what is wrong, the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from sync_assets.catalog.contracts import PayloadVersion
+from sync_assets.catalog.entities import Attribute, Entity
+from sync_assets.connectors.mappings import Field, Lookup, Mapping, SoftDelete, Stamp
+from sync_assets.errors import EXIT_USAGE, SyncfabricError
+from sync_assets.project import files
+from sync_assets.project.model import Project, Settings, System, Thresholds
+
+SETTINGS_FILE = "syncfabric.yaml"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    field: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{field} {self.message}; fix: {self.fix}"
+
+
+class ProjectError(SyncfabricError):
+    """The project's files are wrong; every problem found, each where it is."""
+
+    def __init__(self, root: Path, problems: list[Problem]) -> None:
+        self.problems = problems
+        noun = "problem" if len(problems) == 1 else "problems"
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(
+            f"the Syncfabric project at {root} has {len(problems)} {noun}:\n{lines}",
+            exit_code=EXIT_USAGE,
+        )
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that refuses a mapping key written twice (PyYAML keeps the last silently), and
+    reads only true/false as booleans, as YAML 1.2 does: `on:`, `yes`, `no` stay words."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"{key!r} is written twice (first on line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+@dataclass
+class _File:
+    """One YAML file: its data and its node tree, to say on which line a field is."""
+
+    path: Path
+    relative: str
+    data: Any
+    node: yaml.Node | None
+
+    def line(self, *loc: str | int) -> int | None:
+        node = self.node
+        line = node.start_mark.line + 1 if node is not None else None
+        for part in loc:
+            if isinstance(node, yaml.MappingNode):
+                node = next((v for k, v in node.value if k.value == str(part)), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                node = node.value[part] if part < len(node.value) else None
+            else:
+                node = None
+            if node is None:
+                break
+            line = node.start_mark.line + 1
+        return line
+
+
+class _Collector:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.problems: list[Problem] = []
+
+    def add(self, file: _File | str, loc: tuple[str | int, ...], message: str, fix: str) -> None:
+        if isinstance(file, str):
+            self.problems.append(Problem(file, None, ".".join(map(str, loc)), message, fix))
+            return
+        field = ".".join(str(p) for p in loc)
+        self.problems.append(Problem(file.relative, file.line(*loc), field, message, fix))
+
+    def read(self, path: Path) -> _File | None:
+        relative = str(path.relative_to(self.root))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            self.add(
+                relative, (), f"cannot be read ({type(error).__name__})", "save it as UTF-8 text"
+            )
+            return None
+        try:
+            node = yaml.compose(text, Loader=_Loader)
+            data = yaml.load(text, Loader=_Loader)
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            line = mark.line + 1 if mark is not None else None
+            problem = f"{error.problem or error.context}".strip()
+            self.problems.append(
+                Problem(relative, line, "", f"is not valid YAML: {problem}", "correct the YAML")
+            )
+            return None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.add(relative, (), "must hold a mapping of fields", "see examples/demo/")
+            return None
+        return _File(path, relative, data, node)
+
+    def model(self, file: _File, model: type[M]) -> M | None:
+        try:
+            return model.model_validate(file.data)
+        except ValidationError as error:
+            for e in error.errors():
+                loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
+                message, fix = _explain(e, model)
+                self.add(file, loc, message, fix)
+            return None
+
+
+def _explain(error: Any, model: type[BaseModel]) -> tuple[str, str]:
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return "is not a field Syncfabric knows", "remove it or correct its spelling"
+    if kind == "missing":
+        return "is required and missing", "add it (see examples/demo/ for one written out)"
+    if kind == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern", "")
+        if pattern == files.NAME_PATTERN:
+            return (
+                f"{error['input']!r} is not a valid name",
+                "use lower case letters, digits and _, starting with a letter",
+            )
+        return (
+            f"{error['input']!r} is not a valid environment variable name",
+            "use upper case letters, digits and _, e.g. SYNCFABRIC_CRM_URL",
+        )
+    if kind == "literal_error":
+        return f"{error['input']!r} is not allowed", message.replace("Input should be", "use")
+    if kind == "value_error":
+        text = message.removeprefix("Value error, ")
+        return text, "correct the regular expression"
+    return message, "correct the value"
+
+
+def _yaml_files(collector: _Collector, folder: Path) -> Iterator[tuple[str, Path]]:
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".yml":
+            collector.add(
+                str(path.relative_to(collector.root)),
+                (),
+                "is ignored: project files end in .yaml",
+                f"rename it to {path.stem}.yaml",
+            )
+        elif path.suffix == ".yaml" and path.is_file():
+            yield path.stem, path
+
+
+def load_project(root: Path | str) -> Project:
+    """The project at `root`, checked; a ProjectError naming every problem otherwise."""
+    root = Path(root).resolve()
+    settings_path = root / SETTINGS_FILE
+    if not settings_path.is_file():
+        raise SyncfabricError(
+            f"no Syncfabric project at {root}: it has no {SETTINGS_FILE}. Point --project or "
+            "SYNCFABRIC_PROJECT at the project folder, or create one with `syncctl init DIR` "
+            "(the demo's is examples/demo).",
+            exit_code=EXIT_USAGE,
+        )
+    c = _Collector(root)
+    settings_file = c.read(settings_path)
+    settings = c.model(settings_file, files.SettingsFile) if settings_file else None
+
+    systems: dict[str, tuple[_File, files.SystemFile]] = {}
+    for name, path in _yaml_files(c, root / "systems"):
+        if (f := c.read(path)) and (system_file := c.model(f, files.SystemFile)):
+            systems[name] = (f, system_file)
+    entities: dict[str, tuple[_File, files.EntityFile]] = {}
+    for name, path in _yaml_files(c, root / "catalog"):
+        if (f := c.read(path)) and (entity_file := c.model(f, files.EntityFile)):
+            entities[name] = (f, entity_file)
+    contracts: dict[str, tuple[_File, files.ContractFile]] = {}
+    for name, path in _yaml_files(c, root / "contracts"):
+        if (f := c.read(path)) and (contract_file := c.model(f, files.ContractFile)):
+            contracts[name] = (f, contract_file)
+
+    _check_names(c, systems, "systems")
+    _check_names(c, entities, "catalog")
+    if not systems and not any(p.file.startswith("systems/") for p in c.problems):
+        c.add(
+            "systems/", (), "holds no system", "add systems/<system>.yaml (syncctl init writes one)"
+        )
+    if not entities and not any(p.file.startswith("catalog/") for p in c.problems):
+        c.add(
+            "catalog/", (), "holds no entity", "add catalog/<entity>.yaml (syncctl init writes one)"
+        )
+    order = _system_order(c, settings_file, settings, systems)
+    built_entities = {name: _entity(c, name, f, m, systems) for name, (f, m) in entities.items()}
+    mappings = {}
+    for system in order:
+        f, system_file = systems[system]
+        for entity_name, mapping_file in system_file.entities.items():
+            entity = built_entities.get(entity_name)
+            if entity is None:
+                c.add(
+                    f,
+                    ("entities", entity_name),
+                    f"maps entity {entity_name!r}, which the catalog does not have",
+                    f"add catalog/{entity_name}.yaml, or use one of: {_names(built_entities)}",
+                )
+                continue
+            mappings[system, entity_name] = _mapping(c, f, system, entity, mapping_file)
+    for entity in built_entities.values():
+        if (
+            entity.lifecycle_owner in systems
+            and (entity.lifecycle_owner, entity.name) not in mappings
+        ):
+            f, _ = entities[entity.name]
+            c.add(
+                f,
+                ("lifecycle_owner",),
+                f"{entity.lifecycle_owner} owns the lifecycle of {entity.name} but maps no table for it",
+                f"add entities.{entity.name} to systems/{entity.lifecycle_owner}.yaml",
+            )
+    payload_versions = {}
+    for name, (f, contract_file) in contracts.items():
+        if name not in built_entities:
+            c.add(
+                f,
+                (),
+                f"is the contract of {name!r}, which the catalog does not have",
+                f"rename it after one of: {_names(built_entities)}",
+            )
+            continue
+        payload_versions.update(_versions(c, f, built_entities[name], contract_file))
+    for name, entity in built_entities.items():
+        if name not in contracts:  # no history yet: version 1 carries every attribute as named
+            payload_versions[name, 1] = PayloadVersion(
+                entity, 1, {a: a for a in entity.attribute_names}
+            )
+    if (
+        settings is not None
+        and settings.seed
+        and not (root / settings.seed / "__init__.py").is_file()
+    ):
+        c.add(
+            settings_file or SETTINGS_FILE,
+            ("seed",),
+            f"{settings.seed}/__init__.py does not exist",
+            "name a Python package in the project folder, or remove seed:",
+        )
+    if c.problems or settings is None:
+        raise ProjectError(root, c.problems)
+    return Project(
+        root=root,
+        settings=Settings(
+            name=settings.name,
+            description=settings.description,
+            schedule=settings.reconcile.schedule,
+            thresholds=Thresholds(settings.reconcile.error_rate, settings.reconcile.error_floor),
+            seed=settings.seed,
+        ),
+        systems={
+            name: System(
+                name, systems[name][1].kind, systems[name][1].url_env, systems[name][1].description
+            )
+            for name in order
+        },
+        entities=built_entities,
+        mappings=mappings,
+        payload_versions=dict(sorted(payload_versions.items())),
+    )
+
+
+def _names(found: dict[str, Any]) -> str:
+    return ", ".join(sorted(found)) or "(none yet)"
+
+
+def _check_names(c: _Collector, found: dict[str, Any], folder: str) -> None:
+    for name in list(found):
+        if not re.fullmatch(files.NAME_PATTERN, name):
+            c.add(
+                f"{folder}/{name}.yaml",
+                (),
+                f"{name!r} is not a valid name",
+                "rename the file in lower case letters, digits and _",
+            )
+            del found[name]
+
+
+def _system_order(
+    c: _Collector, settings_file: _File | None, settings: Any, systems: dict
+) -> list[str]:
+    declared = settings.systems if settings is not None and settings.systems else None
+    if declared is None:
+        return sorted(systems)
+    assert settings_file is not None
+    for i, name in enumerate(declared):
+        if name not in systems:
+            c.add(
+                settings_file,
+                ("systems", i),
+                f"{name!r} has no systems/{name}.yaml",
+                f"add it, or remove it from the list ({_names(systems)})",
+            )
+    for name in systems:
+        if name not in declared:
+            c.add(
+                settings_file,
+                ("systems",),
+                f"systems/{name}.yaml is not in the list",
+                f"add {name} to systems:",
+            )
+    return [name for name in declared if name in systems]
+
+
+def _entity(c: _Collector, name: str, f: _File, m: files.EntityFile, systems: dict) -> Entity:
+    def owner(loc: tuple[str | int, ...], system: str) -> None:
+        if system not in systems:
+            c.add(
+                f,
+                loc,
+                f"{system!r} is no system of the project",
+                f"use one of: {_names(systems)}, or add systems/{system}.yaml",
+            )
+
+    owner(("lifecycle_owner",), m.lifecycle_owner)
+    attributes = []
+    for attr_name, a in m.attributes.items():
+        loc: tuple[str | int, ...] = ("attributes", attr_name)
+        owner((*loc, "owner"), a.owner)
+        if attr_name == m.key:
+            c.add(
+                f,
+                loc,
+                f"{attr_name!r} is the entity's key, not an attribute",
+                "remove it from attributes: the key is in `subject`",
+            )
+        if a.type == "enum" and not a.allowed:
+            c.add(f, (*loc, "allowed"), "an enum needs its allowed values", "list them in allowed:")
+        if a.allowed and a.type not in ("enum", "string"):
+            c.add(
+                f,
+                (*loc, "allowed"),
+                f"allowed values go with type enum, not {a.type}",
+                "use type: enum, or remove allowed:",
+            )
+        if len(set(a.allowed)) != len(a.allowed):
+            c.add(f, (*loc, "allowed"), "lists a value twice", "list each value once")
+        attributes.append(
+            Attribute(
+                attr_name, a.type, owner=a.owner, description=a.description, required=a.required,
+                allowed=a.allowed, pattern=a.pattern, minimum=a.minimum, pii=a.pii,
+                compare=a.compare, tolerance=a.tolerance, timestamp_precision=a.timestamp_precision,
+            )
+        )  # fmt: skip
+    return Entity(
+        name=name,
+        key=m.key,
+        key_pattern=m.key_pattern,
+        lifecycle_owner=m.lifecycle_owner,
+        description=m.description,
+        attributes=tuple(attributes),
+        on_undeliverable=m.on_undeliverable,
+        business_rules=m.business_rules,
+    )
+
+
+def _mapping(c: _Collector, f: _File, system: str, entity: Entity, m: files.MappingFile) -> Mapping:
+    base: tuple[str | int, ...] = ("entities", entity.name)
+    fields = []
+    for attr_name, spec in m.columns.items():
+        loc = (*base, "columns", attr_name)
+        if attr_name not in entity.attribute_names:
+            c.add(
+                f,
+                loc,
+                f"{entity.name} has no attribute {attr_name!r}",
+                f"use one of: {', '.join(entity.attribute_names)}, or add it to catalog/{entity.name}.yaml",
+            )
+            continue
+        column = spec
+        if (column.column is None) == (column.lookup is None):
+            c.add(f, loc, "names neither or both of column: and lookup:", "give exactly one")
+            continue
+        if column.rule == "timestamp" and not column.format:
+            c.add(
+                f,
+                (*loc, "format"),
+                "a timestamp rule needs the column's format",
+                "add format: in strptime form, e.g. '%d/%m/%Y %H:%M'",
+            )
+        if (column.rule == "vocabulary") != bool(column.vocabulary):
+            c.add(
+                f,
+                (*loc, "vocabulary"),
+                "vocabulary: goes with rule: vocabulary",
+                "give both, or neither",
+            )
+        if column.vocabulary:
+            _check_vocabulary(c, f, loc, entity.attribute(attr_name), column.vocabulary)
+        source: str | Lookup = (
+            Lookup(column.lookup.table, dict(column.lookup.on), column.lookup.value)
+            if column.lookup
+            else str(column.column)
+        )
+        vocabulary = {
+            word: (value if isinstance(value, str) else tuple(value))
+            for word, value in column.vocabulary.items()
+        }
+        fields.append(
+            Field(attr_name, source, column.rule, column.format, vocabulary, column.style)
+        )
+    mapped = {f_.attribute for f_ in fields}
+    for i, name in enumerate(m.scope):
+        if name not in mapped:
+            c.add(
+                f,
+                (*base, "scope", i),
+                f"{name!r} is not a column this system maps",
+                f"use one of: {', '.join(sorted(mapped))}",
+            )
+    soft = m.soft_delete
+    return Mapping(
+        system=system,
+        entity=entity.name,
+        table=m.table,
+        key=m.key,
+        canonical_key=Field(entity.key, m.canonical_key),
+        fields=tuple(fields),
+        soft_delete=SoftDelete(soft.column, soft.value, soft.live) if soft else None,
+        scope=m.scope,
+        stamps=tuple(Stamp(s.column, s.format, s.on) for s in m.stamps),
+        schema=m.schema_,
+        description=m.description,
+    )
+
+
+def _check_vocabulary(
+    c: _Collector, f: _File, loc: tuple[str | int, ...], attribute: Attribute, vocabulary: dict
+) -> None:
+    reached: set[str] = set()
+    for word, value in vocabulary.items():
+        values = (value,) if isinstance(value, str) else tuple(value)
+        for v in values:
+            if attribute.allowed and v not in attribute.allowed:
+                c.add(
+                    f,
+                    (*loc, "vocabulary", word),
+                    f"{v!r} is not an allowed {attribute.name}",
+                    f"use one of: {', '.join(attribute.allowed)}",
+                )
+        reached.update(values)
+    missed = [v for v in attribute.allowed if v not in reached]
+    if missed:
+        c.add(
+            f,
+            (*loc, "vocabulary"),
+            f"no word of the system stands for {', '.join(missed)}",
+            "add the system's word for each, or list it with the words that stand for several",
+        )
+
+
+def _versions(
+    c: _Collector, f: _File, entity: Entity, m: files.ContractFile
+) -> dict[tuple[str, int], PayloadVersion]:
+    found: dict[tuple[str, int], PayloadVersion] = {}
+    previous = 0
+    for i, v in enumerate(m.versions):
+        loc: tuple[str | int, ...] = ("versions", i)
+        if v.version <= previous:
+            c.add(
+                f,
+                (*loc, "version"),
+                f"version {v.version} comes after {previous}",
+                "list versions once each, oldest first",
+            )
+            continue
+        previous = v.version
+        if i == len(m.versions) - 1 and (v.renamed or v.absent):
+            c.add(
+                f,
+                loc,
+                "the current (last) version carries every attribute as named",
+                "add a new version without renamed:/absent:, or move them to an older one",
+            )
+        for field_name, attr in v.renamed.items():
+            if attr not in entity.attribute_names:
+                c.add(
+                    f,
+                    (*loc, "renamed", field_name),
+                    f"{entity.name} has no attribute {attr!r}",
+                    f"use one of: {', '.join(entity.attribute_names)}",
+                )
+            if field_name in entity.attribute_names:
+                c.add(
+                    f,
+                    (*loc, "renamed", field_name),
+                    f"{field_name!r} is an attribute's own name",
+                    "rename to a field the version used",
+                )
+        for j, attr in enumerate(v.absent):
+            if attr not in entity.attribute_names:
+                c.add(
+                    f,
+                    (*loc, "absent", j),
+                    f"{entity.name} has no attribute {attr!r}",
+                    f"use one of: {', '.join(entity.attribute_names)}",
+                )
+        by_attribute = {attr: name for name, attr in v.renamed.items()}
+        fields = {by_attribute.get(a, a): a for a in entity.attribute_names if a not in v.absent}
+        found[entity.name, v.version] = PayloadVersion(entity, v.version, fields)
+    return found

@@ -1,0 +1,134 @@
+"""A loaded Syncfabric project: the landscape as the pipeline reads it.
+
+`Project` holds what the project's files declare, already checked against each other: the
+systems, the catalog's entities, how each system stores each entity (`Mapping`), and the event
+schema versions. Everything else (contracts, event types, the pairs of systems reconciliation
+compares) is derived here, once, so no code needs to know a system or an entity by name.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sync_assets.catalog.contracts import Contract, PayloadVersion
+from sync_assets.catalog.entities import Entity
+from sync_assets.catalog.events import ACTIONS, RECONCILER_SOURCE
+from sync_assets.connectors.mappings import Mapping
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What the reconciliation checks judge by, and the review gate of mass corrections with them:
+    ERROR past `error_rate` of the rows compared, and at least `error_floor` discrepancies."""
+
+    error_rate: float = 0.01
+    error_floor: int = 10
+
+    def error_above(self, rows_compared: int) -> int:
+        return max(self.error_floor, int(rows_compared * self.error_rate))
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    description: str = ""
+    schedule: str = "0 * * * *"
+    thresholds: Thresholds = Thresholds()
+    seed: str | None = None
+    """The project's example-data package, relative to its folder (`syncctl demo`)."""
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    kind: Literal["sql", "http"]
+    url_env: str
+    """The environment variable holding the system's URL (credentials included)."""
+    description: str = ""
+
+    @property
+    def source(self) -> str:
+        """The CloudEvents source of the system's own events."""
+        return f"/systems/{self.name}"
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    settings: Settings
+    systems: dict[str, System]
+    entities: dict[str, Entity]
+    mappings: dict[tuple[str, str], Mapping]
+    """(system, entity) -> how that system stores that entity."""
+    payload_versions: dict[tuple[str, int], PayloadVersion]
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def system_names(self) -> tuple[str, ...]:
+        return tuple(self.systems)
+
+    def entity(self, name: str) -> Entity:
+        try:
+            return self.entities[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown entity {name!r}; the catalog has {sorted(self.entities)}"
+            ) from None
+
+    def mapping(self, system: str, entity_name: str) -> Mapping:
+        try:
+            return self.mappings[system, entity_name]
+        except KeyError:
+            raise KeyError(f"no mapping for {entity_name!r} in {system!r}") from None
+
+    def mappings_for(self, entity_name: str) -> list[Mapping]:
+        return [m for m in self.mappings.values() if m.entity == entity_name]
+
+    def comparable_pairs(self, entity_name: str) -> list[tuple[Mapping, Mapping]]:
+        """Pairs of systems holding the same entity with attributes in common."""
+        found = self.mappings_for(entity_name)
+        return [
+            (left, right)
+            for i, left in enumerate(found)
+            for right in found[i + 1 :]
+            if set(left.attributes) & set(right.attributes)
+        ]
+
+    @functools.cached_property
+    def contracts(self) -> dict[tuple[str, int], Contract]:
+        """(event type, schema version) -> its contract."""
+        return {
+            (f"{payload.entity.name}.{action}", payload.version): Contract(payload, action)
+            for payload in self.payload_versions.values()
+            for action in ACTIONS
+        }
+
+    @functools.cached_property
+    def current_version(self) -> dict[str, int]:
+        """Entity -> the schema version Syncfabric writes and upcasts to."""
+        return {
+            name: max(v for (e, v) in self.payload_versions if e == name) for name in self.entities
+        }
+
+    def contract_for(self, event_type: str, version: int) -> Contract:
+        try:
+            return self.contracts[(event_type, version)]
+        except KeyError:
+            known = sorted(v for (t, v) in self.contracts if t == event_type)
+            raise KeyError(
+                f"no contract for {event_type} version {version}; known versions: {known}"
+            ) from None
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        return tuple(f"{e}.{a}" for e in self.entities for a in ACTIONS)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (*(s.source for s in self.systems.values()), RECONCILER_SOURCE)
