@@ -122,6 +122,65 @@ def demo(ctx: click.Context, force: bool, wait_s: float) -> None:
 
 
 @main.command()
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also look at every system, read-only: tables and columns exist, rows in each.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def validate(connect: bool, as_json: bool) -> None:
+    """Check the project's files (and, with --connect, its systems); exit 2 on a file problem,
+    1 on a system problem."""
+    from sync_assets.project import current
+
+    project = current()  # a ProjectError names every problem, file and line
+    result: dict[str, Any] = {
+        "project": project.name,
+        "root": str(project.root),
+        "entities": list(project.entities),
+        "systems": list(project.system_names),
+        "mappings": [f"{s}.{e}" for s, e in project.mappings],
+        "schema_versions": [f"{e}/v{v}" for e, v in project.payload_versions],
+    }
+    probes = _probe(project) if connect else []
+    result["probes"] = [
+        {"system": p.system, "entity": p.entity, "table": p.table, "rows": p.rows,
+         "problems": p.problems}
+        for p in probes
+    ]  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(
+            f"project {project.name} at {project.root}: {len(project.entities)} entities, "
+            f"{len(project.systems)} systems, {len(project.mappings)} mappings, "
+            f"{len(project.payload_versions)} schema versions: the files are valid"
+        )
+        for p in probes:
+            rows = f"{p.rows:>10,} rows" if p.rows is not None else " " * 15
+            click.echo(
+                f"{p.system:<14} {p.entity:<14} {p.table:<20} {rows}  {'ok' if p.ok else 'PROBLEM'}"
+            )
+            for problem in p.problems:
+                click.echo(f"    {problem}")
+    if any(not p.ok for p in probes):
+        sys.exit(1)
+
+
+def _probe(project: Any) -> list[Any]:
+    from sync_assets.connectors.probe import probe_system
+    from sync_assets.connectors.sources import configured_url
+
+    folder = DataFolder.from_env()
+    probes = []
+    for name, system in project.systems.items():
+        url = configured_url(system.url_env, folder.system_database(name))
+        mappings = [m for m in project.mappings.values() if m.system == name]
+        probes += probe_system(name, url, mappings)
+    return probes
+
+
+@main.command()
 @writes_data_folder
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(as_json: bool) -> None:

@@ -20,12 +20,13 @@ from conftest import at, event, land, run_core
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import find as hypothesis_find
 
-from sync_assets.catalog.entities import CUSTOMER
+from sync_assets.project import current
 from sync_assets.settings import DataFolder
 from sync_assets.state import apply as apply_module
 from sync_assets.state.apply import replay
 from sync_assets.warehouse import connect, transaction
 
+CUSTOMER = current().entity("customer")
 KEYS = ("C-000001", "C-000002", "C-000003")
 ACTIONS = ("created", "updated", "deleted", "reconciled")
 # The CRM owns most attributes and the lifecycle: weight it so that owners' writes often collide.
@@ -51,6 +52,7 @@ NO_DIFFERENCES = {"customer": 0, "order": 0}
 Scenario = tuple[list["Ev"], list[list["Ev"]]]
 """The distinct events, and the batches they land in (shuffled, with repeats)."""
 
+CUSTOMER = current().entity("customer")
 
 @dataclass(frozen=True)
 class Ev:

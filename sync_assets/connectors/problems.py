@@ -41,7 +41,11 @@ class PlatformApiError(RuntimeError):
 
 
 def url_variable(system: str) -> str:
-    return f"SYNCFABRIC_{system.upper()}_URL"
+    """The environment variable the project's `systems/<system>.yaml` names for its URL."""
+    from sync_assets.project import current
+
+    found = current().systems.get(system)
+    return found.url_env if found else f"SYNCFABRIC_{system.upper()}_URL"
 
 
 def redact(url: str) -> str:

@@ -7,6 +7,7 @@ SQLAlchemy only when such an engine is created. Every session is read-only, what
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -55,6 +56,12 @@ def _arrow_reader(url: sa.URL, backend: str, options: str) -> tuple[str, list[st
 
 def sqlite_url(path: Path | str) -> str:
     return f"sqlite:///{Path(path).resolve()}"
+
+
+def configured_url(url_env: str, default_database: Path) -> str:
+    """A system's URL: its environment variable, else its SQLite file in the data folder (the
+    embedded default, which the demo builds)."""
+    return os.environ.get(url_env) or sqlite_url(default_database)
 
 
 def open_source(url: str | sa.URL) -> sa.Engine:

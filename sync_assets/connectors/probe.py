@@ -1,0 +1,103 @@
+"""A read-only look at each system a project maps: do its tables and columns exist, how many
+rows do they hold (`syncctl validate --connect`).
+
+Nothing is written and no row is read: SQL systems are inspected through SQLAlchemy on a
+read-only engine, a no-code platform through one page of one record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from sync_assets.connectors.mappings import Lookup, Mapping
+from sync_assets.connectors.platform_api import is_platform_url, read_records
+from sync_assets.connectors.problems import reading
+from sync_assets.connectors.sources import open_source
+from sync_assets.errors import SyncfabricError
+
+
+@dataclass
+class TableProbe:
+    system: str
+    entity: str
+    table: str
+    rows: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def needed_columns(mapping: Mapping) -> dict[str, set[str]]:
+    """Table -> the columns the mapping reads there (its lookups read other tables)."""
+    needed: dict[str, set[str]] = {mapping.table: set(mapping.key)}
+    main = needed[mapping.table]
+    sources = [mapping.canonical_key.source, *(f.source for f in mapping.fields)]
+    for source in sources:
+        if isinstance(source, Lookup):
+            main.update(source.on)
+            needed.setdefault(source.table, set()).update({*source.on.values(), source.value})
+        else:
+            main.add(source)
+    if mapping.soft_delete:
+        main.add(mapping.soft_delete.column)
+    main.update(stamp.column for stamp in mapping.stamps)
+    return needed
+
+
+def probe_system(system: str, url: str, mappings: list[Mapping]) -> list[TableProbe]:
+    """One probe per mapping; a system that cannot be reached at all is every probe's problem."""
+    try:
+        with reading(system, url):
+            if is_platform_url(url):
+                return [_probe_platform(url, m) for m in mappings]
+            engine = open_source(url)
+            try:
+                return [_probe_sql(engine, m) for m in mappings]
+            finally:
+                engine.dispose()
+    except SyncfabricError as error:
+        return [TableProbe(system, m.entity, m.table, problems=[error.message]) for m in mappings]
+
+
+def _probe_sql(engine: sa.Engine, mapping: Mapping) -> TableProbe:
+    probe = TableProbe(mapping.system, mapping.entity, mapping.table)
+    inspector = sa.inspect(engine)
+    for table, columns in needed_columns(mapping).items():
+        if not inspector.has_table(table, schema=mapping.schema):
+            where = f"{mapping.schema}.{table}" if mapping.schema else table
+            probe.problems.append(
+                f"table {where!r} does not exist; fix: correct `table:` (or the lookup's) in "
+                f"systems/{mapping.system}.yaml, or the URL's database"
+            )
+            continue
+        present = {c["name"] for c in inspector.get_columns(table, schema=mapping.schema)}
+        for column in sorted(columns - present):
+            probe.problems.append(
+                f"{table}.{column} does not exist (the table has {', '.join(sorted(present))}); "
+                f"fix: correct the column in systems/{mapping.system}.yaml"
+            )
+    if probe.ok:
+        table = sa.table(mapping.table, schema=mapping.schema)
+        with engine.connect() as con:
+            probe.rows = con.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+    return probe
+
+
+def _probe_platform(url: str, mapping: Mapping) -> TableProbe:
+    probe = TableProbe(mapping.system, mapping.entity, mapping.table)
+    present: set[str] = set()
+    for batch in read_records(url, mapping.table, page_size=1):
+        present = set(batch.schema.names)
+        break
+    columns = needed_columns(mapping)
+    if present:
+        for column in sorted(columns[mapping.table] - present):
+            probe.problems.append(
+                f"{mapping.table}.{column} is in no record; fix: correct the column in "
+                f"systems/{mapping.system}.yaml"
+            )
+    return probe
