@@ -155,8 +155,8 @@ class Pipeline:
             self.instance.add_dynamic_partitions(name, keys)
         except IntegrityError:  # the daemon's sensor added one of them at the same moment
             self.instance.add_dynamic_partitions(name, keys)
-        order = {key: i for i, key in enumerate(self.instance.get_dynamic_partitions(name))}
-        ranked = sorted(keys, key=order.__getitem__)
+        position = {key: i for i, key in enumerate(self.instance.get_dynamic_partitions(name))}
+        ranked = sorted(keys, key=position.__getitem__)
         return ranked[0], ranked[-1]
 
     def reconcile(self, *, emit: bool = True, reviewed: int | None = None) -> ReconcileReport:
@@ -233,11 +233,15 @@ class Pipeline:
 
         with connect(self.folder.warehouse, read_only=True) as con:
             outbox.check_redrive(con, redrive or [], destination)
-        plan = {"redrive": redrive or [], "redrive_all": redrive_all, "destination": destination}
+        planning = {
+            "redrive": redrive or [],
+            "redrive_all": redrive_all,
+            "destination": destination,
+        }
         run = self._execute(
             self.defs.resolve_job_def(DELIVER_JOB),
             run_config={
-                "ops": {"plan_deliveries": {"config": plan}},
+                "ops": {"plan_deliveries": {"config": planning}},
                 "loggers": {"console": {"config": {"log_level": "INFO"}}},
             },
         )

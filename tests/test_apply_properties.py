@@ -54,6 +54,7 @@ Scenario = tuple[list["Ev"], list[list["Ev"]]]
 
 CUSTOMER = current().entity("customer")
 
+
 @dataclass(frozen=True)
 class Ev:
     event_id: str

@@ -9,11 +9,13 @@ from sync_assets.ingest.assets import build_raw_events, landed_batches, validate
 from sync_assets.project import current
 from sync_assets.resources import default_resources
 from sync_assets.state.apply import replay
-from sync_assets.state.assets import batch_ledger, golden_records
+from sync_assets.state.assets import build_batch_ledger, build_golden_records
 from sync_assets.warehouse import connect, transaction
 
 PROJECT = current()
 raw_events = build_raw_events(PROJECT)
+golden_records = build_golden_records(PROJECT)
+batch_ledger = build_batch_ledger(PROJECT)
 
 ASSETS = [raw_events, validate_events, golden_records, batch_ledger]
 CHECKS = [every_event_accounted_for, dead_letter_rate]

@@ -92,8 +92,9 @@ def test_broad_drift_is_an_error_that_blocks(landscape):
 
 
 def test_reconciliation_is_scheduled_hourly():
-    assert reconcile_schedule.cron_schedule == "0 * * * *"
-    assert reconcile_schedule.job_name == "reconcile"
+    schedule = reconcile_schedule(PROJECT)
+    assert schedule.cron_schedule == "0 * * * *"
+    assert schedule.job_name == "reconcile"
 
 
 def test_a_system_url_from_the_environment_stays_an_env_var(data_folder, monkeypatch):

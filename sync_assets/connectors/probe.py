@@ -81,9 +81,11 @@ def _probe_sql(engine: sa.Engine, mapping: Mapping) -> TableProbe:
                 f"fix: correct the column in systems/{mapping.system}.yaml"
             )
     if probe.ok:
-        table = sa.table(mapping.table, schema=mapping.schema)
+        counted = sa.select(sa.func.count()).select_from(
+            sa.table(mapping.table, schema=mapping.schema)
+        )
         with engine.connect() as con:
-            probe.rows = con.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            probe.rows = con.execute(counted).scalar_one()
     return probe
 
 

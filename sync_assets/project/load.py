@@ -189,11 +189,13 @@ def _explain(error: Any, model: type[BaseModel]) -> tuple[str, str]:
     return message, "correct the value"
 
 
-def _yaml_files(collector: _Collector, folder: Path) -> Iterator[tuple[str, Path]]:
+def _yaml_files(
+    collector: _Collector, folder: Path, *, quiet: bool = False
+) -> Iterator[tuple[str, Path]]:
     if not folder.is_dir():
         return
     for path in sorted(folder.iterdir()):
-        if path.suffix == ".yml":
+        if path.suffix == ".yml" and not quiet:
             collector.add(
                 str(path.relative_to(collector.root)),
                 (),
@@ -234,6 +236,10 @@ def load_project(root: Path | str) -> Project:
 
     _check_names(c, systems, "systems")
     _check_names(c, entities, "catalog")
+    # Files that exist but did not load: named by their own problems, not again by every
+    # reference to them.
+    broken_systems = {n for n, _ in _yaml_files(c, root / "systems", quiet=True)} - set(systems)
+    broken_entities = {n for n, _ in _yaml_files(c, root / "catalog", quiet=True)} - set(entities)
     if not systems and not any(p.file.startswith("systems/") for p in c.problems):
         c.add(
             "systems/", (), "holds no system", "add systems/<system>.yaml (syncctl init writes one)"
@@ -242,13 +248,18 @@ def load_project(root: Path | str) -> Project:
         c.add(
             "catalog/", (), "holds no entity", "add catalog/<entity>.yaml (syncctl init writes one)"
         )
-    order = _system_order(c, settings_file, settings, systems)
-    built_entities = {name: _entity(c, name, f, m, systems) for name, (f, m) in entities.items()}
+    system_order = _system_order(c, settings_file, settings, systems, broken_systems)
+    known_systems = set(systems) | broken_systems
+    built_entities = {
+        name: _entity(c, name, f, m, systems, known_systems) for name, (f, m) in entities.items()
+    }
     mappings = {}
-    for system in order:
+    for system in system_order:
         f, system_file = systems[system]
         for entity_name, mapping_file in system_file.entities.items():
             entity = built_entities.get(entity_name)
+            if entity is None and entity_name in broken_entities:
+                continue
             if entity is None:
                 c.add(
                     f,
@@ -272,6 +283,8 @@ def load_project(root: Path | str) -> Project:
             )
     payload_versions = {}
     for name, (f, contract_file) in contracts.items():
+        if name in broken_entities:
+            continue
         if name not in built_entities:
             c.add(
                 f,
@@ -312,7 +325,7 @@ def load_project(root: Path | str) -> Project:
             name: System(
                 name, systems[name][1].kind, systems[name][1].url_env, systems[name][1].description
             )
-            for name in order
+            for name in system_order
         },
         entities=built_entities,
         mappings=mappings,
@@ -337,14 +350,14 @@ def _check_names(c: _Collector, found: dict[str, Any], folder: str) -> None:
 
 
 def _system_order(
-    c: _Collector, settings_file: _File | None, settings: Any, systems: dict
+    c: _Collector, settings_file: _File | None, settings: Any, systems: dict, broken: set[str]
 ) -> list[str]:
     declared = settings.systems if settings is not None and settings.systems else None
     if declared is None:
         return sorted(systems)
     assert settings_file is not None
     for i, name in enumerate(declared):
-        if name not in systems:
+        if name not in systems and name not in broken:
             c.add(
                 settings_file,
                 ("systems", i),
@@ -362,9 +375,11 @@ def _system_order(
     return [name for name in declared if name in systems]
 
 
-def _entity(c: _Collector, name: str, f: _File, m: files.EntityFile, systems: dict) -> Entity:
+def _entity(
+    c: _Collector, name: str, f: _File, m: files.EntityFile, systems: dict, known: set[str]
+) -> Entity:
     def owner(loc: tuple[str | int, ...], system: str) -> None:
-        if system not in systems:
+        if system not in known:
             c.add(
                 f,
                 loc,

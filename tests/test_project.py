@@ -1,0 +1,234 @@
+"""The project folder: loaded into the same landscape the code used to hard-wire, and every
+mistake a team can make in its files named with the file, the line, the field and the fix."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import tokenize
+from pathlib import Path
+
+import pytest
+from commands import assert_no_traceback, syncctl
+from conftest import DEMO_PROJECT
+
+from sync_assets.project import ProjectError, load_project
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of the demo project to break."""
+    copy = tmp_path / "project"
+    shutil.copytree(DEMO_PROJECT, copy, ignore=shutil.ignore_patterns("seed", "__*"))
+    (copy / "syncfabric.yaml").write_text(
+        (copy / "syncfabric.yaml").read_text().replace("seed: seed", "")
+    )
+    return copy
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def problems(root: Path) -> list[str]:
+    with pytest.raises(ProjectError) as raised:
+        load_project(root)
+    return [str(p) for p in raised.value.problems]
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def test_the_demo_project_loads_with_its_systems_entities_and_versions():
+    demo = load_project(DEMO_PROJECT)
+    assert demo.system_names == ("crm", "billing", "support")
+    assert list(demo.entities) == ["customer", "order"]
+    assert sorted(demo.payload_versions) == [("customer", 1), ("customer", 2), ("order", 1)]
+    assert demo.payload_versions["customer", 1].fields["name"] == "full_name"
+    assert "marketing_opt_in" not in demo.payload_versions["customer", 1].fields.values()
+    assert demo.current_version == {"customer": 2, "order": 1}
+    support = demo.mapping("support", "customer").field_for("status")
+    assert support.vocabulary == {"enabled": "active", "disabled": ("inactive", "suspended")}
+    assert demo.systems["crm"].url_env == "SYNCFABRIC_CRM_URL"
+
+
+def test_an_unknown_attribute_in_a_mapping_names_file_line_field_and_fix(project):
+    crm = project / "systems" / "crm.yaml"
+    edit(
+        crm, "      phone: {column: phone, rule: phone}", "      fone: {column: phone, rule: phone}"
+    )
+    [found] = problems(project)
+    assert found.startswith(f"systems/crm.yaml:{line_of(crm, 'fone:')}: ")
+    assert "entities.customer.columns.fone: customer has no attribute 'fone'" in found
+    assert "fix: use one of: email, full_name, phone" in found
+
+
+def test_an_owner_that_is_no_system(project):
+    catalog = project / "catalog" / "customer.yaml"
+    edit(catalog, "    owner: billing\n", "    owner: bill\n")
+    [found] = problems(project)
+    assert found.startswith(f"catalog/customer.yaml:{line_of(catalog, 'owner: bill')}: ")
+    assert "attributes.plan.owner: 'bill' is no system of the project" in found
+    assert "fix: use one of: billing, crm, support, or add systems/bill.yaml" in found
+
+
+def test_a_vocabulary_that_misses_an_allowed_value(project):
+    support = project / "systems" / "support.yaml"
+    edit(support, "disabled: [inactive, suspended]", "disabled: inactive")
+    [found] = problems(project)
+    assert found.startswith("systems/support.yaml:")
+    assert "columns.status.vocabulary: no word of the system stands for suspended" in found
+
+
+def test_a_vocabulary_word_for_a_value_the_catalog_does_not_allow(project):
+    support = project / "systems" / "support.yaml"
+    edit(support, "enabled: active", "enabled: activ")
+    found = problems(project)
+    assert any("vocabulary.enabled: 'activ' is not an allowed status" in p for p in found)
+
+
+def test_a_key_written_twice_is_an_error_not_the_last_one_silently(project):
+    crm = project / "systems" / "crm.yaml"
+    edit(
+        crm,
+        "      full_name: display_name\n",
+        "      full_name: display_name\n      full_name: name\n",
+    )
+    [found] = problems(project)
+    first, second = (
+        i for i, line in enumerate(crm.read_text().splitlines(), 1) if "full_name:" in line
+    )
+    assert found.startswith(f"systems/crm.yaml:{second}: ")
+    assert f"'full_name' is written twice (first on line {first})" in found
+
+
+@pytest.mark.parametrize(
+    ("pattern", "said"),
+    [("^C-[0-9{6}$", "not a valid regular expression"), ("^C-\\\\d{6}$", "write [0-9]")],
+)
+def test_a_bad_regular_expression(project, pattern, said):
+    catalog = project / "catalog" / "customer.yaml"
+    edit(catalog, 'key_pattern: "^C-[0-9]{6}$"', f'key_pattern: "{pattern}"')
+    [found] = problems(project)
+    assert found.startswith(
+        f"catalog/customer.yaml:{line_of(catalog, 'key_pattern')}: key_pattern: "
+    )
+    assert said in found
+
+
+def test_a_missing_or_malformed_url_variable(project):
+    crm = project / "systems" / "crm.yaml"
+    edit(crm, "url_env: SYNCFABRIC_CRM_URL\n", "")
+    billing = project / "systems" / "billing.yaml"
+    edit(billing, "url_env: SYNCFABRIC_BILLING_URL", "url_env: billing-url")
+    found = problems(project)
+    assert "systems/crm.yaml:3: url_env: is required and missing" in "\n".join(found)
+    assert any(
+        p.startswith("systems/billing.yaml:2: url_env: 'billing-url' is not a valid environment")
+        for p in found
+    )
+
+
+def test_unknown_fields_and_wrong_words_are_named(project):
+    catalog = project / "catalog" / "order.yaml"
+    edit(catalog, "    tolerance: 0.01", "    tolerence: 0.01")
+    edit(catalog, "type: timestamp", "type: datetime")
+    found = "\n".join(problems(project))
+    assert "attributes.amount.tolerence: is not a field Syncfabric knows" in found
+    assert (
+        "attributes.placed_at.type: 'datetime' is not allowed; fix: use 'string', 'enum'" in found
+    )
+
+
+def test_every_problem_is_reported_at_once_and_the_cli_prints_them_without_traceback(
+    project, tmp_path
+):
+    edit(project / "catalog" / "customer.yaml", "    owner: billing\n", "    owner: bill\n")
+    edit(
+        project / "systems" / "crm.yaml", "      full_name: display_name", "      nom: display_name"
+    )
+    done = syncctl(tmp_path / "home", "--project", str(project), "validate")
+    assert done.returncode == 2
+    assert_no_traceback(done)
+    assert f"the Syncfabric project at {project} has 2 problems:" in done.stderr
+    assert "catalog/customer.yaml:" in done.stderr and "systems/crm.yaml:" in done.stderr
+
+
+def test_no_project_folder_says_how_to_make_one(tmp_path):
+    done = syncctl(tmp_path / "home", "--project", str(tmp_path), "validate")
+    assert done.returncode == 2
+    assert_no_traceback(done)
+    assert f"no Syncfabric project at {tmp_path}: it has no syncfabric.yaml" in done.stderr
+    assert "syncctl init" in done.stderr
+
+
+def test_validate_connect_names_a_missing_table_and_column(project, tmp_path):
+    import sqlite3
+
+    home = tmp_path / "home"
+    (home / "systems").mkdir(parents=True)
+    for system, ddl in {
+        "crm": "CREATE TABLE contacts (contact_id INTEGER PRIMARY KEY, email_address TEXT)",
+        "billing": "CREATE TABLE unrelated (x INTEGER)",
+        "support": "CREATE TABLE users (id INTEGER PRIMARY KEY, external_id TEXT, email TEXT, "
+        "name TEXT, tier TEXT, state TEXT, updated_at INTEGER)",
+    }.items():
+        with sqlite3.connect(home / "systems" / f"{system}.sqlite") as con:
+            con.execute(ddl)
+    done = syncctl(home, "--project", str(project), "validate", "--connect")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert_no_traceback(done)
+    assert "contacts.display_name does not exist" in done.stdout
+    assert "table 'accounts' does not exist" in done.stdout
+    assert re.search(r"support\s+customer\s+users\s+0 rows\s+ok", done.stdout)
+
+
+# -- nothing in the code knows the demo by name ------------------------------------------------
+
+DEMO_NAMES = re.compile(
+    r"\b(crm|billing|support|customers?|orders?|contacts|accounts|users|customer_id|order_id|"
+    r"acct_no|plan|support_tier)\b",
+    re.IGNORECASE,
+)
+CODE = ("sync_assets", "sensors", "checks")
+
+
+def _code_names(path: Path) -> list[tuple[int, str]]:
+    """Names and string literals (docstrings and comments aside) naming a demo system, entity,
+    table or attribute."""
+    found = []
+    previous = tokenize.NEWLINE
+    for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        docstring = token.type == tokenize.STRING and previous in (
+            tokenize.NEWLINE, tokenize.NL, tokenize.INDENT, tokenize.DEDENT
+        )  # fmt: skip
+        if token.type in (tokenize.NAME, tokenize.STRING) and not docstring:
+            text = token.string
+            if token.type == tokenize.STRING:
+                text = re.sub(r"\b(in|sort|the)\s+order\b|\border by\b", "", text, flags=re.I)
+            found += [(token.start[0], m.group(0)) for m in DEMO_NAMES.finditer(text)]
+        if token.type not in (tokenize.COMMENT, tokenize.NL):
+            previous = token.type
+    return found
+
+
+def test_no_demo_system_or_entity_name_in_the_code():
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: {name}"
+        for folder in CODE
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for line, name in _code_names(path)
+    ]
+    assert offenders == []
+
+
+def test_the_name_scan_finds_a_demo_name_in_code(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text('"""A docstring about the crm."""\nSYSTEM = "billing"  # the crm\n')
+    assert _code_names(sample) == [(2, "billing")]
