@@ -6,10 +6,11 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from commands import SYNCCTL, syncctl
+from commands import syncctl
 
 pytestmark = pytest.mark.slow
 
@@ -206,7 +207,7 @@ def test_a_system_served_as_a_no_code_platform_is_reconciled_and_corrected_over_
             "UPDATE users SET name = 'Someone Else' WHERE id = (SELECT min(id) FROM users)"
         )
     server = subprocess.Popen(
-        [SYNCCTL, "platform", "--system", "support", "--port", "0"],
+        [sys.executable, "-m", "examples.demo.seed.platform", "--system", "support", "--port", "0"],
         env={**os.environ, "SYNCFABRIC_HOME": str(home)},
         stderr=subprocess.PIPE,
         text=True,
