@@ -770,8 +770,8 @@ def init(directory: str) -> None:
 @click.option("--entity", "entity_name", help="The catalog entity it holds: match its attributes.")
 @click.option("--url", help="The database URL.  [default: $SYNCFABRIC_<SYSTEM>_URL]")
 @click.option("--schema", help="The table's schema, if not the connection's default.")
-@click.option("--rows", type=click.IntRange(min=1), default=10_000, show_default=True,
-              help="Rows sampled (the first ones).")  # fmt: skip
+@click.option("--rows", type=click.IntRange(min=1),
+              help="Rows sampled, the first ones.  [default: 10,000]")  # fmt: skip
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Write the proposal to this new file instead of printing it.")  # fmt: skip
 def map_table(
@@ -780,7 +780,7 @@ def map_table(
     entity_name: str | None,
     url: str | None,
     schema: str | None,
-    rows: int,
+    rows: int | None,
     out: str | None,
 ) -> None:
     """Propose the mapping of a real table: its columns, with a guessed rule and why, as the

@@ -478,11 +478,11 @@ def propose_mapping(
     entity_name: str | None = None,
     url: str | None = None,
     schema: str | None = None,
-    limit: int = SAMPLE_ROWS,
+    limit: int | None = None,
 ) -> str:
     """What `syncctl map` prints: the proposed entities block for `table` of `system`."""
     catalog = catalog_entity(entity_name) if entity_name else None
-    sampled = read_table(system_url(system, url), system, table, schema, limit)
+    sampled = read_table(system_url(system, url), system, table, schema, limit or SAMPLE_ROWS)
     command = f"`syncctl map --system {system} --table {table}"
     command += f" --entity {entity_name}`" if entity_name else "`"
     return render(propose(sampled, system, catalog), command)
