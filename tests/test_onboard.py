@@ -17,7 +17,7 @@ from commands import assert_no_traceback, syncctl
 from databases import POSTGRES, postgres_url, require_server
 from ruamel.yaml import YAML
 
-from sync_assets.catalog.entities import Attribute, AttributeType, Entity
+from sync_assets.catalog.entities import Attribute, Entity
 from sync_assets.connectors.mappings import Rule, Style
 from sync_assets.onboard.guess import Column, guess_rule, match_columns, sampled_share, similarity
 from sync_assets.onboard.propose import Table, propose, render
@@ -184,51 +184,72 @@ def test_map_only_reads_the_database(tmp_path, people_db):
 
 
 CLIENTS_DDL = """CREATE TABLE clients (
-    client_no INTEGER PRIMARY KEY, cust_ref TEXT, email_address TEXT, display_name TEXT,
-    phone_number TEXT, country_code TEXT, lifecycle_status TEXT, marketing_opt_in TEXT,
-    legacy_code TEXT)"""
+    client_no INTEGER PRIMARY KEY, contact_key TEXT, email_address TEXT, display_name TEXT,
+    lifecycle_status TEXT, opted_in TEXT, balance_cents INTEGER, signed_up TEXT,
+    phone_number TEXT, legacy_code TEXT)"""
 
 
 def _client(i: int) -> dict[str, Any]:
     return {
         "client_no": i,
-        "cust_ref": f"C-{i:06d}",
+        "contact_key": f"K-{i:06d}",
         "email_address": f"client{i}@example.org",
         "display_name": f"Client Number{i}",
-        "phone_number": f"+33 1 42 68 53 {i:02d}",
-        "country_code": ["gb", "fr", "de"][i % 3],
         "lifecycle_status": ["Active", "Inactive", "Closed"][i % 3],
-        "marketing_opt_in": ["true", "false"][i % 2],
+        "opted_in": ["true", "false"][i % 2],
+        "balance_cents": i * 100,
+        "signed_up": f"{i % 28 + 1:02d}/{i % 12 + 1:02d}/2023",
+        "phone_number": f"+33 1 42 68 53 {i:02d}",
         "legacy_code": f"LC{i:04d}",
     }
 
 
-def test_map_with_a_catalog_entity_matches_columns_to_its_attributes(tmp_path):
+def test_map_with_the_starter_entity_proposes_a_block_the_project_accepts(tmp_path):
+    """From `syncctl init` to a proposed mapping of a real table for the starter's entity,
+    matched by name and by type, that `syncctl validate` accepts as the system's file."""
+    project = tmp_path / "project"
+    home = tmp_path / "home"
+    assert syncctl(home, "init", str(project)).returncode == 0
     database = _sqlite_file(
         tmp_path / "clients.sqlite", CLIENTS_DDL, [_client(i) for i in range(1, ROWS + 1)]
     )
-    result = _map(tmp_path, "--system", "source_b", "--table", "clients", "--entity", "customer",
-                  "--url", f"sqlite:///{database}")  # fmt: skip
+    result = syncctl(home, "--project", str(project), "map", "--system", "system_a",
+                     "--table", "clients", "--entity", "contact",
+                     SYNCFABRIC_SYSTEM_A_URL=f"sqlite:///{database}")  # fmt: skip
+    assert_no_traceback(result)
     assert result.returncode == 0, result.stderr
-    block = _entity_block(result.stdout, "customer")
+    block = _entity_block(result.stdout, "contact")
     assert block["key"] == ["client_no"]
-    assert block["canonical_key"] == "cust_ref"
+    assert block["canonical_key"] == "contact_key"
     assert "100% of 60 sampled values match the catalog's key pattern" in result.stdout
     assert block["columns"] == {
         "email": {"column": "email_address", "rule": "lower"},
         "full_name": "display_name",
-        "phone": {"column": "phone_number", "rule": "phone"},
-        "country": {"column": "country_code", "rule": "upper", "style": "lower"},
         "status": {"column": "lifecycle_status", "rule": "lower", "style": "capitalize"},
-        "marketing_opt_in": {"column": "marketing_opt_in", "rule": "boolean"},
+        "newsletter": {"column": "opted_in", "rule": "boolean"},
+        "balance": {"column": "balance_cents", "rule": "cents"},
+        "joined_at": {"column": "signed_up", "rule": "timestamp", "format": "%d/%m/%Y"},
     }
+    assert "the only column left that fits its type (boolean)" in _comment_of(
+        result.stdout, "opted_in"
+    )
     assert "not the catalog's words (closed): write a vocabulary" in result.stdout
-    # The column no attribute looks like stays as a comment, its values unprinted.
+    # Columns no attribute looks like stay as comments, their values unprinted.
     assert re.search(
         r"^\s+# legacy_code: \{column: legacy_code, rule: upper\}", result.stdout, re.M
     )
-    assert "LC0001" not in result.stdout
-    assert re.search(r"# no column looks like: .*plan", result.stdout)
+    assert re.search(
+        r"^\s+# phone_number: \{column: phone_number, rule: phone\}", result.stdout, re.M
+    )
+    for i in range(1, ROWS + 1):
+        for name in ("email_address", "display_name", "phone_number", "legacy_code"):
+            assert str(_client(i)[name]) not in result.stdout
+
+    system_file = project / "systems" / "system_a.yaml"
+    system_file.write_text("kind: sql\nurl_env: SYNCFABRIC_SYSTEM_A_URL\n" + result.stdout)
+    valid = syncctl(home, "--project", str(project), "validate")
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    assert "the files are valid" in valid.stdout
 
 
 def test_map_against_postgresql_reads_native_types(tmp_path, postgres_engine):
@@ -309,12 +330,18 @@ def test_map_failures_are_a_message_and_exit_2_never_the_password(tmp_path, peop
     assert no_url.returncode == 2
     assert "pass --url, or set SYNCFABRIC_SOURCE_X_URL" in no_url.stderr
 
+    (tmp_path / "empty").mkdir()
+    no_project = _map(tmp_path, "--system", "source_a", "--table", "people", "--entity", "contact",
+                      "--url", f"sqlite:///{people_db}", SYNCFABRIC_PROJECT=str(tmp_path / "empty"))  # fmt: skip
+    assert no_project.returncode == 2
+    assert "no Syncfabric project at" in no_project.stderr
+
     unknown = _map(tmp_path, "--system", "source_a", "--table", "people", "--entity", "nothing",
                    "--url", f"sqlite:///{people_db}")  # fmt: skip
     assert unknown.returncode == 2
     assert "unknown entity 'nothing'" in unknown.stderr
 
-    for result in (refused, not_a_url, missing, no_file, no_url, unknown):
+    for result in (refused, not_a_url, missing, no_file, no_url, no_project, unknown):
         assert result.stdout == ""
         assert password not in result.stderr
 
@@ -445,34 +472,17 @@ def test_init_writes_a_starter_project_that_parses(tmp_path):
     for name in files:
         assert (target / name).read_text() == templates()[name]
         assert _yaml((target / name).read_text()), name
-    for step in ("syncctl map", "syncctl validate", "syncctl check"):
-        assert step in result.stdout
+    for step in ("map --system system_a", "validate", "check"):
+        assert f"syncctl --project {target} {step}" in result.stdout
+    valid = syncctl(tmp_path / "home", "--project", str(target), "validate")
+    assert valid.returncode == 0, valid.stdout + valid.stderr  # the project loader accepts it
+    assert (
+        "1 entities, 2 systems, 2 mappings, 1 schema versions: the files are valid" in valid.stdout
+    )
 
 
-def test_the_starter_project_is_consistent_and_names_nothing_of_the_demo():
-    parsed = {name: _yaml(text) for name, text in templates().items()}
-    systems = {Path(n).stem: p for n, p in parsed.items() if n.startswith("systems/")}
-    catalog = {Path(n).stem: p for n, p in parsed.items() if n.startswith("catalog/")}
-    assert set(catalog) == {Path(n).stem for n in parsed if n.startswith("contracts/")}
-    for name, entity in catalog.items():
-        assert entity["lifecycle_owner"] in systems
-        for attribute in entity["attributes"].values():
-            assert attribute["type"] in typing.get_args(AttributeType)
-            assert attribute["owner"] in systems
-        holders = [s for s in systems.values() if name in s["entities"]]
-        assert len(holders) >= 2, "reconciliation needs two systems holding the entity"
-    for system in systems.values():
-        for entity_name, mapping in system["entities"].items():
-            attributes = catalog[entity_name]["attributes"]
-            assert set(mapping["columns"]) <= set(attributes)
-            assert set(mapping.get("scope", [])) <= set(attributes)
-            for spec in mapping["columns"].values():
-                if isinstance(spec, dict):
-                    assert spec["rule"] in typing.get_args(Rule)
-                    assert spec.get("style", "as_is") in typing.get_args(Style)
-                    assert (spec["rule"] == "timestamp") == ("format" in spec)
-                    assert (spec["rule"] == "vocabulary") == ("vocabulary" in spec)
-
+def test_the_starter_project_names_nothing_of_the_demo():
+    """Its names are placeholders to rename, not the demo's systems and entities."""
     words: set[str] = set()
 
     def collect(node: Any) -> None:
@@ -486,8 +496,11 @@ def test_the_starter_project_is_consistent_and_names_nothing_of_the_demo():
         elif isinstance(node, str):
             words.update(re.findall(r"[a-z_]+", node.lower()))
 
-    collect(parsed)
-    assert not words & {"crm", "billing", "support", "customer", "order", "orders"}
+    for name, text in templates().items():
+        words.update(re.findall(r"[a-z_]+", name))
+        collect(_yaml(text))
+    assert {"contact", "system_a", "system_b"} <= words
+    assert not words & {"crm", "billing", "support", "customer", "customers", "order", "orders"}
 
 
 def test_init_refuses_a_directory_that_is_not_empty(tmp_path):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from sync_assets.catalog.entities import Entity, entity
+from sync_assets.catalog.entities import Entity
 from sync_assets.connectors.problems import classify, redact, scrub, url_variable
 from sync_assets.connectors.sources import open_source
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
@@ -205,10 +205,11 @@ def propose(table: Table, system: str, catalog: Entity | None = None) -> Proposa
     soft_delete = _soft_delete(remaining, guesses)
     stamps = _stamps(remaining, guesses)
     marked = {s[0] for s in stamps} | ({soft_delete[0]} if soft_delete else set())
-    rest = [Proposed(c.name, c.name, guesses[c.name]) for c in remaining if c.name not in marked]
+    left = [c.name for c in remaining if c.name not in marked]
+    rest = [Proposed(a, c, guesses[c]) for a, c in zip(_names(left), left, strict=True)]
     return Proposal(
         system=system,
-        entity=catalog.name if catalog else table.name,
+        entity=catalog.name if catalog else _name(table.name),
         table=table,
         key=key,
         key_why=key_why,
@@ -221,6 +222,24 @@ def propose(table: Table, system: str, catalog: Entity | None = None) -> Proposa
         stamps=stamps,
         catalog=catalog is not None,
     )
+
+
+def _name(text: str) -> str:
+    """A name the project accepts (lower case letters, digits and _, from a letter), for an
+    attribute or entity named after a column or table: 'EmailAddress' -> 'email_address'."""
+    name = "_".join(name_parts(text))[:63]
+    return name if re.match(r"^[a-z]", name) else f"x_{name}"[:63]
+
+
+def _names(columns: Sequence[str]) -> list[str]:
+    """`_name` of each column, made unique ('Email' and 'email' -> email, email_2)."""
+    seen: dict[str, int] = {}
+    names = []
+    for column in columns:
+        name = _name(column)
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return names
 
 
 def _match_catalog(
@@ -464,9 +483,13 @@ def system_url(system: str, url: str | None) -> str:
 
 
 def catalog_entity(name: str) -> Entity:
-    """The catalog's entity `name`; an unknown one is the operator's error."""
+    """The entity `name` of the current project's catalog (`--project`, SYNCFABRIC_PROJECT or
+    the current directory); an unknown one, or a project that does not load, is the operator's
+    error."""
+    from sync_assets.project import current
+
     try:
-        return entity(name)
+        return current().entity(name)
     except KeyError as error:
         raise SyncfabricError(f"{error.args[0]}. Fix: correct --entity.") from None
 

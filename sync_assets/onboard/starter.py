@@ -57,6 +57,7 @@ def write_starter(directory: str | Path) -> list[Path]:
 def next_steps(directory: str | Path) -> str:
     """What to do after `syncctl init`, from renaming the placeholders to the first check."""
     root = Path(directory)
+    project = f"--project {root}"
     return f"""
 Next steps:
   1. Rename the placeholders (the entity contact, the systems system_a and system_b) to yours,
@@ -65,9 +66,9 @@ Next steps:
   2. Propose each system's mapping from one of its real tables (read-only), review every guess,
      and put the block in {root / "systems"}/<system>.yaml:
        export SYNCFABRIC_SYSTEM_A_URL='postgresql+psycopg://user@host:5432/db'
-       syncctl map --system system_a --table <table> --entity contact
-  3. Check the project (from {root}, or with SYNCFABRIC_PROJECT={root}):
-       syncctl validate            (--connect also probes every system's tables)
+       syncctl {project} map --system system_a --table <table> --entity contact
+  3. Check the project's files (--connect also looks at every system's tables, read-only):
+       syncctl {project} validate
   4. Reconcile, read-only, and see what differs between your systems:
-       syncctl check
+       syncctl {project} check
 See docs/onboarding.md."""
