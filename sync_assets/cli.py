@@ -748,3 +748,50 @@ def _print_summary(summary) -> None:
             f"unfinished batch(es){failed}; syncctl run resumes them, syncctl doctor says why"
         )
     click.echo(f"{'counts add up':<{width}}  {verdict:>10}")
+
+
+# --- onboarding: a starter project and a proposed mapping (logic in sync_assets/onboard/) -------
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+def init(directory: str) -> None:
+    """Write a commented starter project into DIRECTORY (new or empty), and say what next."""
+    from sync_assets.onboard.starter import next_steps, write_starter
+
+    for path in write_starter(directory):
+        click.echo(f"wrote {path}")
+    click.echo(next_steps(directory))
+
+
+@main.command("map")
+@click.option("--system", required=True, help="The system's name, as in systems/<NAME>.yaml.")
+@click.option("--table", required=True, help="The table to read (read-only).")
+@click.option("--entity", "entity_name", help="The catalog entity it holds: match its attributes.")
+@click.option("--url", help="The database URL.  [default: $SYNCFABRIC_<SYSTEM>_URL]")
+@click.option("--schema", help="The table's schema, if not the connection's default.")
+@click.option("--rows", type=click.IntRange(min=1),
+              help="Rows sampled, the first ones.  [default: 10,000]")  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the proposal to this new file instead of printing it.")  # fmt: skip
+def map_table(
+    system: str,
+    table: str,
+    entity_name: str | None,
+    url: str | None,
+    schema: str | None,
+    rows: int | None,
+    out: str | None,
+) -> None:
+    """Propose the mapping of a real table: its columns, with a guessed rule and why, as the
+    entities block of systems/<SYSTEM>.yaml, for you to review."""
+    from sync_assets.onboard.propose import propose_mapping, write_new
+
+    text = propose_mapping(
+        system, table, entity_name=entity_name, url=url, schema=schema, limit=rows
+    )
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        write_new(out, text)
+        click.echo(f"wrote {out}: review every guess, then add it to systems/{system}.yaml")
