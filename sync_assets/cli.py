@@ -167,6 +167,23 @@ def validate(connect: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False), help="Write it to this file.")
+def catalog(out: str | None) -> None:
+    """The project's catalog as Markdown: systems, entities, attributes, owners, rules, PII and
+    the column each system keeps them in, from the same files the pipeline runs on."""
+    from sync_assets.project import current
+    from sync_assets.project.docs import catalog_markdown
+
+    text = catalog_markdown(current())
+    if out:
+        with open(out, "w", encoding="utf-8") as file:
+            file.write(text)
+        click.echo(f"catalog written to {out}")
+    else:
+        click.echo(text, nl=False)
+
+
 def _probe(project: Any) -> list[Any]:
     from sync_assets.connectors.probe import probe_system
     from sync_assets.connectors.sources import configured_url

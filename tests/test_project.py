@@ -232,3 +232,13 @@ def test_the_name_scan_finds_a_demo_name_in_code(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text('"""A docstring about the crm."""\nSYSTEM = "billing"  # the crm\n')
     assert _code_names(sample) == [(2, "billing")]
+
+
+def test_the_catalog_document_comes_from_the_project(project, tmp_path):
+    edit(project / "catalog" / "order.yaml", "Where the order is in its life.", "Its stage.")
+    done = syncctl(tmp_path / "home", "--project", str(project), "catalog")
+    assert done.returncode == 0, done.stderr
+    assert "| crm | sql | `SYNCFABRIC_CRM_URL` | customer (`contacts`) |" in done.stdout
+    assert "| status | enum | billing | required; one of pending, paid, shipped" in done.stdout
+    assert "| Its stage. |" in done.stdout
+    assert "`state` (vocabulary)" in done.stdout  # support's column for the customer status

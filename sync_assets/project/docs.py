@@ -16,7 +16,9 @@ def catalog_markdown(project: Project) -> str:
     lines += ["| --- | --- | --- | --- | --- |"]
     for system in project.systems.values():
         holds = ", ".join(
-            f"{m.entity} (`{m.table}`)" for m in project.mappings.values() if m.system == system.name
+            f"{m.entity} (`{m.table}`)"
+            for m in project.mappings.values()
+            if m.system == system.name
         )
         lines.append(
             f"| {system.name} | {system.kind} | `{system.url_env}` | {holds} | "
@@ -69,7 +71,7 @@ def _rules(attribute: Attribute) -> str:
 
 
 def _compared(attribute: Attribute) -> str:
-    how = [] if attribute.compare == "exact" else [attribute.compare]
+    how: list[str] = [] if attribute.compare == "exact" else [attribute.compare]
     if attribute.tolerance:
         how.append(f"± {attribute.tolerance:g}")
     if attribute.timestamp_precision:
