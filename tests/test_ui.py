@@ -147,8 +147,7 @@ def test_system_urls_are_not_exposed_through_the_ui(webserver):
     [location] = resources["workspaceOrError"]["locationEntries"]
     [repository] = location["locationOrLoadError"]["repositories"]
     systems = next(r for r in repository["allTopLevelResourceDetails"] if r["name"] == "systems")
-    assert {f["name"] for f in systems["configFields"]} == {"crm_url", "billing_url", "support_url"}
+    assert {f["name"] for f in systems["configFields"]} == {"urls"}
     values = {v["key"]: v for v in systems["configuredValues"]}
-    assert values["crm_url"]["type"] == "ENV_VAR"
-    assert values["crm_url"]["value"] == "SYNCFABRIC_CRM_URL"
+    assert json.loads(values["urls"]["value"])["crm"] == {"env": "SYNCFABRIC_CRM_URL"}
     assert "s3cret" not in json.dumps(resources)

@@ -40,6 +40,7 @@ import json
 import logging
 import random
 import re
+import signal
 import socket
 import sqlite3
 import sys
@@ -975,6 +976,9 @@ def main(argv: list[str] | None = None) -> None:
     database = DataFolder.from_env().system_database(args.system)
     if not database.exists():
         parser.exit(2, f"no {args.system} database in {database.parent}: run syncctl demo first\n")
+    # Stop on Ctrl-C or a plain kill, even when started with SIGINT ignored (in the background).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     serve_forever(database, "127.0.0.1", args.port)
 
 
