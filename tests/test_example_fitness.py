@@ -154,7 +154,12 @@ def test_the_first_run_adopts_the_club_and_check_lists_exactly_the_seeded_drift(
         if f["kind"] == "mismatch"
     }
     assert values == MISMATCHES
-    assert {f["resolution"] for f in found} == {"drift"}  # the owners were adopted as they are
+    # The owners were adopted as they are: whatever differs elsewhere is the other system's drift,
+    # but a row the lifecycle owner never had is no reason to delete anything.
+    assert {f["resolution"] for f in found if f["kind"] != "extra"} == {"drift"}
+    extra = {f["entity_key"]: f["resolution"] for f in found if f["kind"] == "extra"}
+    assert extra.pop("SUB-2024-050") == "drift"  # dues ended it: its pass must go
+    assert "drift" not in extra.values()  # RF00090, SUB-2025-099: nobody ever had them
 
     # Reported, not deleted: the rows only a non-owner holds are still there, as they were.
     assert rows(club.dues, "SELECT closed FROM payers WHERE member_ref = 'RF00090'") == [("N",)]
@@ -168,7 +173,7 @@ def test_the_first_run_adopts_the_club_and_check_lists_exactly_the_seeded_drift(
 def test_reviewed_corrections_reach_both_servers_and_leave_rows_already_right_alone(club):
     """Needs adoption, as above. After a person reviews the drift, the corrections are written
     to PostgreSQL and MariaDB the way each system writes its values, and the next check finds
-    no mismatch or missing record; rows that only looked different are never written."""
+    only the rows nobody owns, left alone; rows that only looked different are never written."""
     assert club.syncctl(FITNESS, "run").returncode == 1
     refused = club.syncctl(FITNESS, "reconcile")
     assert refused.returncode == 1
@@ -180,7 +185,16 @@ def test_reviewed_corrections_reach_both_servers_and_leave_rows_already_right_al
     assert delivered.returncode == 0, delivered.stdout + delivered.stderr
 
     left = as_set(findings(club.syncctl(FITNESS, "check", "--json")))
-    assert {f for f in left if f[0] != "extra"} == set()
+    assert left == {  # the rows only a non-owner ever held, still reported, still there
+        ("extra", "dues", "RF00090", None),
+        ("extra", "frontdesk", "SUB-2025-099", None),
+    }
+    assert rows(club.dues, "SELECT closed FROM payers WHERE member_ref = 'RF00090'") == [("N",)]
+    assert rows(
+        club.frontdesk,
+        "SELECT subscription_ref FROM passes WHERE subscription_ref IN "
+        "('SUB-2024-050', 'SUB-2025-099') ORDER BY 1",
+    ) == [("SUB-2025-099",)]  # the pass of the subscription dues ended is gone
     assert rows(
         club.dues, "SELECT member_ref, holder_surname, receipt_email, closed FROM payers "
         "WHERE member_ref IN ('RF00002', 'RF00003', 'RF00004', 'RF00005', 'RF00006', 'RF00008') "
