@@ -29,8 +29,13 @@ from sync_assets.settings import DataFolder, max_clock_skew
 
 
 def _folder() -> DataFolder:
-    """The data folder; an error naming the path when there is none (only `demo` makes one)."""
-    return DataFolder.from_env().require()
+    """The data folder; an error naming the path when there is none (only `demo` makes one), or
+    when it belongs to another project."""
+    from sync_assets.project.active import bind
+
+    folder = DataFolder.from_env().require()
+    bind(folder, record=False)
+    return folder
 
 
 class _Syncctl(click.Group):
@@ -109,12 +114,14 @@ def demo(ctx: click.Context, force: bool, wait_s: float) -> None:
     """
     from sync_assets.operate.lock import hold
     from sync_assets.project import current
+    from sync_assets.project.active import bind
     from sync_assets.project.seed import load_seed
 
     seed = load_seed(current())
     folder = DataFolder.from_env()  # the one command that may create the data folder
     folder.root.mkdir(parents=True, exist_ok=True)
     with hold(folder, "demo", wait_s=wait_s, on_wait=_say_waiting):
+        bind(folder)
         if seed.exists(folder) and not force:
             click.echo(f"example data already in {folder.root}; leaving it as it is")
             return

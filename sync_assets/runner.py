@@ -83,7 +83,11 @@ class DeliveryReport:
 
 
 def use_data_folder(folder: DataFolder) -> None:
-    """Point this process (and Dagster) at the data folder before anything is loaded."""
+    """Point this process (and Dagster) at the data folder before anything is loaded; the data
+    folder belongs to the current project from now on."""
+    from sync_assets.project.active import bind
+
+    bind(folder)
     os.environ["SYNCFABRIC_HOME"] = str(folder.root)
     os.environ["DAGSTER_HOME"] = str(folder.prepare_dagster_home())
 

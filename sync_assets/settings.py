@@ -99,6 +99,11 @@ class DataFolder:
         return self.root / "syncctl.lock"
 
     @property
+    def project_file(self) -> Path:
+        """The path of the project this data folder belongs to (sync_assets/project/active.py)."""
+        return self.root / "project"
+
+    @property
     def dagster_home(self) -> Path:
         return self.root / "dagster"
 

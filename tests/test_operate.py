@@ -215,7 +215,7 @@ def test_a_missing_demo_file_says_to_build_it_or_set_the_variable(folder, monkey
     url = f"sqlite:///{folder.system_database('crm')}"
     problem = classify(refusal(url, open_source(url)), url)
     said = message("crm", url, problem)
-    assert f"the demo's SQLite file at {folder.system_database('crm')}" in said
+    assert f"the SQLite file at {folder.system_database('crm')}" in said
     assert "syncctl demo" in said and "SYNCFABRIC_CRM_URL" in said
 
 

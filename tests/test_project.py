@@ -242,3 +242,29 @@ def test_the_catalog_document_comes_from_the_project(project, tmp_path):
     assert "| status | enum | billing | required; one of pending, paid, shipped" in done.stdout
     assert "| Its stage. |" in done.stdout
     assert "`state` (vocabulary)" in done.stdout  # support's column for the customer status
+
+
+def test_a_data_folder_belongs_to_one_project(project, tmp_path):
+    import os
+    import subprocess
+
+    from commands import SYNCCTL
+
+    home = tmp_path / "home"
+    built = syncctl(home, "demo", "--customers", "30", "--orders", "60", "--drift", "0")
+    assert built.returncode == 0, built.stderr
+    assert (home / "project").read_text().strip() == str(DEMO_PROJECT)
+
+    other = syncctl(home, "--project", str(project), "summary")
+    assert other.returncode == 2
+    assert_no_traceback(other)
+    assert f"the data folder {home} belongs to the project at {DEMO_PROJECT}, not" in other.stderr
+
+    # Neither --project nor SYNCFABRIC_PROJECT, and no syncfabric.yaml here: the folder's own.
+    env = {k: v for k, v in os.environ.items() if k != "SYNCFABRIC_PROJECT"}
+    done = subprocess.run(
+        [SYNCCTL, "validate"], env={**env, "SYNCFABRIC_HOME": str(home)}, cwd=tmp_path,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"project demo at {DEMO_PROJECT}" in done.stdout

@@ -3,8 +3,8 @@
 A snapshot that cannot reach its system fails at once when retrying cannot help: the address is
 refused, the host unknown, the credentials rejected, the database or the platform's API not there
 (404), the URL not one Syncfabric reads. The message names the setting to change (the variable
-`SYNCFABRIC_<SYSTEM>_URL`, or the demo's SQLite file when it is unset), what happened and the fix,
-with any password in the URL shown as `***`. A transient failure (a timeout, a dropped connection,
+the system's file names, or the SQLite file in the data folder when it is unset), what happened
+and the fix, with any password in the URL shown as `***`. A transient failure (a timeout, a dropped connection,
 a 5xx) is retried briefly by the reader (`TRANSIENT_ATTEMPTS`), then reported the same way.
 """
 
@@ -168,14 +168,14 @@ def setting(system: str, url: str) -> str:
     variable = url_variable(system)
     if os.environ.get(variable):
         return f"{variable} ({redact(url)})"
-    return f"the demo's SQLite file at {_sqlite_path(url)} ({variable} is not set)"
+    return f"the embedded default, the SQLite file at {_sqlite_path(url)} ({variable} is not set)"
 
 
 def message(system: str, url: str, problem: Problem, attempts: int = 1) -> str:
     variable = url_variable(system)
     tried = f" (tried {attempts} times)" if attempts > 1 else ""
     if not os.environ.get(variable):
-        fix = f"run `syncctl demo` to build the demo systems, or set {variable} to the {system} system's URL"
+        fix = f"set {variable} to the {system} system's URL, or build the project's example data with `syncctl demo`"
     elif problem.fix:
         fix = f"{problem.fix} in {variable}"
     else:

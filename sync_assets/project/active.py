@@ -1,5 +1,9 @@
 """Which project this process works on: `--project DIR`, else SYNCFABRIC_PROJECT, else the
-current directory.
+current directory if it holds a syncfabric.yaml, else the project the data folder belongs to.
+
+A data folder belongs to one project (its warehouse's tables are that project's): the first
+command that writes it records the project (`bind`), and a later command run with another
+project is refused rather than mixing two landscapes in one warehouse.
 
 `syncctl --project DIR` sets SYNCFABRIC_PROJECT, so every process it starts (the Dagster UI's code
 server, the runs) loads the same project. Loaded projects are kept by folder: switching the
@@ -11,8 +15,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sync_assets.project.load import load_project
+from sync_assets.errors import EXIT_USAGE, SyncfabricError
+from sync_assets.project.load import SETTINGS_FILE, load_project
 from sync_assets.project.model import Project
+from sync_assets.settings import DataFolder
 
 PROJECT_ENV = "SYNCFABRIC_PROJECT"
 
@@ -20,7 +26,15 @@ _loaded: dict[Path, Project] = {}
 
 
 def project_root() -> Path:
-    return Path(os.environ.get(PROJECT_ENV) or ".").resolve()
+    if os.environ.get(PROJECT_ENV):
+        return Path(os.environ[PROJECT_ENV]).resolve()
+    here = Path.cwd()
+    if (here / SETTINGS_FILE).is_file():
+        return here
+    recorded = DataFolder.from_env().project_file
+    if recorded.is_file():
+        return Path(recorded.read_text().strip())
+    return here
 
 
 def current() -> Project:
@@ -36,3 +50,23 @@ def use(root: Path | str) -> Project:
     """Work on the project at `root` from now on, in this process and the ones it starts."""
     os.environ[PROJECT_ENV] = str(Path(root).resolve())
     return current()
+
+
+def bind(folder: DataFolder, *, record: bool = True) -> None:
+    """Refuse a data folder that belongs to another project; record the current project as its
+    own if it has none yet (unless `record` is false: a command that only reads)."""
+    root = current().root
+    recorded = folder.project_file
+    if not recorded.is_file():
+        if record:
+            recorded.write_text(f"{root}\n")
+        return
+    owner = Path(recorded.read_text().strip())
+    if owner != root:
+        raise SyncfabricError(
+            f"the data folder {folder.root} belongs to the project at {owner}, not {root}: its "
+            f"warehouse holds that project's tables. Fix: use --project {owner}, or another "
+            f"SYNCFABRIC_HOME for {root} (if the project folder moved, write its new path into "
+            f"{recorded})",
+            exit_code=EXIT_USAGE,
+        )
