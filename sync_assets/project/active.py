@@ -18,7 +18,7 @@ from pathlib import Path
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
 from sync_assets.project.load import SETTINGS_FILE, load_project
 from sync_assets.project.model import Project
-from sync_assets.settings import DataFolder
+from sync_assets.settings import HOME_ENV, DataFolder
 
 PROJECT_ENV = "SYNCFABRIC_PROJECT"
 
@@ -37,9 +37,16 @@ def project_root() -> Path:
     return here
 
 
+_found: dict[tuple[str | None, str | None, str], Path] = {}
+"""Where the project was found, by what decides it: code in a loop may ask for it often."""
+
+
 def current() -> Project:
     """The project this process works on, loaded and checked once per folder."""
-    root = project_root()
+    decides = (os.environ.get(PROJECT_ENV), os.environ.get(HOME_ENV), os.getcwd())
+    root = _found.get(decides)
+    if root is None:
+        root = _found[decides] = project_root()
     found = _loaded.get(root)
     if found is None:
         found = _loaded[root] = load_project(root)
