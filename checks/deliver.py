@@ -8,8 +8,8 @@ state visible in the asset's history until the dead letters are redriven.
 import dagster as dg
 
 from sync_assets.deliver.outbox import open_dead_letters
-from sync_assets.resources import WarehouseResource
 from sync_assets.warehouse import WRITER_POOL
+from sync_assets.warehouse.resource import WarehouseResource
 
 RUNBOOK = "docs/runbooks/delivery.md"
 

@@ -4,8 +4,8 @@ import dagster as dg
 
 from sync_assets import ledger
 from sync_assets.ledger import summarize, unbalanced_batches
-from sync_assets.resources import WarehouseResource
 from sync_assets.warehouse import WRITER_POOL
+from sync_assets.warehouse.resource import WarehouseResource
 
 LEDGER_RUNBOOK = "docs/runbooks/counts-do-not-add-up.md"
 DEAD_LETTER_RUNBOOK = "docs/runbooks/dead-letters.md"

@@ -16,8 +16,8 @@ from sync_assets.reconcile.comparisons import (
     latest_run,
 )
 from sync_assets.reconcile.policy import masked_row, verdict
-from sync_assets.resources import WarehouseResource
 from sync_assets.warehouse import WRITER_POOL
+from sync_assets.warehouse.resource import WarehouseResource
 
 RUNBOOK = "docs/runbooks/reconciliation.md"
 SAMPLE_SIZE = 20

@@ -4,8 +4,8 @@ import dagster as dg
 
 from sync_assets.catalog.entities import Entity
 from sync_assets.project import Project
-from sync_assets.resources import WarehouseResource
 from sync_assets.warehouse import WRITER_POOL, quote, scalar
+from sync_assets.warehouse.resource import WarehouseResource
 
 RUNBOOK = "docs/runbooks/incomplete-golden-records.md"
 

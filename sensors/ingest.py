@@ -23,8 +23,9 @@ import duckdb
 from sync_assets import ledger
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest.assets import landed_batches
+from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.jobs import INGEST_BATCH_JOB, ingest_batch_job
-from sync_assets.resources import LandingZoneResource, WarehouseResource
+from sync_assets.warehouse.resource import WarehouseResource
 
 RESUME_TAG = "syncfabric/resume"
 RESUME_LIMIT = 3

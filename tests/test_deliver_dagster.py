@@ -9,9 +9,10 @@ import dagster as dg
 from checks.reconcile import build_reconciliation_checks
 from sync_assets.deliver.assets import corrections
 from sync_assets.deliver.ops import build_deliver_corrections
+from sync_assets.deliver.resources import DeliveryResource
 from sync_assets.project import current
 from sync_assets.reconcile.assets import build_discrepancies, snapshot_asset
-from sync_assets.resources import DeliveryResource, default_resources
+from sync_assets.resources import default_resources
 from sync_assets.warehouse import connect
 
 PROJECT = current()

@@ -6,10 +6,11 @@ import dagster as dg
 import pytest
 
 from checks.reconcile import build_reconciliation_checks
+from sync_assets.connectors.resource import SystemsResource, system_url
 from sync_assets.jobs import reconcile_schedule
 from sync_assets.project import current
 from sync_assets.reconcile.assets import build_discrepancies, snapshot_asset
-from sync_assets.resources import SystemsResource, default_resources, system_url
+from sync_assets.resources import default_resources
 from sync_assets.warehouse import connect
 
 PROJECT = current()

@@ -14,8 +14,8 @@ from sync_assets.deliver.corrections import emit_corrections, require_complete_g
 from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
 from sync_assets.reconcile.comparisons import latest_run
-from sync_assets.resources import WarehouseResource
 from sync_assets.warehouse import WRITER_POOL, scalar, transaction
+from sync_assets.warehouse.resource import WarehouseResource
 
 OWNERS = ["team:data-platform"]
 RUNBOOK = "docs/runbooks/delivery.md"

@@ -16,13 +16,15 @@ import random
 
 import dagster as dg
 
+from sync_assets.connectors.resource import SystemsResource
 from sync_assets.crashpoints import crash_point
 from sync_assets.deliver import outbox
 from sync_assets.deliver.destinations import open_destination
 from sync_assets.deliver.engine import Delivery, Report, deliver, percentile
+from sync_assets.deliver.resources import DeliveryResource
 from sync_assets.project import Project, current
-from sync_assets.resources import DeliveryResource, SystemsResource, WarehouseResource
 from sync_assets.warehouse import WRITER_POOL, transaction
+from sync_assets.warehouse.resource import WarehouseResource
 
 RUNBOOK = "docs/runbooks/delivery.md"
 VERDICTS = ("delivered", "duplicate", "superseded", "changed", "in_sync", "dead_lettered")

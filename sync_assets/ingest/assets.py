@@ -21,10 +21,11 @@ from sync_assets import ledger
 from sync_assets.crashpoints import crash_point
 from sync_assets.ingest.landing import Batch, LandingZone
 from sync_assets.ingest.raw import ingest_batch
+from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.ingest.validate import ValidationCounts, validate_batch
 from sync_assets.project import Project
-from sync_assets.resources import LandingZoneResource, WarehouseResource
 from sync_assets.warehouse import WRITER_POOL, transaction
+from sync_assets.warehouse.resource import WarehouseResource
 
 # The single-run backfill policy is marked beta; it has been stable for these assets.
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy.*")

@@ -8,8 +8,9 @@ system (see sync_assets/ingest/redrive.py); the landed-batches sensor or `syncct
 import dagster as dg
 
 from sync_assets.ingest.redrive import choose, redrive
-from sync_assets.resources import LandingZoneResource, WarehouseResource
+from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.warehouse import WRITER_POOL, transaction
+from sync_assets.warehouse.resource import WarehouseResource
 
 RUNBOOK = "docs/runbooks/dead-letters.md"
 

@@ -9,17 +9,19 @@ import time
 import dagster as dg
 
 from sync_assets.connectors.mappings import Mapping
+from sync_assets.connectors.resource import SystemsResource
 from sync_assets.deliver.assets import ReviewConfig
 from sync_assets.deliver.corrections import require_complete_golden
 from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
+from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.project import Project, System
 from sync_assets.reconcile.comparisons import latest_run, record, rows_in
 from sync_assets.reconcile.diff import diff_system, diff_systems
 from sync_assets.reconcile.missed import land_missed_events
 from sync_assets.reconcile.snapshot import load_snapshot, snapshot_table
-from sync_assets.resources import LandingZoneResource, SystemsResource, WarehouseResource
 from sync_assets.warehouse import WRITER_POOL, scalar, transaction
+from sync_assets.warehouse.resource import WarehouseResource
 
 OWNERS = ["team:data-platform"]
 RUNBOOK = "docs/runbooks/reconciliation.md"

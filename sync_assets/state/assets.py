@@ -6,9 +6,9 @@ from sync_assets import ledger
 from sync_assets.catalog.entities import Entity
 from sync_assets.ledger import golden_states, summarize
 from sync_assets.project import Project
-from sync_assets.resources import WarehouseResource
 from sync_assets.state.apply import ApplyCounts, apply_batches
 from sync_assets.warehouse import WRITER_POOL
+from sync_assets.warehouse.resource import WarehouseResource
 
 OWNERS = ["team:data-platform"]
 

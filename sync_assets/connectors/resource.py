@@ -1,0 +1,59 @@
+"""The project's systems as a Dagster resource: one URL per system, kept as the `EnvVar` its
+`systems/<system>.yaml` names, read-only rows for snapshots."""
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import dagster as dg
+import pyarrow as pa
+
+from sync_assets.connectors.mappings import Mapping
+from sync_assets.connectors.platform_api import is_platform_url, read_records
+from sync_assets.connectors.problems import reading
+from sync_assets.connectors.sources import configured_url, open_source, stream_batches
+from sync_assets.operate.failures import as_step_failure
+from sync_assets.project import Project, current
+from sync_assets.settings import DataFolder
+
+
+class SystemsResource(dg.ConfigurableResource):
+    """Where each system of the project is: a SQLAlchemy URL (every connection read-only), or the
+    URL of a no-code platform's records API (http or https).
+
+    Each system's URL comes from the environment variable its `systems/<system>.yaml` names
+    (`url_env`, credentials included), passed through `dg.EnvVar` so it never shows in the UI. On
+    the embedded default, a system whose variable is not set is the SQLite file
+    `systems/<system>.sqlite` in the data folder (the demo builds them).
+    """
+
+    urls: dict[str, str]
+
+    def url(self, system: str) -> str:
+        try:
+            return self.urls[system]
+        except KeyError:
+            raise KeyError(f"no URL configured for system {system!r}") from None
+
+    @contextlib.contextmanager
+    def rows(self, mapping: Mapping) -> Iterator[Iterator[pa.RecordBatch]]:
+        """The mapping's raw rows in Arrow chunks: from a database read-only, or from a
+        no-code platform's records API when the system's URL is http(s)."""
+        url = self.url(mapping.system)
+        with as_step_failure(), reading(mapping.system, url):
+            if is_platform_url(url):
+                yield read_records(url, mapping.table)
+                return
+            engine = open_source(url)
+            try:
+                yield stream_batches(engine, mapping)
+            finally:
+                engine.dispose()
+
+
+def system_url(folder: DataFolder, system: str, project: Project | None = None) -> str | dg.EnvVar:
+    """The system's URL for the resource: its variable as an `EnvVar` (resolved only inside a
+    run, never shown), else the embedded default's SQLite file."""
+    variable = (project or current()).systems[system].url_env
+    url = configured_url(variable, folder.system_database(system))
+    return dg.EnvVar(variable) if url == os.environ.get(variable) else url

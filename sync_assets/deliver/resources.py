@@ -1,0 +1,46 @@
+"""Delivery's settings as a Dagster resource: retries per destination, compensation per entity."""
+
+import dagster as dg
+
+from sync_assets.deliver.destinations import DestinationSettings
+from sync_assets.deliver.outbox import Policy
+from sync_assets.deliver.retry import RetryPolicy
+from sync_assets.project import current
+
+
+class DestinationConfig(dg.Config):
+    """How corrections are delivered to one system."""
+
+    base_s: float = 0.05
+    cap_s: float = 2.0
+    max_attempts: int = 6
+    batch_size: int = 500
+    concurrency: int = 8
+    timeout_s: float = 10.0
+
+
+class DeliveryResource(dg.ConfigurableResource):
+    """Retries per destination (exponential backoff with full jitter: base, cap, attempts) and
+    what to do per entity when a correction cannot be delivered (`hold` or `compensate`)."""
+
+    default: DestinationConfig = DestinationConfig()
+    destinations: dict[str, DestinationConfig] = {}
+    compensation: dict[str, str] = {}
+    """Entity -> hold | compensate; the catalog's choice where not named."""
+
+    def settings(self, system: str) -> DestinationSettings:
+        c = self.destinations.get(system, self.default)
+        return DestinationSettings(
+            RetryPolicy(c.base_s, c.cap_s, c.max_attempts), c.batch_size, c.concurrency, c.timeout_s
+        )
+
+    def policies(self) -> dict[str, Policy]:
+        chosen: dict[str, Policy] = {}
+        for entity in current().entities.values():
+            policy = self.compensation.get(entity.name, entity.on_undeliverable)
+            if policy not in ("hold", "compensate"):
+                raise ValueError(
+                    f"compensation for {entity.name}: {policy!r}; use hold or compensate"
+                )
+            chosen[entity.name] = policy  # type: ignore[assignment]
+        return chosen
