@@ -34,6 +34,7 @@ SAMPLE_SCHEMA = dg.TableSchema(
             "attribute",
             "expected",
             "actual",
+            "views",
         )
     ]
 )
@@ -90,6 +91,8 @@ _SAMPLE_COLUMNS = {column.name for column in SAMPLE_SCHEMA.columns}
 
 
 def _text(value: object) -> str:
+    if isinstance(value, dict):  # views: the other systems' values
+        return ", ".join(f"{system}={_text(v) or 'NULL'}" for system, v in value.items())
     return "" if value is None else str(value)
 
 

@@ -9,13 +9,13 @@ import time
 import dagster as dg
 
 from sync_assets.catalog.entities import ENTITIES, SYSTEMS
-from sync_assets.connectors.mappings import MAPPINGS, Mapping, comparable_pairs
+from sync_assets.connectors.mappings import MAPPINGS, Mapping
 from sync_assets.deliver.assets import ReviewConfig
 from sync_assets.deliver.corrections import require_complete_golden
 from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
 from sync_assets.reconcile.comparisons import latest_run, record, rows_in
-from sync_assets.reconcile.diff import diff_system, diff_systems
+from sync_assets.reconcile.diff import diff_entity
 from sync_assets.reconcile.missed import land_missed_events
 from sync_assets.reconcile.snapshot import load_snapshot, snapshot_table
 from sync_assets.resources import LandingZoneResource, SystemsResource, WarehouseResource
@@ -88,10 +88,11 @@ snapshot_assets = [snapshot_asset(mapping) for mapping in MAPPINGS.values()]
     kinds={"duckdb"},
     owners=OWNERS,
     description=(
-        "Every divergence between a system and the golden records (missing, extra, mismatch) and "
-        "between two systems (divergence), with who is right: missed_event (the owner's value "
-        "must enter the golden record) or drift (the system must be corrected). Table "
-        "`discrepancies`, appended per run."
+        "Every divergence, once: a system against the golden records (missing, extra, mismatch, "
+        "with the other systems' values of the attribute as its views) or, where no mismatch "
+        "explains it, two systems against each other (divergence); with who is right: "
+        "missed_event (the owner's value must enter the golden record) or drift (the system "
+        "must be corrected). Table `discrepancies`, appended per run."
     ),
     metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
 )
@@ -102,14 +103,11 @@ def discrepancies(
     totals: dict[str, int] = {}
     with warehouse.connect() as con, transaction(con):
         results = []
-        for mapping in MAPPINGS.values():
-            result = diff_system(con, mapping, run_id)
-            record(con, run_id, result, rows_in(con, mapping))
-            results.append(result)
         for entity in ENTITIES.values():
-            for left, right in comparable_pairs(entity.name):
-                result = diff_systems(con, left, right, run_id)
-                record(con, run_id, result, rows_in(con, left, right))
+            taken = {m.system: m for m in MAPPINGS.values() if m.entity == entity.name}
+            for result in diff_entity(con, list(taken.values()), run_id):
+                compared = [taken[s] for s in (result.system, result.other_system) if s]
+                record(con, run_id, result, rows_in(con, *compared))
                 results.append(result)
     for result in results:
         for kind, count in result.counts.items():

@@ -112,13 +112,14 @@ def comparisons(con: duckdb.DuckDBPyConnection, run_id: str) -> list[Comparison]
 def found(
     con: duckdb.DuckDBPyConnection, run_id: str, comparison: Comparison, limit: int | None = None
 ) -> list[dict[str, object]]:
-    """The discrepancies behind one comparison of a run, full values included."""
+    """The discrepancies behind one comparison of a run, full values included, each with its
+    views of the other systems' values."""
     where, params = comparison_filter(
         run_id, comparison.entity, comparison.system, comparison.other_system
     )
     sql = (
         "SELECT kind, resolution, system, other_system, entity, entity_key, attribute, expected, "
-        f"actual FROM discrepancies WHERE {where} ORDER BY kind, entity_key, attribute"
+        f"actual, views FROM discrepancies WHERE {where} ORDER BY kind, entity_key, attribute"
     )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
