@@ -2,9 +2,9 @@
 
 A snapshot that cannot reach its system fails at once when retrying cannot help: the address is
 refused, the host unknown, the credentials rejected, the database or the platform's API not there
-(404), the URL not one Syncfabric reads, or the mapped table or column missing. The message names the setting to change (the variable
-`SYNCFABRIC_<SYSTEM>_URL`, or the demo's SQLite file when it is unset), what happened and the fix,
-with any password in the URL shown as `***`. A transient failure (a timeout, a dropped connection,
+(404), the URL not one Syncfabric reads, the mapped table or column missing. The message names
+the setting to change (the variable `SYNCFABRIC_<SYSTEM>_URL`, or the demo's SQLite file when it
+is unset), what happened and the fix, with any password in the URL shown as `***`. A transient failure (a timeout, a dropped connection,
 a 5xx) is retried briefly by the reader (`TRANSIENT_ATTEMPTS`), then reported the same way.
 """
 

@@ -155,7 +155,7 @@ def discrepancies(
             **totals,
             "run_id": run_id,
             "snapshots_compared": ", ".join(sorted({m.name for m in current})) or "none",
-            "not_checked": len(skipped),
+            "snapshots_skipped": len(skipped),
             **(
                 {
                     "skipped": dg.MetadataValue.json(
