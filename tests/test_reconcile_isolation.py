@@ -20,8 +20,15 @@ from commands import assert_no_traceback, syncctl
 
 from sync_assets.connectors.mappings import MAPPINGS
 from sync_assets.errors import EXIT_USAGE
-from sync_assets.reconcile.comparisons import not_checked
-from sync_assets.reconcile.snapshot import current_snapshots, record_attempt
+from sync_assets.reconcile.comparisons import (
+    comparisons,
+    latest_run,
+    not_checked,
+    record,
+    record_skipped,
+)
+from sync_assets.reconcile.diff import DiffResult
+from sync_assets.reconcile.snapshot import Skipped, current_snapshots, record_attempt
 from sync_assets.settings import DataFolder
 from sync_assets.warehouse import connect
 
@@ -175,3 +182,13 @@ def test_a_failed_snapshot_is_not_current_until_it_is_taken_again(tmp_path):
         }
         record_attempt(con, crm, "run-3", rows=0)
         assert current_snapshots(con, [crm]) == ([crm], [])
+
+
+def test_a_run_that_could_compare_nothing_is_the_latest_all_the_same(tmp_path):
+    # else the corrections of a run whose every snapshot failed would be an older run's again
+    with connect(DataFolder(tmp_path).warehouse) as con:
+        record(con, "run-1", DiffResult("run-1", "customer", "crm", None, {}), rows_compared=3)
+        assert latest_run(con) == "run-1"
+        record_skipped(con, "run-2", [Skipped("crm", "customer", "cannot read the crm system")])
+        assert latest_run(con) == "run-2"
+        assert comparisons(con, "run-2") == []

@@ -128,11 +128,19 @@ def _recorded(con: duckdb.DuckDBPyConnection, table: str = "reconcile_comparison
 
 
 def latest_run(con: duckdb.DuckDBPyConnection) -> str | None:
-    if not _recorded(con):
+    """The latest reconciliation run, including one that could compare nothing (every snapshot
+    failed): an older run's findings must not be taken for the latest's."""
+    made = [
+        f"SELECT run_id, {at} AS made_at FROM {table}"
+        for table, at in (
+            ("reconcile_comparisons", "compared_at"),
+            ("reconcile_skipped", "skipped_at"),
+        )
+        if _recorded(con, table)
+    ]
+    if not made:
         return None
-    row = con.execute(
-        "SELECT run_id FROM reconcile_comparisons ORDER BY compared_at DESC LIMIT 1"
-    ).fetchone()
+    row = con.execute(" UNION ALL ".join(made) + " ORDER BY made_at DESC LIMIT 1").fetchone()
     return row[0] if row else None
 
 
