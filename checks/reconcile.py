@@ -3,6 +3,10 @@
 Each passes at zero discrepancies, warns below its threshold and errs above it (see
 sync_assets/reconcile/policy.py). They are blocking: an ERROR stops whatever runs downstream of the
 discrepancies (the corrections). PII values are fingerprinted in the sample shown here.
+
+A comparison the run could not make (a system's snapshot failed) fails its check at WARN, "not
+checked" with why: never a pass, and not an ERROR that would stop the corrections of the systems
+that were compared.
 """
 
 import dagster as dg
@@ -14,7 +18,10 @@ from sync_assets.reconcile.comparisons import (
     comparisons,
     found,
     latest_run,
+    not_checked,
+    skipped,
 )
+from sync_assets.reconcile.diff import KINDS
 from sync_assets.reconcile.policy import masked_row, verdict
 from sync_assets.warehouse import WRITER_POOL
 from sync_assets.warehouse.resource import WarehouseResource
@@ -33,6 +40,7 @@ SAMPLE_SCHEMA = dg.TableSchema(
             "attribute",
             "expected",
             "actual",
+            "views",
         )
     ]
 )
@@ -83,10 +91,28 @@ def check_result(comparison: Comparison, sample: list[dict[str, object]]) -> dg.
     )
 
 
+def not_checked_result(name: str, reason: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=False,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"not checked: {reason}",
+        metadata={
+            "not_checked": reason,
+            "discrepancies": 0,
+            "rows_compared": 0,
+            **{kind: 0 for kind in KINDS},
+            "runbook": dg.MetadataValue.path(RUNBOOK),
+        },
+    )
+
+
 _SAMPLE_COLUMNS = {column.name for column in SAMPLE_SCHEMA.columns}
 
 
 def _text(value: object) -> str:
+    if isinstance(value, dict):  # views: the other systems' values
+        return ", ".join(f"{system}={_text(v) or 'NULL'}" for system, v in value.items())
     return "" if value is None else str(value)
 
 
@@ -101,11 +127,14 @@ def build_reconciliation_checks(project: Project) -> dg.AssetChecksDefinition:
     def reconciliation_checks(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
         with warehouse.connect() as con:
             this_run = context.run.run_id
-            run_id = this_run if comparisons(con, this_run) else latest_run(con)
+            here = comparisons(con, this_run) or skipped(con, this_run)
+            run_id = this_run if here else latest_run(con)
             if run_id is None:
                 raise dg.Failure("no reconciliation has run yet: materialize `discrepancies` first")
             for comparison in comparisons(con, run_id):
                 sample = found(con, run_id, comparison, limit=SAMPLE_SIZE)
                 yield check_result(comparison, sample)
+            for name, reason in not_checked(skipped(con, run_id)).items():
+                yield not_checked_result(name, reason)
 
     return reconciliation_checks

@@ -218,6 +218,7 @@ def run(as_json: bool) -> None:
     with pipeline(folder) as runs:
         report = runs.ingest_pending()
         reconciled = runs.reconcile()
+        reconciliations = [reconciled]
         emitted = _emitted(folder, reconciled.run_id)
         # The owners' missed events, landed by the reconciliation, enter the golden records
         # first; the systems that do not own those values are corrected after.
@@ -226,10 +227,12 @@ def run(as_json: bool) -> None:
             report.batches += absorbed.batches
             report.failed = absorbed.failed
             reconciled = runs.reconcile()
+            reconciliations.append(reconciled)
             emitted += _emitted(folder, reconciled.run_id)
         if reconciled.success and runs.pending_corrections():
             delivered = runs.deliver()
             reconciled = runs.reconcile()
+            reconciliations.append(reconciled)
     elapsed = time.perf_counter() - started
     summary = _summary(folder)
     corrections = _corrections_summary(emitted, delivered, reconciled)
@@ -274,8 +277,11 @@ def run(as_json: bool) -> None:
             f"{reconciled.discrepancies:,} discrepancies left after this run (the checks above): "
             "what they are: syncctl check --json; see docs/runbooks/reconciliation.md"
         )
+    failures += _not_checked_lines(reconciliations)
     for failure in failures:
         click.echo(failure, err=True)
+    if any(r.skipped for r in reconciliations):
+        sys.exit(reconciliations[-1].skipped_exit_code)
     if failures or not summary.balanced:
         sys.exit(1)
 
@@ -463,12 +469,17 @@ def check(as_json: bool, fail_on: str) -> None:
         "read-only: no missed event landed, no correction emitted (syncctl reconcile does that)",
         err=True,
     )
+    for line in _not_checked_lines([reconciled]):
+        click.echo(line, err=True)
     if not reconciled.checks:
         click.echo(f"the reconciliation run {reconciled.run_id} failed", err=True)
         sys.exit(2)
-    failing = reconciled.failing(fail_on)
+    failing = [c for c in reconciled.failing(fail_on) if c.not_checked is None]
     if failing:
         click.echo(f"{len(failing)} check(s) failed at {fail_on} level or above", err=True)
+    if reconciled.skipped:
+        sys.exit(reconciled.skipped_exit_code)
+    if failing:
         sys.exit(1)
 
 
@@ -515,6 +526,8 @@ def reconcile(as_json: bool, reviewed: int | None) -> None:
         _print_checks(reconciled)
         click.echo(f"{'corrections emitted':<41}  {emitted:>10,}")
         click.echo(f"{'corrections pending delivery':<41}  {pending:>10,}")
+    for line in _not_checked_lines([reconciled]):
+        click.echo(line, err=True)
     if refusal is not None:
         raise refusal  # after the checks it judged: printed alone, with its exit code
     if not (reconciled.success or emitted_by_hand):
@@ -522,6 +535,8 @@ def reconcile(as_json: bool, reviewed: int | None) -> None:
         sys.exit(1)
     if pending:
         click.echo("deliver them: syncctl deliver", err=True)
+    if reconciled.skipped:
+        sys.exit(reconciled.skipped_exit_code)
 
 
 @main.command()
@@ -656,11 +671,43 @@ def _checks_json(reconciled, *, with_values: bool) -> dict[str, object]:
             "discrepancies": outcome.discrepancies,
             "rows_compared": outcome.rows_compared,
             "counts": outcome.counts,
+            "not_checked": outcome.not_checked,
         }
         if with_values:
             entry["found"] = findings.get(outcome.name, [])
         checks.append(entry)
-    return {"run_id": reconciled.run_id, "success": reconciled.success, "checks": checks}
+    return {
+        "run_id": reconciled.run_id,
+        "success": reconciled.success,
+        "checks": checks,
+        "skipped": [
+            {"system": s.system, "entity": s.entity, "reason": s.reason} for s in reconciled.skipped
+        ],
+    }
+
+
+def _not_checked_lines(reconciliations) -> list[str]:
+    """What the reconciliations could not check, one line per system and reason (each names
+    the setting and the fix), then what it means; none when every system was checked."""
+    entities: dict[tuple[str, str], list[str]] = {}
+    for reconciled in reconciliations:
+        for s in reconciled.skipped:
+            seen = entities.setdefault((s.system, s.reason), [])
+            if s.entity not in seen:
+                seen.append(s.entity)
+    if not entities:
+        return []
+    lines = [
+        f"{system} ({', '.join(names)}) not checked: {reason}"
+        for (system, reason), names in entities.items()
+    ]
+    systems = sorted({system for system, _ in entities})
+    lines.append(
+        f"{len(systems)} system(s) not checked ({', '.join(systems)}): their old snapshots were "
+        "not used, and nothing was found or corrected for them; the others were reconciled. "
+        "Fix the above and run again (docs/runbooks/reconciliation.md)"
+    )
+    return lines
 
 
 def _findings(reconciled) -> dict[str, list[dict[str, object]]]:
@@ -676,6 +723,9 @@ def _findings(reconciled) -> dict[str, list[dict[str, object]]]:
 
 def _print_checks(reconciled) -> None:
     for outcome in reconciled.checks:
+        if outcome.not_checked is not None:
+            click.echo(f"{outcome.name:<40} {'NOT CHECKED':<16} (a snapshot failed, below)")
+            continue
         verdict = "passed" if outcome.passed else f"FAILED ({outcome.severity})"
         kinds = ", ".join(f"{kind} {n}" for kind, n in outcome.counts.items() if n)
         click.echo(

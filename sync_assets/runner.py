@@ -11,24 +11,31 @@ and their pool claims freed (sync_assets/operate/recovery.py), or the next run w
 for a slot. Every run goes through `Pipeline._execute`: tagged as syncctl's with its pid, quiet on
 the console (one line per failed step; `-v` shows Dagster's logs), progress on a terminal, and a
 step's operator error (a bad URL, a busy warehouse) raised as the SyncfabricError it was.
+
+A reconciliation isolates its systems: a snapshot that fails (a system unreachable, its table
+missing) is reported, not raised, and since Dagster runs no step whose upstream failed, the
+discrepancies and what follows them run again on their own over the snapshots that were taken.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sync_assets.crashpoints import crash_point
-from sync_assets.errors import SyncfabricError
+from sync_assets.errors import EXIT_FAILED, SyncfabricError
 from sync_assets.operate import recovery
 from sync_assets.operate.console import CONSOLE
 from sync_assets.operate.failures import StepFailure, operator_error, step_failures
 from sync_assets.operate.lock import is_held_here
 from sync_assets.settings import DataFolder
+
+if TYPE_CHECKING:
+    from sync_assets.reconcile.snapshot import Skipped
 
 
 @dataclass(frozen=True)
@@ -40,13 +47,26 @@ class CheckOutcome:
     discrepancies: int
     rows_compared: int
     counts: dict[str, int]
+    not_checked: str | None = None
+    """Why the run could not make this comparison (a snapshot failed); None when it did."""
 
 
 @dataclass
 class ReconcileReport:
     run_id: str
+    """The run whose discrepancies and checks these are."""
     success: bool
     checks: list[CheckOutcome] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    """The systems' entities not compared, and why; the others were."""
+    snapshot_failures: list[StepFailure] = field(default_factory=list)
+
+    @property
+    def skipped_exit_code(self) -> int:
+        """The exit code a command ends with for the systems not checked: the first failed
+        snapshot's (2 for a setting to fix), else 1."""
+        codes = [f.exit_code for f in self.snapshot_failures if f.exit_code is not None]
+        return codes[0] if codes else EXIT_FAILED
 
     def failing(self, fail_on: str) -> list[CheckOutcome]:
         """Failed checks at or above `fail_on` ('error' or 'warn')."""
@@ -167,22 +187,41 @@ class Pipeline:
         """Fresh snapshots of every system, the diff and the checks, as one run; with `emit`,
         also the owners' missed events and the corrections (each refusing on its own terms:
         pending batches, an ERROR check, a `reviewed` count that does not match), else nothing
-        is landed or emitted."""
+        is landed or emitted.
+
+        A system whose snapshot fails is not checked; the others are: the snapshot's failure is
+        reported in `skipped` (not raised), and the diff onwards runs again in a run of its own,
+        which is the report's run."""
         import dagster as dg
 
         from sync_assets.jobs import CHECK_JOB, RECONCILE_JOB
+        from sync_assets.reconcile.comparisons import skipped
+        from sync_assets.reconcile.snapshot import SNAPSHOT_PREFIX
+        from sync_assets.warehouse import connect
+
+        def is_snapshot(failure: StepFailure) -> bool:
+            return (failure.step or "").startswith(SNAPSHOT_PREFIX)
 
         run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         if emit and reviewed is not None:
             review = {"config": {"i_have_reviewed": reviewed}}
             run_config["ops"] = {"missed_events": review, "corrections": review}
-        run = self._execute(
-            self.defs.resolve_job_def(RECONCILE_JOB if emit else CHECK_JOB), run_config=run_config
-        )
-        report = ReconcileReport(run_id=run.run_id, success=run.success)
+        job = self.defs.resolve_job_def(RECONCILE_JOB if emit else CHECK_JOB)
+        run = self._execute(job, run_config=run_config, isolated=is_snapshot)
+        failed = [f for f in step_failures(job.name, run.all_events) if is_snapshot(f)]
+        if failed:
+            after_snapshots = [
+                key
+                for key in job.asset_layer.executable_asset_keys
+                if not key.to_user_string().startswith(SNAPSHOT_PREFIX)
+            ]
+            run = self._execute(job, run_config=run_config, asset_selection=after_snapshots)
+        report = ReconcileReport(run_id=run.run_id, success=run.success, snapshot_failures=failed)
         for evaluation in run.get_asset_check_evaluations():
             if evaluation.asset_key == dg.AssetKey("discrepancies"):
                 report.checks.append(_outcome(evaluation))
+        with connect(self.folder.warehouse, read_only=True) as con:
+            report.skipped = skipped(con, run.run_id)
         return report
 
     def emit_corrections(self, reviewed: int | None = None, confirm: str = "") -> bool:
@@ -274,12 +313,14 @@ class Pipeline:
         *,
         run_config: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
+        isolated: Callable[[StepFailure], bool] | None = None,
         **options: Any,
     ) -> Any:
         """Run a job in this process, as every syncctl run goes (see the module's docstring).
 
         Returns Dagster's result (raise_on_error=False: a failed step is in the result); raises
-        the SyncfabricError of a step that met an operator's situation.
+        the SyncfabricError of a step that met an operator's situation, except for the failures
+        `isolated` names, which the caller reports itself.
         """
         from dagster._core.utils import make_new_run_id
 
@@ -307,6 +348,8 @@ class Pipeline:
         watcher.finish(result.success)
         failures = step_failures(job.name, result.all_events)
         self.failures.extend(failures)
+        if isolated is not None:
+            failures = [f for f in failures if not isolated(f)]
         error = operator_error(failures)
         if error is not None:
             raise error
@@ -344,6 +387,7 @@ def _outcome(evaluation: Any) -> CheckOutcome:
         discrepancies=int(metadata["discrepancies"]),
         rows_compared=int(metadata["rows_compared"]),
         counts={k: int(metadata[k]) for k in ("missing", "extra", "mismatch", "divergence")},
+        not_checked=metadata.get("not_checked"),
     )
 
 

@@ -219,6 +219,44 @@ def test_a_missing_demo_file_says_to_build_it_or_set_the_variable(folder, monkey
     assert "syncctl demo" in said and "SYNCFABRIC_CRM_URL" in said
 
 
+def reading_error(engine: sa.Engine, table: str) -> Exception:
+    """What streaming the CRM mapping from `table` through `engine` raises."""
+    from dataclasses import replace
+
+    from sync_assets.connectors.sources import stream_batches
+    from sync_assets.project import current
+
+    with pytest.raises(Exception) as caught:
+        list(stream_batches(engine, replace(current().mapping("crm", "customer"), table=table)))
+    return caught.value
+
+
+def test_a_missing_table_is_permanent_and_named_on_every_backend(
+    folder, postgres_engine, mariadb_engine, monkeypatch
+):
+    sqlite = f"sqlite:///{folder.root / 'crm.sqlite'}"
+    sa.create_engine(sqlite).connect().close()  # an empty database file
+    for url in (sqlite, postgres_engine.url, mariadb_engine.url):
+        plain = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+        error = reading_error(open_source(url), "contacts_renamed")
+        problem = classify(error, plain)
+        assert problem is not None and not problem.transient, error
+        assert "the table " in problem.what and "contacts_renamed does not exist" in problem.what
+        monkeypatch.setenv("SYNCFABRIC_CRM_URL", plain)
+        said = message("crm", plain, problem)
+        assert "create the table" in said and "correct the table in the mapping" in said
+        assert "SYNCFABRIC_CRM_URL" in said
+
+
+def test_a_missing_column_is_named(folder):
+    url = f"sqlite:///{folder.root / 'crm.sqlite'}"
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(sa.text("CREATE TABLE contacts (contact_id TEXT)"))
+    problem = classify(reading_error(open_source(url), "contacts"), url)
+    assert problem is not None and not problem.transient
+    assert problem.what == "the column contacts.email_address does not exist there"
+
+
 def test_a_missing_data_folder_is_an_error_naming_the_path(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNCFABRIC_HOME", str(tmp_path / "nope"))
     with pytest.raises(SyncfabricError) as missing:

@@ -1,5 +1,5 @@
 """The diff on the demo landscape: a fresh demo is consistent, and seeded drift of every kind is
-found exactly (no more, no fewer) with the right kind and resolution."""
+found exactly (no more, no fewer) with the right kind and resolution, each divergence once."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from conftest import first_unused_key
 
 from sync_assets.connectors.sources import open_source, sqlite_url
 from sync_assets.project import current
-from sync_assets.reconcile.diff import diff_system, diff_systems, summarize
+from sync_assets.reconcile.diff import diff_entity, diff_system, summarize
 from sync_assets.reconcile.snapshot import snapshot_system
 from sync_assets.settings import DataFolder
 from sync_assets.warehouse import connect
@@ -23,10 +23,8 @@ def reconcile(folder: DataFolder, run_id: str) -> list[Found]:
     with connect(folder.warehouse) as con:
         for m in current().mappings.values():
             snapshot_system(con, open_source(sqlite_url(folder.system_database(m.system))), m)
-            diff_system(con, m, run_id)
-        for entity_name in ("customer", "order"):
-            for left, right in current().comparable_pairs(entity_name):
-                diff_systems(con, left, right, run_id)
+        for entity_name in current().entities:
+            diff_entity(con, current().mappings_for(entity_name), run_id)
         return con.execute(
             "SELECT kind, resolution, system, entity_key, attribute, other_system"
             " FROM discrepancies WHERE run_id = ?",
@@ -128,21 +126,15 @@ def seed_every_kind(seed: Seeder) -> set[Found]:
     )
     expected.add(("extra", "drift", "support", c, None, None))
 
-    # a value changed in the owner (missed event): the CRM's email; billing now differs from
-    # the CRM, so billing is the one to correct
+    # a value changed in the owner (missed event): the CRM's email. Billing's copy now differs
+    # from the CRM's too, but that is the same divergence: one finding, billing's value in views
     c = seed.pick(LIVE + " ORDER BY 1", account=True, user=False)
     seed.sql("crm", "UPDATE contacts SET email_address = 'moved@example.org' WHERE contact_id = ?", (c,))  # fmt: skip
-    expected |= {
-        ("mismatch", "missed_event", "crm", c, "email", None),
-        ("divergence", "drift", "billing", c, "email", "crm"),
-    }
-    # ... and billing's plan (billing owns plan): the CRM's copy is the one to correct
+    expected.add(("mismatch", "missed_event", "crm", c, "email", None))
+    # ... and billing's plan (billing owns plan), which the CRM also holds
     c = seed.pick(LIVE + " ORDER BY 1 DESC", account=True)
     seed.sql("billing", "UPDATE accounts SET plan = CASE plan WHEN 'PRO' THEN 'FREE' ELSE 'PRO' END WHERE customer_ref = ?", (c,))  # fmt: skip
-    expected |= {
-        ("mismatch", "missed_event", "billing", c, "plan", None),
-        ("divergence", "drift", "crm", c, "plan", "billing"),
-    }
+    expected.add(("mismatch", "missed_event", "billing", c, "plan", None))
     # ... and an order amount well beyond the tolerance
     o = seed.pick(LIVE_ORDER)
     seed.sql("billing", "UPDATE orders SET total_cents = total_cents + 250 WHERE order_number = ?", (o,))  # fmt: skip
@@ -151,18 +143,30 @@ def seed_every_kind(seed: Seeder) -> set[Found]:
     # a value changed in a non-owner (drift): billing's country (the CRM owns it)
     c = seed.pick(LIVE + " ORDER BY 1", account=True)
     seed.sql("billing", "UPDATE accounts SET country = CASE country WHEN 'SE' THEN 'NO' ELSE 'SE' END WHERE customer_ref = ?", (c,))  # fmt: skip
-    expected |= {
-        ("mismatch", "drift", "billing", c, "country", None),
-        ("divergence", "drift", "billing", c, "country", "crm"),
-    }
-    # ... and support disables an active customer: against the CRM (owner) that is drift;
-    # against billing, which does not own status either, it is unowned
+    expected.add(("mismatch", "drift", "billing", c, "country", None))
+    # ... and support disables an active customer: its mismatch against the golden record is the
+    # one finding, not again against the CRM (the owner) and billing
     c = seed.pick(LIVE + " AND status = 'active' ORDER BY 1", account=True, user=True)
     seed.sql("support", "UPDATE users SET state = 'disabled' WHERE external_id = ?", (c,))
+    expected.add(("mismatch", "drift", "support", c, "status", None))
+
+    # two systems that own neither the record nor its email hold a customer the golden record
+    # never heard of, differently: each is extra, and their difference, which no mismatch
+    # explains, is a divergence of its own (unowned: the owner's diff decides)
+    seed.sql(
+        "billing",
+        "INSERT INTO accounts VALUES ((SELECT 1 + max(acct_no) FROM accounts), 'C-999002',"
+        " 'ONE@EXAMPLE.COM', 'PRO', 'ACTIVE', 'GB', '01/12/2026')",
+    )
+    seed.sql(
+        "support",
+        "INSERT INTO users (external_id, email, name, tier, state, updated_at)"
+        " VALUES ('C-999002', 'other@example.com', 'Same Name', 'Standard', 'enabled', 0)",
+    )
     expected |= {
-        ("mismatch", "drift", "support", c, "status", None),
-        ("divergence", "drift", "support", c, "status", "crm"),
-        ("divergence", "unowned", "support", c, "status", "billing"),
+        ("extra", "drift", "billing", "C-999002", None, None),
+        ("extra", "drift", "support", "C-999002", None, None),
+        ("divergence", "unowned", "support", "C-999002", "email", "billing"),
     }
 
     # differences that must NOT count: case and spacing where the catalog ignores them, an empty
@@ -183,6 +187,57 @@ def test_seeded_drift_is_found_exactly(landscape):
     found = reconcile(landscape, "seeded")
     assert sorted(found, key=str) == sorted(expected, key=str)
     assert len(found) == len(expected)  # nothing reported twice
+
+
+def test_a_drifted_copy_that_others_also_hold_is_one_finding_with_every_view(landscape):
+    # support (which owns no status) disables an active customer whom the CRM (the owner) and
+    # billing also hold: one divergence, reported once, against the golden record
+    seed = Seeder(landscape)
+    c = seed.pick(LIVE + " AND status = 'active' ORDER BY 1", account=True, user=True)
+    seed.sql("support", "UPDATE users SET state = 'disabled' WHERE external_id = ?", (c,))
+    reconcile(landscape, "one")
+    with connect(landscape.warehouse) as con:
+        found = con.execute(
+            "SELECT kind, resolution, system, entity_key, attribute, expected, actual, views"
+            " FROM discrepancies WHERE run_id = 'one'"
+        ).fetchall()
+        summary = summarize(con, "one")
+    assert found == [
+        (
+            "mismatch",
+            "drift",
+            "support",
+            c,
+            "status",
+            "active",
+            "inactive|suspended",
+            {"crm": "active", "billing": "active"},
+        )
+    ]
+    assert summary.counts == {"missing": 0, "extra": 0, "mismatch": 1, "divergence": 0}
+
+
+def test_a_divergence_no_mismatch_explains_is_one_finding_with_the_views(landscape):
+    seed = Seeder(landscape)
+    seed.sql(
+        "crm",
+        "INSERT INTO contacts VALUES ('C-999003', 'one@example.com', 'Same Name', NULL, 'gb',"
+        " 'Active', NULL, NULL, '2026-12-01 10:00:00', 0)",
+    )
+    seed.sql(
+        "support",
+        "INSERT INTO users (external_id, email, name, tier, state, updated_at)"
+        " VALUES ('C-999003', 'other@example.com', 'Same Name', 'Standard', 'enabled', 0)",
+    )
+    reconcile(landscape, "pair")
+    with connect(landscape.warehouse) as con:
+        found = con.execute(
+            "SELECT kind, system, other_system, expected, actual, views FROM discrepancies"
+            " WHERE run_id = 'pair' AND attribute IS NOT NULL"
+        ).fetchall()
+    assert found == [
+        ("divergence", "support", "crm", "one@example.com", "other@example.com", {"crm": "one@example.com"})
+    ]  # fmt: skip
 
 
 def test_discrepancies_carry_expected_and_actual_values(landscape):

@@ -344,13 +344,20 @@ def test_a_bad_system_url_fails_at_once_naming_the_variable(home, answers_404, v
     assert "tried" not in line, "a permanent failure is not retried"
 
 
-def test_run_stops_on_a_bad_url_with_the_message_alone(home):
+def test_run_with_a_bad_url_reconciles_the_other_systems_and_says_why_once(home):
     url = f"postgresql+psycopg://sync:s3cret@127.0.0.1:{free_port()}/crm"
     ran = syncctl(home, "run", SYNCFABRIC_CRM_URL=url)
 
     assert ran.returncode == 2
     assert_no_traceback(ran)
-    assert "SYNCFABRIC_CRM_URL (postgresql+psycopg://sync:***@127.0.0.1:" in ran.stderr
+    [said] = [line for line in ran.stderr.splitlines() if "SYNCFABRIC_CRM_URL (" in line]
+    assert said.startswith("crm (customer) not checked: ")
+    assert "SYNCFABRIC_CRM_URL (postgresql+psycopg://sync:***@127.0.0.1:" in said
+    checks = {line.split()[0]: line for line in ran.stdout.splitlines() if "_in_sync" in line}
+    assert "NOT CHECKED" in checks["crm_customer_in_sync"]
+    assert (
+        "NOT CHECKED" not in checks["billing_customer_in_sync"] + checks["support_customer_in_sync"]
+    )
     assert "deliver --emit" not in ran.stderr, "no advice to deliver past a failed reconciliation"
 
 

@@ -2,9 +2,10 @@
 
 A snapshot that cannot reach its system fails at once when retrying cannot help: the address is
 refused, the host unknown, the credentials rejected, the database or the platform's API not there
-(404), the URL not one Syncfabric reads. The message names the setting to change (the variable
-the system's file names, or the SQLite file in the data folder when it is unset), what happened
-and the fix, with any password in the URL shown as `***`. A transient failure (a timeout, a dropped connection,
+(404), the URL not one Syncfabric reads, the mapped table or column missing. The message names
+the setting to change (the variable the system's file names, or the SQLite file in the data
+folder when it is unset), what happened and the fix, with any password in the URL shown as `***`.
+A transient failure (a timeout, a dropped connection,
 a 5xx) is retried briefly by the reader (`TRANSIENT_ATTEMPTS`), then reported the same way.
 """
 
@@ -27,6 +28,15 @@ TRANSIENT_BACKOFF_S = 0.5
 """Doubling from here between attempts: 0.5 s, then 1 s."""
 SECRET_QUERY_KEYS = re.compile(r"pass|secret|token|key|auth", re.IGNORECASE)
 _USERINFO_PASSWORD = re.compile(r"(//[^/@:\s]*:)[^@\s]*@")
+_MISSING_TABLE = re.compile(
+    r"no such table: (\S+)|relation \"([^\"]+)\" does not exist|table '([^']+)' doesn't exist",
+    re.IGNORECASE,
+)
+"""SQLite's, PostgreSQL's and MySQL/MariaDB's words for a table that is not there."""
+_MISSING_COLUMN = re.compile(
+    r"no such column: (\S+)|column \"?([^\"\s]+)\"? does not exist|unknown column '([^']+)'",
+    re.IGNORECASE,
+)
 
 T = TypeVar("T")
 
@@ -83,6 +93,8 @@ class Problem:
     what: str
     fix: str
     transient: bool = False
+    in_the_url: bool = True
+    """Whether the fix is a change of the system's URL (else of the database or the mapping)."""
 
 
 def classify(error: BaseException, url: str) -> Problem | None:
@@ -117,6 +129,20 @@ def classify(error: BaseException, url: str) -> Problem | None:
         return Problem("the server rejected the credentials", "correct the user and password")
     if re.search(r'database ".*" does not exist|unknown database', lowered):
         return Problem("the database does not exist on the server", "correct the database name")
+    if missing := _MISSING_TABLE.search(text):
+        table = next(name for name in missing.groups() if name)
+        return Problem(
+            f"the table {table} does not exist there",
+            f"create the table {table}, or correct the table in the mapping",
+            in_the_url=False,
+        )
+    if missing := _MISSING_COLUMN.search(text):
+        column = next(name for name in missing.groups() if name)
+        return Problem(
+            f"the column {column} does not exist there",
+            f"add the column {column}, or correct the column in the mapping",
+            in_the_url=False,
+        )
     if "unable to open database file" in lowered:
         return Problem(
             f"the SQLite file {_sqlite_path(url)} cannot be opened (is it there?)",
@@ -174,7 +200,9 @@ def setting(system: str, url: str) -> str:
 def message(system: str, url: str, problem: Problem, attempts: int = 1) -> str:
     variable = url_variable(system)
     tried = f" (tried {attempts} times)" if attempts > 1 else ""
-    if not os.environ.get(variable):
+    if not problem.in_the_url:
+        fix = f"{problem.fix}, or point {variable} at the {system} database that has it"
+    elif not os.environ.get(variable):
         fix = f"set {variable} to the {system} system's URL, or build the project's example data with `syncctl demo`"
     elif problem.fix:
         fix = f"{problem.fix} in {variable}"

@@ -2,6 +2,12 @@
 
 The source systems themselves appear as external assets, so the lineage reads from each system
 through its snapshot to the discrepancies, beside the event path (system -> raw events -> golden).
+
+A system that cannot be read (unreachable, its table missing) fails its own snapshot, with the
+operator's message, and records the failed attempt; the discrepancies then diff only the
+snapshots whose latest attempt was taken, and say which systems were not checked and why. Dagster
+does not run a step whose upstream step failed in the same run, so after a failed snapshot
+`syncctl` runs the discrepancies (and what follows them) in a run of their own (runner.py).
 """
 
 import time
@@ -16,10 +22,15 @@ from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.project import Project, System
-from sync_assets.reconcile.comparisons import latest_run, record, rows_in
-from sync_assets.reconcile.diff import diff_system, diff_systems
+from sync_assets.reconcile.comparisons import latest_run, record, record_skipped, rows_in
+from sync_assets.reconcile.diff import diff_entity
 from sync_assets.reconcile.missed import land_missed_events
-from sync_assets.reconcile.snapshot import load_snapshot, snapshot_table
+from sync_assets.reconcile.snapshot import (
+    current_snapshots,
+    load_snapshot,
+    record_attempt,
+    snapshot_table,
+)
 from sync_assets.warehouse import WRITER_POOL, scalar, transaction
 from sync_assets.warehouse.resource import WarehouseResource
 
@@ -59,11 +70,16 @@ def snapshot_asset(mapping: Mapping) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, systems: SystemsResource
     ) -> dg.MaterializeResult:
         started = time.perf_counter()
-        with systems.rows(mapping) as batches, warehouse.connect() as con, transaction(con):
-            rows = load_snapshot(con, mapping, batches)
-            deleted = scalar(
-                con, f"SELECT count(*) FROM {snapshot_table(mapping)} WHERE is_deleted"
-            )
+        try:
+            with systems.rows(mapping) as batches, warehouse.connect() as con, transaction(con):
+                rows = load_snapshot(con, mapping, batches)
+                deleted = scalar(
+                    con, f"SELECT count(*) FROM {snapshot_table(mapping)} WHERE is_deleted"
+                )
+                record_attempt(con, mapping, context.run_id, rows=rows)
+        except Exception as error:
+            _record_failure(warehouse, mapping, context.run_id, error)
+            raise
         context.log.info(f"{mapping.name}: {rows} rows snapshotted")
         return dg.MaterializeResult(
             metadata={
@@ -76,10 +92,26 @@ def snapshot_asset(mapping: Mapping) -> dg.AssetsDefinition:
     return _snapshot
 
 
+def _record_failure(
+    warehouse: WarehouseResource, mapping: Mapping, run_id: str, error: Exception
+) -> None:
+    """Record a failed snapshot, so no diff reads the old one as current. The operator's message
+    (which names the system, the setting and the fix) is kept; any other error only by its class:
+    a driver's text may quote the system's values."""
+    if isinstance(error, dg.Failure) and error.description:
+        why = error.description
+    else:
+        why = f"the snapshot failed with {type(error).__name__} (syncctl -v or the run's log says where)"
+    try:
+        with warehouse.connect() as con:
+            record_attempt(con, mapping, run_id, error=why)
+    except Exception:  # the warehouse itself is the problem: the snapshot's own error says it
+        pass
+
+
 def build_discrepancies(project: Project) -> dg.AssetsDefinition:
     """`discrepancies`, downstream of every snapshot and golden record of the project."""
     mappings = list(project.mappings.values())
-    pairs = [pair for name in project.entities for pair in project.comparable_pairs(name)]
 
     @dg.asset(
         deps=[
@@ -91,10 +123,11 @@ def build_discrepancies(project: Project) -> dg.AssetsDefinition:
         kinds={"duckdb"},
         owners=OWNERS,
         description=(
-            "Every divergence between a system and the golden records (missing, extra, mismatch) "
-            "and between two systems (divergence), with who is right: missed_event (the owner's "
-            "value must enter the golden record) or drift (the system must be corrected). Table "
-            "`discrepancies`, appended per run."
+            "Every divergence, once: a system against the golden records (missing, extra, "
+            "mismatch, with the other systems' values of the attribute as its views) or, where no "
+            "mismatch explains it, two systems against each other (divergence); with who is "
+            "right: missed_event (the owner's value must enter the golden record) or drift (the "
+            "system must be corrected). Table `discrepancies`, appended per run."
         ),
         metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
     )
@@ -104,20 +137,37 @@ def build_discrepancies(project: Project) -> dg.AssetsDefinition:
         run_id = context.run_id
         totals: dict[str, int] = {}
         with warehouse.connect() as con, transaction(con):
+            current, skipped = current_snapshots(con, mappings)
+            record_skipped(con, run_id, skipped)
             results = []
-            for mapping in mappings:
-                result = diff_system(con, mapping, run_id)
-                record(con, run_id, result, rows_in(con, mapping))
-                results.append(result)
-            for left, right in pairs:
-                result = diff_systems(con, left, right, run_id)
-                record(con, run_id, result, rows_in(con, left, right))
-                results.append(result)
+            for entity in project.entities.values():
+                taken = {m.system: m for m in current if m.entity == entity.name}
+                for result in diff_entity(con, list(taken.values()), run_id):
+                    compared = [taken[s] for s in (result.system, result.other_system) if s]
+                    record(con, run_id, result, rows_in(con, *compared))
+                    results.append(result)
         for result in results:
             for kind, count in result.counts.items():
                 totals[kind] = totals.get(kind, 0) + count
+        for s in skipped:
+            context.log.warning(f"not checked: {s.system}'s {s.entity} records: {s.reason}")
         return dg.MaterializeResult(
-            metadata={"discrepancies": sum(totals.values()), **totals, "run_id": run_id}
+            metadata={
+                "discrepancies": sum(totals.values()),
+                **totals,
+                "run_id": run_id,
+                "snapshots_compared": ", ".join(sorted({m.name for m in current})) or "none",
+                "snapshots_skipped": len(skipped),
+                **(
+                    {
+                        "skipped": dg.MetadataValue.json(
+                            {f"{s.system}_{s.entity}": s.reason for s in skipped}
+                        )
+                    }
+                    if skipped
+                    else {}
+                ),
+            }
         )
 
     return discrepancies

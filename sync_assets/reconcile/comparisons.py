@@ -1,7 +1,9 @@
 """The record of every comparison a reconciliation run made, found or not found anything.
 
 `discrepancies` only holds what differs; this table also says what was compared, when, and how
-many rows, so a check can tell "in sync" from "not checked".
+many rows, so a check can tell "in sync" from "not checked". `reconcile_skipped` says which
+(system, entity) a run could not compare at all (its snapshot failed), and why: their checks are
+"not checked", never "in sync".
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from dataclasses import dataclass
 import duckdb
 
 from sync_assets.connectors.mappings import Mapping
+from sync_assets.project import current
 from sync_assets.reconcile.diff import KINDS, DiffResult, comparison_filter
-from sync_assets.reconcile.snapshot import snapshot_table
+from sync_assets.reconcile.snapshot import Skipped, snapshot_table
 from sync_assets.warehouse import quote, scalar
 
 COMPARISONS_DDL = f"""
@@ -26,6 +29,16 @@ CREATE TABLE IF NOT EXISTS reconcile_comparisons (
     rows_compared BIGINT NOT NULL,
     {", ".join(f"{kind} BIGINT NOT NULL" for kind in KINDS)},
     PRIMARY KEY (run_id, check_name)
+)"""
+
+SKIPPED_DDL = """
+CREATE TABLE IF NOT EXISTS reconcile_skipped (
+    run_id     VARCHAR NOT NULL,
+    skipped_at TIMESTAMPTZ NOT NULL,
+    system     VARCHAR NOT NULL,
+    entity     VARCHAR NOT NULL,
+    reason     VARCHAR NOT NULL,
+    PRIMARY KEY (run_id, system, entity)
 )"""
 
 
@@ -76,22 +89,59 @@ def record(
     )
 
 
-def _recorded(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether any comparison was ever recorded (readers may hold a read-only connection)."""
-    return bool(
-        scalar(
-            con,
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'reconcile_comparisons'",
+def record_skipped(con: duckdb.DuckDBPyConnection, run_id: str, found: list[Skipped]) -> None:
+    """Record the (system, entity) this run could not compare, replacing a retry's."""
+    con.execute(SKIPPED_DDL)
+    con.execute("DELETE FROM reconcile_skipped WHERE run_id = ?", [run_id])
+    for s in found:
+        con.execute(
+            "INSERT INTO reconcile_skipped VALUES (?, now(), ?, ?, ?)",
+            [run_id, s.system, s.entity, s.reason],
         )
-    )
+
+
+def skipped(con: duckdb.DuckDBPyConnection, run_id: str) -> list[Skipped]:
+    """What a run could not compare, and why."""
+    if not _recorded(con, "reconcile_skipped"):
+        return []
+    rows = con.execute(
+        "SELECT system, entity, reason FROM reconcile_skipped WHERE run_id = ? ORDER BY ALL",
+        [run_id],
+    ).fetchall()
+    return [Skipped(*row) for row in rows]
+
+
+def not_checked(found: list[Skipped]) -> dict[str, str]:
+    """The checks a run could not judge, each with why: a skipped snapshot's own check against
+    the golden records, and those of every pair it is in."""
+    checks: dict[str, str] = {}
+    for s in found:
+        checks[check_name(s.entity, s.system)] = s.reason
+        for left, right in current().comparable_pairs(s.entity):
+            if s.system in (left.system, right.system):
+                checks.setdefault(check_name(s.entity, left.system, right.system), s.reason)
+    return checks
+
+
+def _recorded(con: duckdb.DuckDBPyConnection, table: str = "reconcile_comparisons") -> bool:
+    """Whether the table was ever written (readers may hold a read-only connection)."""
+    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]))
 
 
 def latest_run(con: duckdb.DuckDBPyConnection) -> str | None:
-    if not _recorded(con):
+    """The latest reconciliation run, including one that could compare nothing (every snapshot
+    failed): an older run's findings must not be taken for the latest's."""
+    made = [
+        f"SELECT run_id, {at} AS made_at FROM {table}"
+        for table, at in (
+            ("reconcile_comparisons", "compared_at"),
+            ("reconcile_skipped", "skipped_at"),
+        )
+        if _recorded(con, table)
+    ]
+    if not made:
         return None
-    row = con.execute(
-        "SELECT run_id FROM reconcile_comparisons ORDER BY compared_at DESC LIMIT 1"
-    ).fetchone()
+    row = con.execute(" UNION ALL ".join(made) + " ORDER BY made_at DESC LIMIT 1").fetchone()
     return row[0] if row else None
 
 
@@ -112,13 +162,14 @@ def comparisons(con: duckdb.DuckDBPyConnection, run_id: str) -> list[Comparison]
 def found(
     con: duckdb.DuckDBPyConnection, run_id: str, comparison: Comparison, limit: int | None = None
 ) -> list[dict[str, object]]:
-    """The discrepancies behind one comparison of a run, full values included."""
+    """The discrepancies behind one comparison of a run, full values included, each with its
+    views of the other systems' values."""
     where, params = comparison_filter(
         run_id, comparison.entity, comparison.system, comparison.other_system
     )
     sql = (
         "SELECT kind, resolution, system, other_system, entity, entity_key, attribute, expected, "
-        f"actual FROM discrepancies WHERE {where} ORDER BY kind, entity_key, attribute"
+        f"actual, views FROM discrepancies WHERE {where} ORDER BY kind, entity_key, attribute"
     )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"

@@ -1,14 +1,21 @@
 """The reconciliation diff: system snapshots against the golden records, and against each other.
 
-Every divergence found becomes a row of `discrepancies`, appended per run (a retried run replaces
-its own rows, never another run's):
+Every divergence found becomes one row of `discrepancies` (a finding), appended per run (a retried
+run replaces its own rows, never another run's):
 
 | kind       | what                                                              |
 | ---------- | ----------------------------------------------------------------- |
 | missing    | golden record live and in the system's scope; its row is absent or deleted |
 | extra      | the system has a live row; the golden record is absent or deleted  |
 | mismatch   | both live; an attribute differs (expected = golden, actual = system) |
-| divergence | two systems both live; an attribute both hold differs             |
+| divergence | two systems both live; an attribute both hold differs, and no mismatch of either system on that attribute explains it (the golden record has no such live record, or the comparison rules are not transitive) |
+
+One divergence is one finding: when a system's value differs from the golden record, that
+mismatch is the finding, and the other systems' differences with it on the same (entity, key,
+attribute) are folded into it rather than listed again. Every finding on an attribute carries
+`views`: each other system's value for it, where that system holds the record live (a map system
+-> value, as text), so the golden value (`expected`), the system's (`actual`) and the others' are
+read in one row. Diff the systems against the golden records before the pairs (`diff_entity`).
 
 and who is right (`resolution`):
 
@@ -21,10 +28,14 @@ and who is right (`resolution`):
 For a divergence, `system` is the one to correct and `other_system` the owner, whose value is
 `expected` (when unowned, `other_system` is simply the other one). The table is created with the
 warehouse (`warehouse.create_schema`). Callers run these inside their own transaction.
+
+Only the snapshots a reconciliation actually took are diffed: a system whose snapshot failed is
+left out of every comparison and every view (its old snapshot is not current).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -49,8 +60,13 @@ CREATE TABLE IF NOT EXISTS discrepancies (
     attribute    VARCHAR,
     expected     VARCHAR,
     actual       VARCHAR,
-    other_system VARCHAR
-)"""
+    other_system VARCHAR,
+    views        MAP(VARCHAR, VARCHAR)  -- other systems' values of the attribute, by system
+);
+ALTER TABLE discrepancies ADD COLUMN IF NOT EXISTS views MAP(VARCHAR, VARCHAR);
+"""
+
+NO_VIEWS = "MAP {}::MAP(VARCHAR, VARCHAR)"
 
 
 @dataclass(frozen=True)
@@ -86,10 +102,29 @@ def diff_system(con: duckdb.DuckDBPyConnection, mapping: Mapping, run_id: str) -
     return _result(con, run_id, mapping.entity, mapping.system, None)
 
 
+def diff_entity(
+    con: duckdb.DuckDBPyConnection, mappings: Sequence[Mapping], run_id: str
+) -> list[DiffResult]:
+    """Diff one entity's snapshots taken by this reconciliation: each against the golden records,
+    then each pair of them (divergences a mismatch explains folded into it), then every
+    finding's views of the other systems. One result per comparison made."""
+    if not mappings:
+        return []
+    results = [diff_system(con, m, run_id) for m in mappings]
+    taken = {m.system: m for m in mappings}
+    for left, right in current().comparable_pairs(mappings[0].entity):
+        if left.system in taken and right.system in taken:
+            results.append(diff_systems(con, taken[left.system], taken[right.system], run_id))
+    add_views(con, mappings, run_id)
+    return results
+
+
 def diff_systems(
     con: duckdb.DuckDBPyConnection, left: Mapping, right: Mapping, run_id: str
 ) -> DiffResult:
-    """Diff two systems' snapshots on the attributes both hold, for keys live in both."""
+    """Diff two systems' snapshots on the attributes both hold, for keys live in both; a
+    difference already found as a mismatch of either system in this run is not listed again
+    (diff each system first)."""
     if left.entity != right.entity:
         raise ValueError(f"{left.name} and {right.name} hold different entities")
     where, params = comparison_filter(run_id, left.entity, left.system, right.system)
@@ -99,6 +134,35 @@ def diff_systems(
         con.execute("INSERT INTO discrepancies " + "\nUNION ALL\n".join(parts), {"run_id": run_id})
     pair = sorted([left.system, right.system])
     return _result(con, run_id, left.entity, pair[0], pair[1])
+
+
+def add_views(con: duckdb.DuckDBPyConnection, mappings: Sequence[Mapping], run_id: str) -> None:
+    """Fill each finding's `views` of one entity in a run: the value every other of these
+    systems holds for the attribute, where its record is live. One statement per (system,
+    attribute) that some finding of another system needs, so a clean run costs nothing."""
+    if not mappings:
+        return
+    entity_name = mappings[0].entity
+    catalog = current().entity(entity_name)
+    needed = con.execute(
+        "SELECT DISTINCT system, attribute FROM discrepancies "
+        "WHERE run_id = ? AND entity = ? AND attribute IS NOT NULL",
+        [run_id, entity_name],
+    ).fetchall()
+    for m in mappings:
+        for name in m.attributes:
+            if not any(a == name and s != m.system for s, a in needed):
+                continue
+            value = display(catalog.attribute(name), f"s.{quote(name)}")
+            con.execute(
+                f"""UPDATE discrepancies d
+                SET views = map_concat(coalesce(d.views, {NO_VIEWS}), MAP {{$system: {value}}})
+                FROM {quote(snapshot_table(m))} s
+                WHERE d.run_id = $run_id AND d.entity = $entity AND d.attribute = $attribute
+                  AND d.system <> $system AND s.{quote(catalog.key)} = d.entity_key
+                  AND NOT s.is_deleted""",
+                {"run_id": run_id, "entity": entity_name, "attribute": name, "system": m.system},
+            )
 
 
 def summarize(con: duckdb.DuckDBPyConnection, run_id: str, sample_size: int = 20) -> Summary:
@@ -187,7 +251,8 @@ def _row(
     actual: str,
     other: str | None = None,
 ) -> str:
-    """The SELECT list of one discrepancy row, in the column order of the table."""
+    """The SELECT list of one discrepancy row, in the column order of the table; the views of a
+    finding on an attribute start empty (`add_views` fills them)."""
     values = [
         "$run_id",
         "now()",
@@ -200,6 +265,7 @@ def _row(
         expected,
         actual,
         "NULL" if other is None else sql_literal(other),
+        "NULL" if attribute is None else NO_VIEWS,
     ]
     return "SELECT " + ", ".join(values)
 
@@ -264,9 +330,14 @@ def _divergence(left: Mapping, right: Mapping, name: str) -> str:
         "divergence", resolution, right.system, left, f"a.{key}", name,
         display(attribute, a), display(attribute, b), other=left.system,
     )  # fmt: skip
+    explained = f"""SELECT 1 FROM discrepancies f
+    WHERE f.run_id = $run_id AND f.kind = 'mismatch' AND f.entity = {sql_literal(left.entity)}
+      AND f.entity_key = a.{key} AND f.attribute = {sql_literal(name)}
+      AND f.system IN ({sql_literal(left.system)}, {sql_literal(right.system)})"""
     return f"""{select}
 FROM {quote(snapshot_table(left))} a JOIN {quote(snapshot_table(right))} b ON b.{key} = a.{key}
-WHERE NOT a.is_deleted AND NOT b.is_deleted AND NOT {equal(attribute, a, b)}"""
+WHERE NOT a.is_deleted AND NOT b.is_deleted AND NOT {equal(attribute, a, b)}
+  AND NOT EXISTS ({explained})"""
 
 
 # -- comparing values ------------------------------------------------------------------------------

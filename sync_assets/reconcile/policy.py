@@ -37,10 +37,15 @@ def masked(entity_name: str, attribute: str | None, value: object) -> object:
 
 
 def masked_row(row: dict[str, object]) -> dict[str, object]:
+    """A discrepancy as UI metadata may show it: its values, and the other systems' (views)."""
     entity_name, attribute = str(row["entity"]), row.get("attribute")
     attribute = str(attribute) if attribute is not None else None
+    views = row.get("views")
+    if isinstance(views, dict):
+        views = {system: masked(entity_name, attribute, v) for system, v in views.items()}
     return {
         **row,
         "expected": masked(entity_name, attribute, row.get("expected")),
         "actual": masked(entity_name, attribute, row.get("actual")),
+        "views": views,
     }

@@ -3,11 +3,16 @@
 `snapshot_<system>_<entity>` has the entity's key, `system_key` (the system's own key, '|'-joined),
 one column per catalog attribute the system holds, typed like the golden table, and `is_deleted`.
 Normalization is DuckDB SQL, the same whichever database the rows came from.
+
+`snapshot_attempts` keeps each snapshot's latest attempt, taken or failed with why: a system that
+could not be read keeps its old snapshot table, which must not be diffed as if it were current
+(`current_snapshots`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
@@ -18,9 +23,81 @@ from sync_assets.connectors.sources import DEFAULT_CHUNK_SIZE, stream_batches
 from sync_assets.project import current
 from sync_assets.warehouse import quote, scalar, sql_literal
 
+SNAPSHOT_PREFIX = "snapshot_"
+"""Every snapshot table, and the Dagster asset (and step) that takes it, is named with it."""
+
+ATTEMPTS_DDL = """
+CREATE TABLE IF NOT EXISTS snapshot_attempts (
+    system       VARCHAR NOT NULL,
+    entity       VARCHAR NOT NULL,
+    run_id       VARCHAR NOT NULL,
+    attempted_at TIMESTAMPTZ NOT NULL,
+    rows         BIGINT,   -- the rows snapshotted; NULL when the attempt failed
+    error        VARCHAR,  -- why it failed, for the operator; NULL when it was taken
+    PRIMARY KEY (system, entity)
+)"""
+
 
 def snapshot_table(mapping: Mapping) -> str:
-    return f"snapshot_{mapping.system}_{mapping.entity}"
+    return f"{SNAPSHOT_PREFIX}{mapping.system}_{mapping.entity}"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A (system, entity) a reconciliation could not diff, and why."""
+
+    system: str
+    entity: str
+    reason: str
+
+
+def record_attempt(
+    con: duckdb.DuckDBPyConnection,
+    mapping: Mapping,
+    run_id: str,
+    *,
+    rows: int | None = None,
+    error: str | None = None,
+) -> None:
+    """Record a snapshot's latest attempt: taken (`rows`) or failed (`error`, said for the
+    operator: no values from the system). A taken one goes in the snapshot's own transaction."""
+    con.execute(ATTEMPTS_DDL)
+    con.execute(
+        "INSERT OR REPLACE INTO snapshot_attempts VALUES (?, ?, ?, now(), ?, ?)",
+        [mapping.system, mapping.entity, run_id, rows, error],
+    )
+
+
+def current_snapshots(
+    con: duckdb.DuckDBPyConnection, mappings: Sequence[Mapping]
+) -> tuple[list[Mapping], list[Skipped]]:
+    """The mappings whose snapshot a diff may read (its latest attempt was taken), and the others
+    with why: a failed latest attempt, or no snapshot ever taken."""
+    con.execute(ATTEMPTS_DDL)
+    latest = {
+        (system, entity): error
+        for system, entity, error in con.execute(
+            "SELECT system, entity, error FROM snapshot_attempts"
+        ).fetchall()
+    }
+    tables = {
+        name
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = current_schema()"
+        ).fetchall()
+    }
+    taken: list[Mapping] = []
+    skipped: list[Skipped] = []
+    for m in mappings:
+        error = latest.get((m.system, m.entity))
+        if error is not None:
+            skipped.append(Skipped(m.system, m.entity, error))
+        elif snapshot_table(m) not in tables:
+            reason = f"no snapshot of {m.system}'s {m.entity} records was ever taken"
+            skipped.append(Skipped(m.system, m.entity, reason))
+        else:
+            taken.append(m)
+    return taken, skipped
 
 
 def load_snapshot(
