@@ -161,3 +161,68 @@ def test_nothing_is_emitted_while_a_batch_is_not_applied(landscape):
 
     assert batch.batch_id in message and "docs/runbooks/delivery.md" in message
     assert corrections(landscape) == []
+
+
+def test_a_live_row_of_a_record_its_lifecycle_owner_deleted_is_deleted(landscape):
+    with connect(landscape.warehouse) as con:
+        [(key,)] = con.execute(
+            "SELECT min(customer_id) FROM golden_customer WHERE lifecycle_state = 'deleted'"
+        ).fetchall()
+    change(
+        landscape,
+        "support",
+        "INSERT INTO users (external_id, email, name, tier, state, updated_at)"
+        " VALUES (?, 'gone@example.com', 'Gone', 'Standard', 'enabled', 0)",
+        key,
+    )
+    found = reconcile(landscape, "run-1")
+    with connect(landscape.warehouse) as con:
+        emit_corrections(con, "run-1")
+
+    assert ("extra", "drift", "support", key, None, None) in found
+    assert [(c["target"], c["entity_key"], c["action"]) for c in corrections(landscape)] == [
+        ("support", key, "deleted")
+    ]
+
+
+def test_an_empty_golden_record_is_never_a_reason_to_delete(landscape):
+    # The cold start that queued 99,800 deletes: golden records empty, and the lifecycle owner
+    # (the CRM) holding none of the customers billing and support hold.
+    change(landscape, "crm", "DELETE FROM contacts")
+    with connect(landscape.warehouse) as con:
+        con.execute("DELETE FROM golden_customer")
+    found = reconcile(landscape, "run-1")
+    with connect(landscape.warehouse) as con:
+        emitted = emit_corrections(con, "run-1")
+        live_rows = con.execute(
+            "SELECT (SELECT count(*) FROM snapshot_billing_customer WHERE NOT is_deleted)"
+            " + (SELECT count(*) FROM snapshot_support_customer WHERE NOT is_deleted)"
+        ).fetchone()[0]
+
+    extra = [(kind, resolution) for kind, resolution, _, _, _, other in found if kind == "extra"]
+    assert len(extra) == live_rows > 0
+    assert set(extra) == {("extra", "orphan")}, "only non-owners hold them: reported, no drift"
+    assert emitted.emitted == 0
+    assert corrections(landscape) == []
+
+
+def test_a_golden_record_that_never_lived_is_no_reason_to_delete_either(landscape):
+    # A partial golden record: billing's plan arrived (its own reconciled event), the CRM's
+    # created never did, so the record has attributes and no lifecycle.
+    key = a_customer_everywhere(landscape)
+    change(landscape, "crm", "DELETE FROM contacts WHERE contact_id = ?", key)
+    with connect(landscape.warehouse) as con:
+        con.execute(
+            "UPDATE golden_customer SET lifecycle_state = NULL, lifecycle__v = NULL "
+            "WHERE customer_id = ?",
+            [key],
+        )
+    found = reconcile(landscape, "run-1")
+    with connect(landscape.warehouse) as con:
+        emit_corrections(con, "run-1")
+
+    assert {(k, r, s) for k, r, s, c, _, _ in found if c == key} == {
+        ("extra", "orphan", "billing"),
+        ("extra", "orphan", "support"),
+    }
+    assert [c for c in corrections(landscape) if c["action"] == "deleted"] == []

@@ -17,6 +17,11 @@ with only the attributes that differ. Only `drift` is corrected: the target does
 set, so owners are never overwritten; a `missed_event` is the owner's own change, which enters
 the golden record instead.
 
+A `deleted` goes out only for a record whose golden lifecycle is a tombstone (the lifecycle
+owner deleted it): a record the golden record merely lacks (an empty or partial golden state, a
+row only non-owners hold) is never deleted, whatever the discrepancy says (the diff calls those
+`orphan`).
+
 The same correction is never emitted twice while one is open (pending or dead-lettered): its
 idempotency key would be the same. Once delivered, a reappearing identical drift is a new
 correction, with the next generation in its key, so the destination applies it again.
@@ -256,13 +261,15 @@ def _drifted(
     seen = {(system, name): _seen(con, system, name, run_id) for system, name in pairs}
     targets = []
     for r in found:
+        record = golden[r.entity].get(r.entity_key)
         if r.missing:
             action, names = "created", list(current().mapping(r.system, r.entity).attributes)
         elif r.extra:
+            if record is None or record["lifecycle_state"] != "deleted":
+                continue  # only the lifecycle owner's delete is a reason to delete
             action, names = "deleted", []
         else:
             action, names = "updated", r.attributes
-        record = golden[r.entity].get(r.entity_key)
         targets.append(
             {
                 "system": r.system,

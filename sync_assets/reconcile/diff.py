@@ -24,6 +24,10 @@ and who is right (`resolution`):
 | missed_event | the system owns it (the attribute, or the lifecycle for missing/extra): an event was missed; its value enters the golden record through a `<entity>.reconciled` event |
 | drift        | the system does not own it: correct the system back to the owner's value |
 | unowned      | divergence between two systems neither of which owns the attribute; the owner's own diff decides |
+| orphan       | extra in a system that does not own the lifecycle, and the lifecycle owner never had the record (no golden record, or one it never made live): nobody can say it should not exist, so it is reported and left alone, never deleted |
+
+Only a golden tombstone (the lifecycle owner deleted the record) makes a non-owner's live row
+`drift` to delete: an empty or partial golden record is never a reason to delete anything.
 
 For a divergence, `system` is the one to correct and `other_system` the owner, whose value is
 `expected` (when unowned, `other_system` is simply the other one). The table is created with the
@@ -251,13 +255,14 @@ def _row(
     actual: str,
     other: str | None = None,
 ) -> str:
-    """The SELECT list of one discrepancy row, in the column order of the table; the views of a
-    finding on an attribute start empty (`add_views` fills them)."""
+    """The SELECT list of one discrepancy row, in the column order of the table (`resolution`:
+    SQL, a literal or an expression over the joined row); the views of a finding on an attribute
+    start empty (`add_views` fills them)."""
     values = [
         "$run_id",
         "now()",
         sql_literal(kind),
-        sql_literal(resolution),
+        resolution,
         sql_literal(system),
         sql_literal(mapping.entity),
         key,
@@ -270,9 +275,8 @@ def _row(
     return "SELECT " + ", ".join(values)
 
 
-def _lifecycle_resolution(mapping: Mapping) -> str:
-    owns = current().entity(mapping.entity).lifecycle_owner == mapping.system
-    return "missed_event" if owns else "drift"
+def _owns_lifecycle(mapping: Mapping) -> bool:
+    return current().entity(mapping.entity).lifecycle_owner == mapping.system
 
 
 def _tables(mapping: Mapping) -> tuple[str, str, str]:
@@ -284,8 +288,9 @@ def _missing(mapping: Mapping) -> str:
     golden, snapshot, key = _tables(mapping)
     scope = "".join(f" AND g.{quote(name)} IS NOT NULL" for name in mapping.scope)
     actual = f"CASE WHEN s.{key} IS NULL THEN 'absent' ELSE 'deleted' END"
+    resolution = "missed_event" if _owns_lifecycle(mapping) else "drift"
     select = _row(
-        "missing", _lifecycle_resolution(mapping), mapping.system, mapping, f"g.{key}", None,
+        "missing", sql_literal(resolution), mapping.system, mapping, f"g.{key}", None,
         "'live'", actual,
     )  # fmt: skip
     return f"""{select}
@@ -295,8 +300,13 @@ WHERE g.lifecycle_state = 'live'{scope} AND (s.{key} IS NULL OR s.is_deleted)"""
 
 def _extra(mapping: Mapping) -> str:
     golden, snapshot, key = _tables(mapping)
+    resolution = (
+        "'missed_event'"
+        if _owns_lifecycle(mapping)
+        else "CASE WHEN g.lifecycle_state = 'deleted' THEN 'drift' ELSE 'orphan' END"
+    )
     select = _row(
-        "extra", _lifecycle_resolution(mapping), mapping.system, mapping, f"s.{key}", None,
+        "extra", resolution, mapping.system, mapping, f"s.{key}", None,
         "coalesce(g.lifecycle_state, 'absent')", "'live'",
     )  # fmt: skip
     return f"""{select}
@@ -310,7 +320,7 @@ def _mismatch(mapping: Mapping, name: str) -> str:
     resolution = "missed_event" if attribute.owner == mapping.system else "drift"
     g, s = f"g.{quote(name)}", f"s.{quote(name)}"
     select = _row(
-        "mismatch", resolution, mapping.system, mapping, f"g.{key}", name,
+        "mismatch", sql_literal(resolution), mapping.system, mapping, f"g.{key}", name,
         display(attribute, g), display(attribute, s),
     )  # fmt: skip
     return f"""{select}
@@ -327,7 +337,7 @@ def _divergence(left: Mapping, right: Mapping, name: str) -> str:
     resolution = "drift" if attribute.owner == left.system else "unowned"
     a, b = f"a.{quote(name)}", f"b.{quote(name)}"
     select = _row(
-        "divergence", resolution, right.system, left, f"a.{key}", name,
+        "divergence", sql_literal(resolution), right.system, left, f"a.{key}", name,
         display(attribute, a), display(attribute, b), other=left.system,
     )  # fmt: skip
     explained = f"""SELECT 1 FROM discrepancies f
