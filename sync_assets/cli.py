@@ -217,6 +217,9 @@ def run(as_json: bool) -> None:
     delivered = None
     with pipeline(folder) as runs:
         report = runs.ingest_pending()
+        adopted = runs.adopt()
+        report.batches += adopted.ingested.batches
+        report.failed = adopted.ingested.failed or report.failed
         reconciled = runs.reconcile()
         reconciliations = [reconciled]
         emitted = _emitted(folder, reconciled.run_id)
@@ -245,6 +248,7 @@ def run(as_json: bool) -> None:
                     "runs": report.batches,
                     "resumed": report.resumed,
                     "failed": report.failed,
+                    "adoption": _adoption_json(adopted),
                     "corrections": corrections,
                     "reconciliation": _checks_json(reconciled, with_values=False),
                 }
@@ -257,6 +261,7 @@ def run(as_json: bool) -> None:
             f"{elapsed:.1f} s"
         )
         _print_summary(summary)
+        _print_adoption(adopted)
         _print_corrections(corrections)
         _print_checks(reconciled)
     failures = []
@@ -768,6 +773,35 @@ def _corrections_summary(emitted: int, delivered, reconciled) -> dict[str, objec
         "retries": counts.get("retries", 0),
         "discrepancies_left": sum(c.discrepancies for c in reconciled.checks),
     }
+
+
+def _adoption_json(adopted) -> dict[str, object]:
+    return {
+        "run_id": adopted.run_id,
+        "entities": adopted.entities,
+        "landed": adopted.landed,
+        "events": adopted.events,
+        "orphans": adopted.orphans,
+    }
+
+
+def _print_adoption(adopted) -> None:
+    if adopted.run_id is None:
+        return
+    events = ", ".join(
+        f"{owner} {action} {n:,}" for owner, actions in adopted.events.items()
+        for action, n in actions.items()
+    )  # fmt: skip
+    click.echo(
+        f"adopted {', '.join(adopted.entities) or 'nothing'} from the owners' rows: "
+        f"{adopted.landed:,} events ({events or 'none'})"
+    )
+    for system, by_entity in adopted.orphans.items():
+        for entity, n in by_entity.items():
+            click.echo(
+                f"  left alone: {n:,} {entity} row(s) only {system} holds, not their lifecycle "
+                "owner: not adopted, never deleted; syncctl check --json lists them (orphan)"
+            )
 
 
 def _print_corrections(corrections: dict[str, object]) -> None:

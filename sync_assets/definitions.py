@@ -16,6 +16,7 @@ from sync_assets.ingest.ops import redrive_ingest_dead_letters
 from sync_assets.jobs import check_job, ingest_batch_job, reconcile_job, reconcile_schedule
 from sync_assets.project import Project, current
 from sync_assets.reconcile.assets import (
+    build_adoption,
     build_discrepancies,
     missed_events,
     snapshot_asset,
@@ -40,6 +41,7 @@ def build_definitions(
             *(snapshot_asset(mapping) for mapping in project.mappings.values()),
             build_discrepancies(project),
             missed_events,
+            build_adoption(project),
             corrections,
         ],
         asset_checks=[

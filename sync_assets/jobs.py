@@ -28,7 +28,8 @@ reconcile_job = dg.define_asset_job(
     description=(
         "Snapshot every system, normalize, diff against the golden records and between systems, "
         "run the reconciliation checks, and emit corrections for the drift found (unless a check "
-        "fails at ERROR)."
+        "fails at ERROR). Where an entity's golden records are empty, it also lands the owners' "
+        "rows as their events (`adoption`)."
     ),
     selection=dg.AssetSelection.groups("reconcile", "deliver"),
     tags={"syncfabric/flow": "reconcile"},
@@ -41,7 +42,8 @@ check_job = dg.define_asset_job(
         "between systems, and run the reconciliation checks. Neither lands missed events nor "
         "emits corrections (`syncctl check`); the `reconcile` job does."
     ),
-    selection=dg.AssetSelection.groups("reconcile") - dg.AssetSelection.assets("missed_events"),
+    selection=dg.AssetSelection.groups("reconcile")
+    - dg.AssetSelection.assets("missed_events", "adoption"),
     tags={"syncfabric/flow": "check"},
 )
 

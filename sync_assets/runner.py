@@ -102,6 +102,26 @@ class DeliveryReport:
     compensations, attempts and retries."""
 
 
+@dataclass
+class AdoptionReport:
+    """What adopting a landscape that already exists did (sync_assets/reconcile/adopt.py)."""
+
+    run_id: str | None = None
+    """None: nothing to adopt, every entity's golden records hold something."""
+    success: bool = True
+    entities: list[str] = field(default_factory=list)
+    events: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Events landed, {owner: {action: count}}."""
+    orphans: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Live rows only non-owners of the lifecycle hold, left alone: {system: {entity: count}}."""
+    ingested: RunReport = field(default_factory=RunReport)
+    """The ingest of the batches it landed."""
+
+    @property
+    def landed(self) -> int:
+        return sum(n for actions in self.events.values() for n in actions.values())
+
+
 def use_data_folder(folder: DataFolder) -> None:
     """Point this process (and Dagster) at the data folder before anything is loaded; the data
     folder belongs to the current project from now on."""
@@ -182,6 +202,34 @@ class Pipeline:
         position = {key: i for i, key in enumerate(self.instance.get_dynamic_partitions(name))}
         ranked = sorted(keys, key=position.__getitem__)
         return ranked[0], ranked[-1]
+
+    def adopt(self) -> AdoptionReport:
+        """Where an entity's golden records are empty, build them from the owners' rows before
+        anything is reconciled against them (which would find every row extra and judge nothing):
+        fresh snapshots and the `adoption` asset as one run, then the ingest of what it landed.
+        Nothing while a batch is unfinished: its events may be what fills them."""
+        from sync_assets import ledger
+        from sync_assets.reconcile.adopt import empty_golden
+        from sync_assets.warehouse import connect
+
+        with connect(self.folder.warehouse, read_only=True) as con:
+            if not empty_golden(con) or ledger.pending_batches(con):
+                return AdoptionReport()
+        adoption = self.defs.resolve_assets_def("adoption")
+        run = self._execute(
+            self.defs.resolve_implicit_global_asset_job_def(),
+            asset_selection=[*adoption.dependency_keys, *adoption.keys],
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        report = AdoptionReport(run_id=run.run_id, success=run.success)
+        for materialization in run.asset_materializations_for_node("adoption"):
+            metadata = {key: value.value for key, value in materialization.metadata.items()}
+            report.entities = list(metadata["entities"])
+            report.events = dict(metadata["events"])
+            report.orphans = dict(metadata["orphans_by_system"])
+        if report.landed:
+            report.ingested = self.ingest_pending()
+        return report
 
     def reconcile(self, *, emit: bool = True, reviewed: int | None = None) -> ReconcileReport:
         """Fresh snapshots of every system, the diff and the checks, as one run; with `emit`,

@@ -99,6 +99,7 @@ def test_the_ui_shows_every_asset_in_its_group_with_lineage(webserver):
         "snapshot_support_customer": "reconcile",
         "discrepancies": "reconcile",
         "missed_events": "reconcile",
+        "adoption": "reconcile",
         "corrections": "deliver",
     }
     upstream = {key[0]: {d["path"][0] for d in n["dependencyKeys"]} for key, n in nodes.items()}
@@ -109,6 +110,7 @@ def test_the_ui_shows_every_asset_in_its_group_with_lineage(webserver):
     assert upstream["snapshot_crm_customer"] == {"system_crm"}
     assert {"golden_customer", "snapshot_support_customer"} <= upstream["discrepancies"]
     assert upstream["corrections"] == upstream["missed_events"] == {"discrepancies"}
+    assert upstream["adoption"] == {name for name in groups if name.startswith("snapshot_")}
     assert "duckdb" in nodes[("raw_events",)]["kinds"]
 
 

@@ -22,6 +22,7 @@ from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.project import Project, System
+from sync_assets.reconcile.adopt import land_adoption
 from sync_assets.reconcile.comparisons import latest_run, record, record_skipped, rows_in
 from sync_assets.reconcile.diff import diff_entity
 from sync_assets.reconcile.missed import land_missed_events
@@ -213,3 +214,53 @@ def missed_events(
             **{f"landed_for_{s}": n for s, n in landed.items()},
         }
     )
+
+
+def build_adoption(project: Project) -> dg.AssetsDefinition:
+    """`adoption`, downstream of every snapshot of the project."""
+
+    @dg.asset(
+        deps=[snapshot_table(mapping) for mapping in project.mappings.values()],
+        pool=WRITER_POOL,
+        group_name="reconcile",
+        kinds={"duckdb"},
+        owners=OWNERS,
+        description=(
+            "Adopts a landscape that already exists: for an entity whose golden records are empty "
+            "(no event for it was ever applied), lands the owners' current rows as their events (a "
+            "`created` or `deleted` from the lifecycle owner, a `reconciled` from each attribute's "
+            "owner), for the landed-batches sensor to ingest like any batch; rows only non-owners "
+            "of the lifecycle hold are counted as orphans and left alone. Nothing once the golden "
+            "records hold anything, or while a batch is not applied. `syncctl run` adopts before "
+            "it reconciles."
+        ),
+        metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
+    )
+    def adoption(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        landing_zone: LandingZoneResource,
+    ) -> dg.MaterializeResult:
+        with warehouse.connect() as con:
+            adopted = land_adoption(con, landing_zone.zone(), context.run_id)
+        if adopted.waiting_for:
+            context.log.info(f"adoption waits for {len(adopted.waiting_for)} batch(es) not applied")
+        if adopted.entities:
+            context.log.info(
+                f"adopted {', '.join(adopted.entities)}: {adopted.landed} events landed; orphans "
+                f"left alone: {sum(adopted.orphans.values())}"
+            )
+        plain = adopted.as_dict()
+        return dg.MaterializeResult(
+            metadata={
+                "entities": dg.MetadataValue.json(adopted.entities),
+                "landed": adopted.landed,
+                "events": dg.MetadataValue.json(plain["events"]),
+                "orphans": sum(adopted.orphans.values()),
+                "orphans_by_system": dg.MetadataValue.json(plain["orphans"]),
+                "batches": dg.MetadataValue.json(adopted.batches),
+                "waiting_for_batches": len(adopted.waiting_for),
+            }
+        )
+
+    return adoption
