@@ -10,13 +10,16 @@ import json
 import shutil
 import sqlite3
 from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from commands import assert_no_traceback, syncctl
 from conftest import run_core
 
+from sync_assets.catalog.contracts import CURRENT_VERSION
 from sync_assets.catalog.entities import ENTITIES, SYSTEMS
-from sync_assets.catalog.events import RECONCILER_SOURCE
+from sync_assets.catalog.events import RECONCILER_SOURCE, format_time, make_event
 from sync_assets.connectors.mappings import MAPPINGS, mapping
 from sync_assets.connectors.sources import open_source, sqlite_url
 from sync_assets.demo.landscape import build_demo_landscape
@@ -126,6 +129,51 @@ def test_adoption_lands_each_value_as_an_event_from_its_owner(fresh):
             assert (action, e["data"]) == ("deleted", {})
     assert not {e["subject"] for e in events} & {key for _, key in ORPHANS}
     assert len({(e["source"], e["id"]) for e in events}) == len(events)
+
+
+def test_the_events_duckdb_writes_are_those_make_event_makes(fresh):
+    # Adoption writes its lines in SQL for speed: each must be exactly the envelope make_event
+    # builds, with the snapshot's values in event form (decimals as numbers, times RFC 3339).
+    snapshot_everything(fresh)
+    now = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    with connect(fresh.warehouse) as con:
+        land_adoption(con, LandingZone(fresh.landing), "run-1", now)
+        snapshots = {
+            (m.system, m.entity): {
+                row[catalog_key(m.entity)]: row
+                for row in con.sql(f"SELECT * FROM {snapshot_table(m)}")
+                .to_arrow_table()
+                .to_pylist()
+            }
+            for m in MAPPINGS.values()
+        }
+    events = landed_events(fresh)
+    assert {e["type"] for e in events} >= {"order.created", "customer.reconciled"}
+    for e in events:
+        entity_name = e["type"].split(".")[0]
+        row = snapshots[e["origin"], entity_name][e["subject"]]
+        expected = make_event(
+            event_type=e["type"],
+            subject=e["subject"],
+            origin=e["origin"],
+            data={name: event_value(row[name]) for name in e["data"]},
+            time=now,
+            schema_version=CURRENT_VERSION[entity_name],
+            event_id=f"adopted-{entity_name}-{e['origin']}-{e['subject']}",
+            causation_id=f"run-1/{e['origin']}/{entity_name}/{e['subject']}",
+            source=RECONCILER_SOURCE,
+        )
+        assert e == expected
+
+
+def catalog_key(entity_name: str) -> str:
+    return ENTITIES[entity_name].key
+
+
+def event_value(value):
+    if isinstance(value, Decimal):
+        return float(value)
+    return format_time(value) if isinstance(value, datetime) else value
 
 
 def test_an_adoption_landed_twice_before_it_is_ingested_applies_once(fresh):

@@ -21,12 +21,16 @@ deleted (the diff reports them with the resolution `orphan`).
 Every event id is fixed by (entity, owner, key): an adoption landed twice before it was ingested
 is recognised the second time as duplicates, not applied twice. Adoption waits while a landed
 batch is not applied (it may be the events that fill the golden records).
+
+The events are written by DuckDB straight from the snapshots (`to_json` over the envelope of
+`make_event`, field by field, with the values in event form): building them one by one in Python
+took 30 µs an event, 10 s for a landscape of 100,000 customers and orders.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,14 +38,13 @@ from typing import Any
 import duckdb
 
 from sync_assets.catalog.entities import Entity
-from sync_assets.catalog.events import RECONCILER_SOURCE, make_event, to_line
+from sync_assets.catalog.events import RECONCILER_SOURCE, make_event
 from sync_assets.connectors.mappings import Mapping
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.ledger import pending_batches
 from sync_assets.project import current
-from sync_assets.reconcile.missed import event_value
 from sync_assets.reconcile.snapshot import snapshot_table
-from sync_assets.warehouse import quote, scalar
+from sync_assets.warehouse import quote, scalar, sql_literal
 
 
 @dataclass
@@ -114,47 +117,54 @@ def land_adoption(
     for name in entities:
         catalog = current().entities[name]
         adoption.entities.append(name)
-        for owner, action, event in adoption_events(con, catalog, run_id, now):
-            by_owner.setdefault(owner, []).append(to_line(event))
-            adoption.events[owner, action] += 1
+        for owner, action, sql in adoption_queries(con, catalog, run_id, now):
+            lines = [line for (line,) in con.execute(sql).fetchall()]
+            by_owner.setdefault(owner, []).extend(lines)
+            if lines:
+                adoption.events[owner, action] += len(lines)
         for system, count in orphans(con, catalog).items():
             adoption.orphans[system, name] = count
     stem = f"adopted-{now.strftime('%Y%m%dT%H%M%S')}-{run_id[:8]}"
     for owner, lines in by_owner.items():
-        adoption.batches.append(zone.write_batch(owner, stem, lines).batch_id)
+        if lines:
+            adoption.batches.append(zone.write_batch(owner, stem, lines).batch_id)
     return adoption
 
 
-def adoption_events(
+def adoption_queries(
     con: duckdb.DuckDBPyConnection, catalog: Entity, run_id: str, now: datetime
-) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(owner, action, event) for every record the entity's owners hold, per the table above."""
+) -> list[tuple[str, str, str]]:
+    """(owner, action, SQL selecting one event line per record) for the entity's owners, per the
+    table above."""
     lifecycle = _lifecycle_source(con, catalog)
     if lifecycle is None:
-        return
-    live = (
-        f"SELECT {quote(catalog.key)} FROM {quote(snapshot_table(lifecycle))} WHERE NOT is_deleted"
-    )
+        return []
+    key = quote(catalog.key)
+    live_keys = f"SELECT {key} FROM {quote(snapshot_table(lifecycle))} WHERE NOT is_deleted"
     names = _owned(catalog, lifecycle, with_required=True)
-    for key, deleted, values in _rows(con, catalog, lifecycle, names):
-        action = "deleted" if deleted else "created"
-        data = {} if deleted else dict(zip(names, values, strict=True))
-        yield (
-            lifecycle.system,
-            action,
-            _event(catalog, lifecycle.system, action, key, data, run_id, now),
-        )
+    owner = lifecycle.system
+    queries = [
+        (
+            owner,
+            "created",
+            _lines(catalog, lifecycle, "created", names, run_id, now, "NOT is_deleted"),
+        ),
+        (owner, "deleted", _lines(catalog, lifecycle, "deleted", [], run_id, now, "is_deleted")),
+    ]
     for source in _sources(con, catalog):
         names = _owned(catalog, source, with_required=False)
-        if source.system == lifecycle.system or not names:
+        if source.system == owner or not names:
             continue
-        for key, _, values in _rows(con, catalog, source, names, within=live, skip_empty=True):
-            data = dict(zip(names, values, strict=True))
-            yield (
+        said = " OR ".join(f"{quote(name)} IS NOT NULL" for name in names)
+        where = f"{key} IN ({live_keys}) AND ({said})"  # all empty: nothing to say
+        queries.append(
+            (
                 source.system,
                 "reconciled",
-                _event(catalog, source.system, "reconciled", key, data, run_id, now),
+                _lines(catalog, source, "reconciled", names, run_id, now, where),
             )
+        )
+    return queries
 
 
 def orphans(con: duckdb.DuckDBPyConnection, catalog: Entity) -> dict[str, int]:
@@ -178,7 +188,7 @@ def orphans(con: duckdb.DuckDBPyConnection, catalog: Entity) -> dict[str, int]:
     return found
 
 
-# -- reading the owners' rows ----------------------------------------------------------------------
+# -- the owners' rows as event lines ---------------------------------------------------------------
 
 
 def _sources(con: duckdb.DuckDBPyConnection, catalog: Entity) -> list[Mapping]:
@@ -206,52 +216,75 @@ def _owned(catalog: Entity, source: Mapping, *, with_required: bool) -> list[str
     ]
 
 
-def _rows(
-    con: duckdb.DuckDBPyConnection,
+def _lines(
     catalog: Entity,
     source: Mapping,
-    names: list[str],
-    *,
-    within: str | None = None,
-    skip_empty: bool = False,
-) -> Iterator[tuple[str, bool, list[Any]]]:
-    """(key, deleted, values in event form) of each key of a snapshot, once: a live row wins over
-    a deleted one, then the lowest system key. `within`: SQL selecting the keys to keep;
-    `skip_empty`: leave out rows whose values are all empty (they would say nothing)."""
-    key = quote(catalog.key)
-    columns = "".join(f", {quote(name)}" for name in names)
-    within_sql = "" if within is None else f" AND s.{key} IN ({within})"
-    nonempty = " AND ".join(f"{quote(name)} IS NULL" for name in names)
-    cursor = con.execute(
-        f"""SELECT * FROM (
-                SELECT {key}, is_deleted{columns} FROM {quote(snapshot_table(source))} s
-                WHERE s.{key} IS NOT NULL{within_sql}
-                QUALIFY row_number() OVER (PARTITION BY s.{key} ORDER BY is_deleted, system_key) = 1)
-            {f"WHERE NOT ({nonempty})" if skip_empty else ""}
-            ORDER BY {key}"""
-    )
-    while chunk := cursor.fetchmany(10_000):
-        for row in chunk:
-            yield row[0], row[1], [event_value(value) for value in row[2:]]
-
-
-def _event(
-    catalog: Entity,
-    owner: str,
     action: str,
-    key: str,
-    data: dict[str, Any],
+    names: list[str],
     run_id: str,
     now: datetime,
-) -> dict[str, Any]:
-    return make_event(
+    where: str,
+) -> str:
+    """SQL: one event line per key of the system's snapshot (a live row preferred to a deleted
+    one, then the lowest system key) that `where` keeps, in key order."""
+    key = quote(catalog.key)
+    rows = (
+        f"SELECT * FROM {quote(snapshot_table(source))} WHERE {key} IS NOT NULL "
+        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY is_deleted, system_key) = 1"
+    )
+    line = _envelope(catalog, source.system, action, names, run_id, now)
+    return f"SELECT {line} FROM ({rows}) WHERE {where} ORDER BY {key}"
+
+
+def _envelope(
+    catalog: Entity, owner: str, action: str, names: list[str], run_id: str, now: datetime
+) -> str:
+    """SQL: the event of a snapshot row as JSON text. The envelope is `make_event`'s own: each
+    field is a constant of it, or the row's key, id, causation or data where it has them."""
+    key = quote(catalog.key)
+    fill = {
+        _KEY: key,
+        _ID: f"{sql_literal(f'adopted-{catalog.name}-{owner}-')} || {key}",
+        _CAUSE: f"{sql_literal(f'{run_id}/{owner}/{catalog.name}/')} || {key}",
+    }
+    template = make_event(
         event_type=f"{catalog.name}.{action}",
-        subject=key,
+        subject=_KEY,
         origin=owner,
-        data=data,
+        data={},
         time=now,
         schema_version=current().current_version[catalog.name],
-        event_id=f"adopted-{catalog.name}-{owner}-{key}",
-        causation_id=f"{run_id}/{owner}/{catalog.name}/{key}",
+        event_id=_ID,
+        causation_id=_CAUSE,
         source=RECONCILER_SOURCE,
     )
+    fields = []
+    for name, value in template.items():
+        if name == "data":
+            expression = _data(catalog, names)
+        elif isinstance(value, str) and value in fill:
+            expression = fill[value]
+        else:
+            expression = f"{sql_literal(json.dumps(value))}::JSON"
+        fields.append(f"{quote(name)} := {expression}")
+    return f"CAST(to_json(struct_pack({', '.join(fields)})) AS VARCHAR)"
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""`format_time`'s form, for DuckDB's strftime (tests/test_adoption.py holds the two together)."""
+
+_KEY, _ID, _CAUSE = "\x00key", "\x00id", "\x00cause"
+"""Stand-ins for the row's own values in the envelope `make_event` builds."""
+
+
+def _data(catalog: Entity, names: list[str]) -> str:
+    """SQL: the event's data, values as the contracts read them (times in RFC 3339 UTC)."""
+    if not names:
+        return "'{}'::JSON"
+    values = []
+    for name in names:
+        value = quote(name)
+        if catalog.attribute(name).type == "timestamp":
+            value = f"strftime(timezone('UTC', {value}), {sql_literal(TIME_FORMAT)})"
+        values.append(f"{quote(name)} := {value}")
+    return f"struct_pack({', '.join(values)})"

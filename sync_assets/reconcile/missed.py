@@ -111,11 +111,11 @@ def _snapshot_rows(
         [run_id, source.system, source.entity],
     )
     names = [d[0] for d in cursor.description]
-    rows = [dict(zip(names, map(event_value, row), strict=True)) for row in cursor.fetchall()]
+    rows = [dict(zip(names, map(_event_value, row), strict=True)) for row in cursor.fetchall()]
     return {row[key]: row for row in rows}
 
 
-def event_value(value: Any) -> Any:
+def _event_value(value: Any) -> Any:
     """A value as the contracts read it: decimals as numbers, times in RFC 3339 UTC."""
     if isinstance(value, Decimal):
         return float(value)
