@@ -10,9 +10,14 @@ import argparse
 import sys
 import time
 
-from bench import deliver, ingest, reconcile
+from bench import adopt, deliver, ingest, reconcile
 
-BENCHMARKS = {ingest.NAME: ingest, reconcile.NAME: reconcile, deliver.NAME: deliver}
+BENCHMARKS = {
+    ingest.NAME: ingest,
+    reconcile.NAME: reconcile,
+    deliver.NAME: deliver,
+    adopt.NAME: adopt,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
