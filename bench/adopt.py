@@ -66,7 +66,7 @@ CURRENCIES = ["USD", "EUR", "GBP"]
 
 def write_systems(folder: Path, customers: int) -> dict[str, int]:
     """The demo's SQLite systems for `customers` customers and as many orders; what they hold."""
-    from sync_assets.demo.systems import Customer, Order, write_system_databases
+    from examples.demo.seed.systems import Customer, Order, write_system_databases
     from sync_assets.settings import DataFolder
 
     people = []
@@ -133,12 +133,11 @@ def adoption_worker(systems: Path, home: Path) -> dict[str, Any]:
     import duckdb
     import pandera.polars  # noqa: F401  (validation imports it lazily: keep import time out)
 
-    from sync_assets.catalog.entities import ENTITIES
-    from sync_assets.connectors.mappings import MAPPINGS, comparable_pairs
     from sync_assets.connectors.sources import open_source, sqlite_url
     from sync_assets.ingest.landing import LandingZone
     from sync_assets.ingest.raw import ingest_batch
     from sync_assets.ingest.validate import validate_batch
+    from sync_assets.project import current
     from sync_assets.reconcile.adopt import land_adoption
     from sync_assets.reconcile.diff import diff_system, diff_systems, summarize
     from sync_assets.reconcile.missed import missed_events
@@ -147,6 +146,7 @@ def adoption_worker(systems: Path, home: Path) -> dict[str, Any]:
     from sync_assets.state.apply import apply_pending_batches
     from sync_assets.warehouse import connect, transaction
 
+    project = current()
     folder = DataFolder(home)
     zone = LandingZone(folder.landing)
     phases: dict[str, float] = {}
@@ -159,17 +159,17 @@ def adoption_worker(systems: Path, home: Path) -> dict[str, Any]:
         return outcome
 
     def diff_everything(con, run_id: str) -> dict[str, int]:
-        for m in MAPPINGS.values():
+        for m in project.mappings.values():
             diff_system(con, m, run_id)
-        for name in ENTITIES:
-            for left, right in comparable_pairs(name):
+        for name in project.entities:
+            for left, right in project.comparable_pairs(name):
                 diff_systems(con, left, right, run_id)
         found = summarize(con, run_id)
         return {**found.counts, **found.by_resolution}
 
     step("setup", lambda con: None)  # the schema
     rows = {}
-    for m in MAPPINGS.values():
+    for m in project.mappings.values():
         engine = open_source(sqlite_url(systems / f"{m.system}.sqlite"))
         rows[m.name] = step("snapshot", lambda con, m=m, e=engine: snapshot_system(con, e, m))
     step("today: diff against empty golden", lambda con: diff_everything(con, "today"))
@@ -206,9 +206,9 @@ def adoption_worker(systems: Path, home: Path) -> dict[str, Any]:
     read_json_seconds = time.perf_counter() - started
     floor.execute(f"ATTACH '{folder.warehouse}' AS w (READ_ONLY)")
     joined = []
-    for name, catalog in ENTITIES.items():
+    for name, catalog in project.entities.items():
         key = catalog.key
-        sources = [m for m in MAPPINGS.values() if m.entity == name]
+        sources = [m for m in project.mappings.values() if m.entity == name]
         owner = next(m for m in sources if m.system == catalog.lifecycle_owner)
         select = [f"l.{key}", "l.is_deleted"]
         joins = []

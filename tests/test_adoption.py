@@ -17,14 +17,12 @@ import pytest
 from commands import assert_no_traceback, syncctl
 from conftest import run_core
 
-from sync_assets.catalog.contracts import CURRENT_VERSION
-from sync_assets.catalog.entities import ENTITIES, SYSTEMS
+from examples.demo.seed.landscape import build_demo_landscape
 from sync_assets.catalog.events import RECONCILER_SOURCE, format_time, make_event
-from sync_assets.connectors.mappings import MAPPINGS, mapping
 from sync_assets.connectors.sources import open_source, sqlite_url
-from sync_assets.demo.landscape import build_demo_landscape
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.ingest.raw import ingest_batch
+from sync_assets.project import current
 from sync_assets.reconcile.adopt import land_adoption
 from sync_assets.reconcile.snapshot import snapshot_system, snapshot_table
 from sync_assets.settings import DataFolder
@@ -65,7 +63,7 @@ def fresh(systems, tmp_path) -> DataFolder:
     """A copy of the systems, with an empty data folder around them."""
     copy = DataFolder(tmp_path / "syncfabric")
     copy.systems.mkdir(parents=True)
-    for system in SYSTEMS:
+    for system in current().system_names:
         shutil.copy(systems.system_database(system), copy.system_database(system))
     return copy
 
@@ -83,7 +81,7 @@ def orphan_rows(folder: DataFolder) -> dict[tuple[str, str], tuple]:
 
 def snapshot_everything(folder: DataFolder) -> None:
     with connect(folder.warehouse) as con:
-        for m in MAPPINGS.values():
+        for m in current().mappings.values():
             snapshot_system(con, open_source(sqlite_url(folder.system_database(m.system))), m)
 
 
@@ -116,8 +114,8 @@ def test_adoption_lands_each_value_as_an_event_from_its_owner(fresh):
     assert all(e["source"] == RECONCILER_SOURCE for e in events)
     for e in events:
         entity_name, action = e["type"].split(".")
-        catalog = ENTITIES[entity_name]
-        held = mapping(e["origin"], entity_name).attributes
+        catalog = current().entity(entity_name)
+        held = current().mapping(e["origin"], entity_name).attributes
         owned = {a for a in held if catalog.owner_of(a) == e["origin"]}
         if action == "created":
             assert e["origin"] == catalog.lifecycle_owner
@@ -145,7 +143,7 @@ def test_the_events_duckdb_writes_are_those_make_event_makes(fresh):
                 .to_arrow_table()
                 .to_pylist()
             }
-            for m in MAPPINGS.values()
+            for m in current().mappings.values()
         }
     events = landed_events(fresh)
     assert {e["type"] for e in events} >= {"order.created", "customer.reconciled"}
@@ -158,7 +156,7 @@ def test_the_events_duckdb_writes_are_those_make_event_makes(fresh):
             origin=e["origin"],
             data={name: event_value(row[name]) for name in e["data"]},
             time=now,
-            schema_version=CURRENT_VERSION[entity_name],
+            schema_version=current().current_version[entity_name],
             event_id=f"adopted-{entity_name}-{e['origin']}-{e['subject']}",
             causation_id=f"run-1/{e['origin']}/{entity_name}/{e['subject']}",
             source=RECONCILER_SOURCE,
@@ -167,7 +165,7 @@ def test_the_events_duckdb_writes_are_those_make_event_makes(fresh):
 
 
 def catalog_key(entity_name: str) -> str:
-    return ENTITIES[entity_name].key
+    return current().entity(entity_name).key
 
 
 def event_value(value):
@@ -214,16 +212,17 @@ def golden_differing_from_owners(con) -> Counter:
     """Per (entity, attribute): live golden records whose value is not the owner's row's (a live
     row preferred to a deleted one; NULL where the owner holds no row)."""
     differing: Counter = Counter()
-    for catalog in ENTITIES.values():
+    for catalog in current().entities.values():
         key = quote(catalog.key)
         for attribute in catalog.attributes:
             owner = (attribute.owner, catalog.name)
-            if owner not in MAPPINGS or attribute.name not in MAPPINGS[owner].attributes:
+            source = current().mappings.get(owner)
+            if source is None or attribute.name not in source.attributes:
                 continue
             column = quote(attribute.name)
             differing[catalog.name, attribute.name] = con.execute(
                 f"""SELECT count(*) FROM {quote(catalog.golden_table)} g
-                    LEFT JOIN (SELECT * FROM {quote(snapshot_table(MAPPINGS[owner]))} QUALIFY
+                    LEFT JOIN (SELECT * FROM {quote(snapshot_table(source))} QUALIFY
                         row_number() OVER (PARTITION BY {key} ORDER BY is_deleted, system_key) = 1
                     ) s ON s.{key} = g.{key}
                     WHERE g.lifecycle_state = 'live' AND g.{column} IS DISTINCT FROM s.{column}"""
@@ -235,7 +234,7 @@ def unexplained(con) -> Counter:
     """Per (entity, register): golden values set, but by no validated event from their owner,
     sent by the reconciler, holding that very value."""
     found: Counter = Counter()
-    for catalog in ENTITIES.values():
+    for catalog in current().entities.values():
         events, golden = quote(catalog.events_table), quote(catalog.golden_table)
         for attribute in catalog.attributes:
             column, version = quote(attribute.name), quote(attribute.name + "__v")
