@@ -26,7 +26,7 @@ EXAMPLES = sorted(
 )
 STAGES = {
     "raw_events", "validated_events", "dead_letters", "batch_ledger", "discrepancies",
-    "missed_events", "corrections",
+    "missed_events", "adoption", "corrections",
 }  # fmt: skip
 """The assets every project has, whatever its landscape."""
 
