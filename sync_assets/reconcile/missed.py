@@ -39,12 +39,14 @@ def missed_events(
 ) -> dict[str, list[dict[str, Any]]]:
     """The events each owner missed sending, by system, from a reconciliation run."""
     now = now or datetime.now(UTC)
+    project = current()  # once: a lookup costs ~70 µs, 26 s over 200,000 records
+    versions = project.current_version
     found = records_to_fix(con, run_id, "missed_event")
     pairs = {(r.system, r.entity) for r in found}  # one query per system's entity, not per record
-    snapshots = {pair: _snapshot_rows(con, current().mapping(*pair), run_id) for pair in pairs}
+    snapshots = {pair: _snapshot_rows(con, project.mapping(*pair), run_id) for pair in pairs}
     events: dict[str, list[dict[str, Any]]] = {}
     for r in found:
-        source = current().mapping(r.system, r.entity)
+        source = project.mapping(r.system, r.entity)
         action = _action(r)
         if action == "deleted":
             names: list[str] = []
@@ -58,7 +60,7 @@ def missed_events(
             origin=r.system,
             data={n: snapshots[r.system, r.entity][r.entity_key][n] for n in names},
             time=now,
-            schema_version=current().current_version[r.entity],
+            schema_version=versions[r.entity],
             causation_id=f"{run_id}/{r.system}/{r.entity}/{r.entity_key}",
             source=RECONCILER_SOURCE,
             event_id=f"reconciler-{uuid.uuid4()}",
