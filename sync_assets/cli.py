@@ -782,6 +782,7 @@ def _adoption_json(adopted) -> dict[str, object]:
         "landed": adopted.landed,
         "events": adopted.events,
         "orphans": adopted.orphans,
+        "not_adopted": adopted.not_adopted,
     }
 
 
@@ -796,6 +797,8 @@ def _print_adoption(adopted) -> None:
         f"adopted {', '.join(adopted.entities) or 'nothing'} from the owners' rows: "
         f"{adopted.landed:,} events ({events or 'none'})"
     )
+    for name, why in adopted.not_adopted.items():
+        click.echo(f"  not adopted yet: {name}: {why}; the next syncctl run tries again")
     for system, by_entity in adopted.orphans.items():
         for entity, n in by_entity.items():
             click.echo(

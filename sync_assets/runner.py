@@ -114,6 +114,8 @@ class AdoptionReport:
     """Events landed, {owner: {action: count}}."""
     orphans: dict[str, dict[str, int]] = field(default_factory=dict)
     """Live rows only non-owners of the lifecycle hold, left alone: {system: {entity: count}}."""
+    not_adopted: dict[str, str] = field(default_factory=dict)
+    """Entities left empty for a later run, and why (an owner's snapshot failed)."""
     ingested: RunReport = field(default_factory=RunReport)
     """The ingest of the batches it landed."""
 
@@ -210,23 +212,36 @@ class Pipeline:
         Nothing while a batch is unfinished: its events may be what fills them."""
         from sync_assets import ledger
         from sync_assets.reconcile.adopt import empty_golden
+        from sync_assets.reconcile.snapshot import SNAPSHOT_PREFIX
         from sync_assets.warehouse import connect
 
         with connect(self.folder.warehouse, read_only=True) as con:
             if not empty_golden(con) or ledger.pending_batches(con):
                 return AdoptionReport()
         adoption = self.defs.resolve_assets_def("adoption")
+        job = self.defs.resolve_implicit_global_asset_job_def()
+        config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+        def is_snapshot(failure: StepFailure) -> bool:
+            return (failure.step or "").startswith(SNAPSHOT_PREFIX)
+
         run = self._execute(
-            self.defs.resolve_implicit_global_asset_job_def(),
+            job,
             asset_selection=[*adoption.dependency_keys, *adoption.keys],
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config=config,
+            isolated=is_snapshot,
         )
+        if any(is_snapshot(f) for f in step_failures(job.name, run.all_events)):
+            # A system that cannot be read: adopt what the snapshots taken allow (the entities
+            # it owns nothing of); the reconciliation that follows reports the failure.
+            run = self._execute(job, asset_selection=list(adoption.keys), run_config=config)
         report = AdoptionReport(run_id=run.run_id, success=run.success)
         for materialization in run.asset_materializations_for_node("adoption"):
             metadata = {key: value.value for key, value in materialization.metadata.items()}
             report.entities = list(metadata["entities"])
             report.events = dict(metadata["events"])
             report.orphans = dict(metadata["orphans_by_system"])
+            report.not_adopted = dict(metadata["not_adopted"])
         if report.landed:
             report.ingested = self.ingest_pending()
         return report

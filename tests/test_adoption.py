@@ -24,7 +24,7 @@ from sync_assets.ingest.landing import LandingZone
 from sync_assets.ingest.raw import ingest_batch
 from sync_assets.project import current
 from sync_assets.reconcile.adopt import land_adoption
-from sync_assets.reconcile.snapshot import snapshot_system, snapshot_table
+from sync_assets.reconcile.snapshot import record_attempt, snapshot_system, snapshot_table
 from sync_assets.settings import DataFolder
 from sync_assets.warehouse import connect, quote
 
@@ -203,6 +203,20 @@ def test_adoption_waits_for_a_batch_not_applied(fresh):
 
     assert waiting.waiting_for == [first.batches[0]]
     assert waiting.landed == 0
+
+
+def test_an_entity_waits_while_a_snapshot_of_one_of_its_owners_failed(fresh):
+    # Billing owns the customers' plan: without its snapshot the customers would be adopted
+    # without plans, to be filled later only through review-gated missed events.
+    snapshot_everything(fresh)
+    with connect(fresh.warehouse) as con:
+        failed = current().mapping("billing", "customer")
+        record_attempt(con, failed, "run-1", error="billing cannot be reached")
+        adopted = land_adoption(con, LandingZone(fresh.landing), "run-1")
+
+    assert adopted.entities == ["order"]
+    assert "billing cannot be reached" in adopted.not_adopted["customer"]
+    assert {e["type"].split(".")[0] for e in landed_events(fresh)} == {"order"}
 
 
 # -- syncctl run on the systems, end to end --------------------------------------------------------

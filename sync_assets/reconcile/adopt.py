@@ -43,7 +43,7 @@ from sync_assets.connectors.mappings import Mapping
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.ledger import pending_batches
 from sync_assets.project import current
-from sync_assets.reconcile.snapshot import snapshot_table
+from sync_assets.reconcile.snapshot import current_snapshots, snapshot_table
 from sync_assets.warehouse import quote, scalar, sql_literal
 
 
@@ -60,6 +60,9 @@ class Adoption:
     batches: list[str] = field(default_factory=list)
     waiting_for: list[str] = field(default_factory=list)
     """Batches not applied yet: adoption waited for them and landed nothing."""
+    not_adopted: dict[str, str] = field(default_factory=dict)
+    """Entities with empty golden records left for a later run, and why (an owner's snapshot
+    was not taken)."""
 
     @property
     def landed(self) -> int:
@@ -74,7 +77,12 @@ class Adoption:
         orphans: dict[str, dict[str, int]] = {}
         for (system, name), n in sorted(self.orphans.items()):
             orphans.setdefault(system, {})[name] = n
-        return {"entities": self.entities, "events": events, "orphans": orphans}
+        return {
+            "entities": self.entities,
+            "events": events,
+            "orphans": orphans,
+            "not_adopted": self.not_adopted,
+        }
 
 
 def empty_golden(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -105,9 +113,13 @@ def land_adoption(
     """
     now = now or datetime.now(UTC)
     adoption = Adoption()
-    entities = [
-        name for name in empty_golden(con) if _lifecycle_source(con, current().entities[name])
-    ]
+    entities = []
+    for name in empty_golden(con):
+        missing = _owners_not_snapshotted(con, current().entity(name))
+        if missing:
+            adoption.not_adopted[name] = missing
+        else:
+            entities.append(name)
     if not entities:
         return adoption
     adoption.waiting_for = pending_batches(con)
@@ -192,13 +204,26 @@ def orphans(con: duckdb.DuckDBPyConnection, catalog: Entity) -> dict[str, int]:
 
 
 def _sources(con: duckdb.DuckDBPyConnection, catalog: Entity) -> list[Mapping]:
-    """The entity's systems whose snapshot exists, in the mappings' order."""
-    tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    return [
-        m
-        for m in current().mappings.values()
-        if m.entity == catalog.name and snapshot_table(m) in tables
-    ]
+    """The entity's systems whose latest snapshot was taken (not failed), in the mappings'
+    order."""
+    taken, _ = current_snapshots(con, current().mappings_for(catalog.name))
+    return taken
+
+
+def _owners_not_snapshotted(con: duckdb.DuckDBPyConnection, catalog: Entity) -> str:
+    """Why the entity cannot be adopted now: an owner (of its lifecycle or of an attribute a
+    mapping holds) whose snapshot was not taken; '' when every owner's was. Adopting without one
+    would build records that lack its values, to be filled later through review-gated missed
+    events."""
+    mappings = current().mappings_for(catalog.name)
+    owners = {catalog.lifecycle_owner} | {
+        catalog.owner_of(name) for m in mappings for name in m.attributes
+    }
+    _, skipped = current_snapshots(con, [m for m in mappings if m.system in owners])
+    reasons = [f"{s.system}'s {s.entity} records: {s.reason}" for s in skipped]
+    if catalog.lifecycle_owner not in {m.system for m in mappings}:
+        reasons.append(f"{catalog.lifecycle_owner}, the lifecycle owner, has no mapping")
+    return "; ".join(reasons)
 
 
 def _lifecycle_source(con: duckdb.DuckDBPyConnection, catalog: Entity) -> Mapping | None:

@@ -245,6 +245,8 @@ def build_adoption(project: Project) -> dg.AssetsDefinition:
             adopted = land_adoption(con, landing_zone.zone(), context.run_id)
         if adopted.waiting_for:
             context.log.info(f"adoption waits for {len(adopted.waiting_for)} batch(es) not applied")
+        for name, why in adopted.not_adopted.items():
+            context.log.warning(f"{name} not adopted yet: {why}")
         if adopted.entities:
             context.log.info(
                 f"adopted {', '.join(adopted.entities)}: {adopted.landed} events landed; orphans "
@@ -260,6 +262,7 @@ def build_adoption(project: Project) -> dg.AssetsDefinition:
                 "orphans_by_system": dg.MetadataValue.json(plain["orphans"]),
                 "batches": dg.MetadataValue.json(adopted.batches),
                 "waiting_for_batches": len(adopted.waiting_for),
+                "not_adopted": dg.MetadataValue.json(adopted.not_adopted),
             }
         )
 
