@@ -151,8 +151,9 @@ def seed_every_kind(seed: Seeder) -> set[Found]:
     expected.add(("mismatch", "drift", "support", c, "status", None))
 
     # two systems that own neither the record nor its email hold a customer the golden record
-    # never heard of, differently: each is extra, and their difference, which no mismatch
-    # explains, is a divergence of its own (unowned: the owner's diff decides)
+    # and the CRM never heard of, differently: each is extra, an orphan (reported, never
+    # deleted), and their difference, which no mismatch explains, is a divergence of its own
+    # (unowned: the owner's diff decides)
     seed.sql(
         "billing",
         "INSERT INTO accounts VALUES ((SELECT 1 + max(acct_no) FROM accounts), 'C-999002',"
@@ -164,8 +165,8 @@ def seed_every_kind(seed: Seeder) -> set[Found]:
         " VALUES ('C-999002', 'other@example.com', 'Same Name', 'Standard', 'enabled', 0)",
     )
     expected |= {
-        ("extra", "drift", "billing", "C-999002", None, None),
-        ("extra", "drift", "support", "C-999002", None, None),
+        ("extra", "orphan", "billing", "C-999002", None, None),
+        ("extra", "orphan", "support", "C-999002", None, None),
         ("divergence", "unowned", "support", "C-999002", "email", "billing"),
     }
 

@@ -24,7 +24,7 @@ and who is right (`resolution`):
 | missed_event | the system owns it (the attribute, or the lifecycle for missing/extra): an event was missed; its value enters the golden record through a `<entity>.reconciled` event |
 | drift        | the system does not own it: correct the system back to the owner's value |
 | unowned      | divergence between two systems neither of which owns the attribute; the owner's own diff decides |
-| orphan       | extra in a system that does not own the lifecycle, and the lifecycle owner never had the record (no golden record, or one it never made live): nobody can say it should not exist, so it is reported and left alone, never deleted |
+| orphan       | extra in a system that does not own the lifecycle, for a record the lifecycle owner does not have: no golden record (or one never made live) and no live row in the lifecycle owner's snapshot. Nobody can say it should not exist: reported and left alone, never deleted |
 
 Only a golden tombstone (the lifecycle owner deleted the record) makes a non-owner's live row
 `drift` to delete: an empty or partial golden record is never a reason to delete anything.
@@ -47,7 +47,7 @@ import duckdb
 from sync_assets.catalog.entities import Attribute
 from sync_assets.connectors.mappings import Mapping, shared_attributes
 from sync_assets.project import current
-from sync_assets.reconcile.snapshot import snapshot_table
+from sync_assets.reconcile.snapshot import current_snapshots, snapshot_table
 from sync_assets.warehouse import quote, sql_literal
 
 KINDS = ("missing", "extra", "mismatch", "divergence")
@@ -100,7 +100,7 @@ def diff_system(con: duckdb.DuckDBPyConnection, mapping: Mapping, run_id: str) -
     """Diff a system's snapshot against the golden records; append what differs."""
     where, params = comparison_filter(run_id, mapping.entity, mapping.system, None)
     con.execute(f"DELETE FROM discrepancies WHERE {where}", params)
-    parts = [_missing(mapping), _extra(mapping)]
+    parts = [_missing(mapping), _extra(mapping, _lifecycle_snapshot(con, mapping))]
     parts += [_mismatch(mapping, name) for name in mapping.attributes]
     con.execute("INSERT INTO discrepancies " + "\nUNION ALL\n".join(parts), {"run_id": run_id})
     return _result(con, run_id, mapping.entity, mapping.system, None)
@@ -298,12 +298,30 @@ FROM {golden} g LEFT JOIN {snapshot} s ON s.{key} = g.{key}
 WHERE g.lifecycle_state = 'live'{scope} AND (s.{key} IS NULL OR s.is_deleted)"""
 
 
-def _extra(mapping: Mapping) -> str:
+def _lifecycle_snapshot(con: duckdb.DuckDBPyConnection, mapping: Mapping) -> Mapping | None:
+    """The lifecycle owner's mapping of the entity, when its latest snapshot was taken."""
+    lifecycle = current().entity(mapping.entity).lifecycle_owner
+    owner = current().mappings.get((lifecycle, mapping.entity))
+    if owner is None or owner.system == mapping.system:
+        return None
+    taken, _ = current_snapshots(con, [owner])
+    return owner if taken else None
+
+
+def _extra(mapping: Mapping, lifecycle: Mapping | None) -> str:
+    """`lifecycle`: the lifecycle owner's snapshot, if taken; a row it holds live is not an
+    orphan (the owner's missed event brings it into the golden record)."""
     golden, snapshot, key = _tables(mapping)
+    held = "false"
+    if lifecycle is not None:
+        held = (
+            f"EXISTS (SELECT 1 FROM {quote(snapshot_table(lifecycle))} l "
+            f"WHERE l.{key} = s.{key} AND NOT l.is_deleted)"
+        )
     resolution = (
         "'missed_event'"
         if _owns_lifecycle(mapping)
-        else "CASE WHEN g.lifecycle_state = 'deleted' THEN 'drift' ELSE 'orphan' END"
+        else f"CASE WHEN g.lifecycle_state = 'deleted' OR {held} THEN 'drift' ELSE 'orphan' END"
     )
     select = _row(
         "extra", resolution, mapping.system, mapping, f"s.{key}", None,
