@@ -21,10 +21,10 @@ from sync_assets.reconcile.comparisons import (
     not_checked,
     skipped,
 )
-from sync_assets.reconcile.diff import KINDS
 from sync_assets.reconcile.policy import masked_row, verdict
 from sync_assets.warehouse import WRITER_POOL
 from sync_assets.warehouse.resource import WarehouseResource
+from sync_assets.warehouse.tables import KINDS
 
 RUNBOOK = "docs/runbooks/reconciliation.md"
 SAMPLE_SIZE = 20

@@ -83,58 +83,6 @@ FINAL = (
     "rolled_back",
 )  # fmt: skip
 
-DELIVERY_DDL = """
-CREATE TABLE IF NOT EXISTS corrections (
-    correction_id    VARCHAR PRIMARY KEY,
-    idempotency_key  VARCHAR NOT NULL UNIQUE,
-    base_key         VARCHAR NOT NULL,
-    kind             VARCHAR NOT NULL,   -- correction | compensation
-    reconcile_run_id VARCHAR NOT NULL,
-    emitted_at       TIMESTAMPTZ NOT NULL,
-    target           VARCHAR NOT NULL,
-    entity           VARCHAR NOT NULL,
-    entity_key       VARCHAR NOT NULL,
-    action           VARCHAR NOT NULL,   -- created | updated | deleted | compensated
-    attributes       VARCHAR NOT NULL,   -- JSON: catalog values to set (raw columns to restore, for a compensation)
-    golden_version   VARCHAR NOT NULL,
-    causation_id     VARCHAR NOT NULL,
-    correlation_id   VARCHAR NOT NULL,
-    compensates      VARCHAR,            -- the correction a compensation undoes
-    event            VARCHAR NOT NULL,   -- the CloudEvents envelope, as JSON
-    status           VARCHAR NOT NULL,   -- see the module docstring: pending, delivered, stale, changed, ...
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    finished_at      TIMESTAMPTZ,
-    previous         VARCHAR,            -- JSON: the row before it was applied, for compensation
-    seen             VARCHAR,            -- JSON: the target's record as the reconciliation saw it
-    reason           VARCHAR,            -- why it closed without a write, or was dead-lettered
-    delivery_run     VARCHAR             -- the delivery run that gave its verdict
-);
--- Warehouses made before the re-checks: the same columns, added in place.
-ALTER TABLE corrections ADD COLUMN IF NOT EXISTS seen VARCHAR;
-ALTER TABLE corrections ADD COLUMN IF NOT EXISTS reason VARCHAR;
-ALTER TABLE corrections ADD COLUMN IF NOT EXISTS delivery_run VARCHAR;
-CREATE TABLE IF NOT EXISTS delivery_attempts (
-    correction_id VARCHAR NOT NULL,
-    attempt       INTEGER NOT NULL,
-    destination   VARCHAR NOT NULL,
-    delivery_run  VARCHAR NOT NULL,
-    started_at    TIMESTAMPTZ NOT NULL,
-    latency_ms    DOUBLE NOT NULL,
-    outcome       VARCHAR NOT NULL,
-    error         VARCHAR
-);
-CREATE TABLE IF NOT EXISTS delivery_dead_letters (
-    correction_id    VARCHAR PRIMARY KEY,
-    destination      VARCHAR NOT NULL,
-    reason           VARCHAR NOT NULL,
-    errors           VARCHAR[] NOT NULL,
-    attempts         INTEGER NOT NULL,
-    dead_lettered_at TIMESTAMPTZ NOT NULL,
-    redriven_at      TIMESTAMPTZ,
-    redrives         INTEGER NOT NULL DEFAULT 0
-);
-"""
-
 
 class GoldenIncomplete(SyncfabricError):
     """Batches are not applied yet: a correction computed now could undo what they hold."""

@@ -14,32 +14,10 @@ import duckdb
 
 from sync_assets.connectors.mappings import Mapping
 from sync_assets.project import current
-from sync_assets.reconcile.diff import KINDS, DiffResult, comparison_filter
+from sync_assets.reconcile.diff import DiffResult, comparison_filter
 from sync_assets.reconcile.snapshot import Skipped, snapshot_table
 from sync_assets.warehouse import quote, scalar
-
-COMPARISONS_DDL = f"""
-CREATE TABLE IF NOT EXISTS reconcile_comparisons (
-    run_id        VARCHAR NOT NULL,
-    compared_at   TIMESTAMPTZ NOT NULL,
-    check_name    VARCHAR NOT NULL,
-    entity        VARCHAR NOT NULL,
-    system        VARCHAR NOT NULL,
-    other_system  VARCHAR,
-    rows_compared BIGINT NOT NULL,
-    {", ".join(f"{kind} BIGINT NOT NULL" for kind in KINDS)},
-    PRIMARY KEY (run_id, check_name)
-)"""
-
-SKIPPED_DDL = """
-CREATE TABLE IF NOT EXISTS reconcile_skipped (
-    run_id     VARCHAR NOT NULL,
-    skipped_at TIMESTAMPTZ NOT NULL,
-    system     VARCHAR NOT NULL,
-    entity     VARCHAR NOT NULL,
-    reason     VARCHAR NOT NULL,
-    PRIMARY KEY (run_id, system, entity)
-)"""
+from sync_assets.warehouse.tables import KINDS
 
 
 @dataclass(frozen=True)
@@ -73,7 +51,6 @@ def rows_in(con: duckdb.DuckDBPyConnection, *mappings: Mapping) -> int:
 def record(
     con: duckdb.DuckDBPyConnection, run_id: str, result: DiffResult, rows_compared: int
 ) -> None:
-    con.execute(COMPARISONS_DDL)
     con.execute(
         f"INSERT OR REPLACE INTO reconcile_comparisons VALUES (?, now(), ?, ?, ?, ?, ?, "
         f"{', '.join('?' for _ in KINDS)})",
@@ -91,7 +68,6 @@ def record(
 
 def record_skipped(con: duckdb.DuckDBPyConnection, run_id: str, found: list[Skipped]) -> None:
     """Record the (system, entity) this run could not compare, replacing a retry's."""
-    con.execute(SKIPPED_DDL)
     con.execute("DELETE FROM reconcile_skipped WHERE run_id = ?", [run_id])
     for s in found:
         con.execute(

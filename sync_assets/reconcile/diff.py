@@ -49,26 +49,7 @@ from sync_assets.connectors.mappings import Mapping, shared_attributes
 from sync_assets.project import current
 from sync_assets.reconcile.snapshot import current_snapshots, snapshot_table
 from sync_assets.warehouse import quote, sql_literal
-
-KINDS = ("missing", "extra", "mismatch", "divergence")
-
-DISCREPANCIES_DDL = """
-CREATE TABLE IF NOT EXISTS discrepancies (
-    run_id       VARCHAR NOT NULL,
-    detected_at  TIMESTAMPTZ NOT NULL,
-    kind         VARCHAR NOT NULL,
-    resolution   VARCHAR NOT NULL,
-    system       VARCHAR NOT NULL,
-    entity       VARCHAR NOT NULL,
-    entity_key   VARCHAR NOT NULL,
-    attribute    VARCHAR,
-    expected     VARCHAR,
-    actual       VARCHAR,
-    other_system VARCHAR,
-    views        MAP(VARCHAR, VARCHAR)  -- other systems' values of the attribute, by system
-);
-ALTER TABLE discrepancies ADD COLUMN IF NOT EXISTS views MAP(VARCHAR, VARCHAR);
-"""
+from sync_assets.warehouse.tables import KINDS
 
 NO_VIEWS = "MAP {}::MAP(VARCHAR, VARCHAR)"
 

@@ -26,17 +26,6 @@ from sync_assets.warehouse import quote, scalar, sql_literal
 SNAPSHOT_PREFIX = "snapshot_"
 """Every snapshot table, and the Dagster asset (and step) that takes it, is named with it."""
 
-ATTEMPTS_DDL = """
-CREATE TABLE IF NOT EXISTS snapshot_attempts (
-    system       VARCHAR NOT NULL,
-    entity       VARCHAR NOT NULL,
-    run_id       VARCHAR NOT NULL,
-    attempted_at TIMESTAMPTZ NOT NULL,
-    rows         BIGINT,   -- the rows snapshotted; NULL when the attempt failed
-    error        VARCHAR,  -- why it failed, for the operator; NULL when it was taken
-    PRIMARY KEY (system, entity)
-)"""
-
 
 def snapshot_table(mapping: Mapping) -> str:
     return f"{SNAPSHOT_PREFIX}{mapping.system}_{mapping.entity}"
@@ -61,7 +50,6 @@ def record_attempt(
 ) -> None:
     """Record a snapshot's latest attempt: taken (`rows`) or failed (`error`, said for the
     operator: no values from the system). A taken one goes in the snapshot's own transaction."""
-    con.execute(ATTEMPTS_DDL)
     con.execute(
         "INSERT OR REPLACE INTO snapshot_attempts VALUES (?, ?, ?, now(), ?, ?)",
         [mapping.system, mapping.entity, run_id, rows, error],
@@ -73,7 +61,6 @@ def current_snapshots(
 ) -> tuple[list[Mapping], list[Skipped]]:
     """The mappings whose snapshot a diff may read (its latest attempt was taken), and the others
     with why: a failed latest attempt, or no snapshot ever taken."""
-    con.execute(ATTEMPTS_DDL)
     latest = {
         (system, entity): error
         for system, entity, error in con.execute(
