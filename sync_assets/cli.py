@@ -15,7 +15,6 @@ import functools
 import json
 import os
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -210,36 +209,20 @@ def _probe(project: Any) -> list[Any]:
 def run(as_json: bool) -> None:
     """Run the pipeline once: ingest what landed, reconcile, deliver the corrections, and
     reconcile again to confirm; then print the summary."""
-    from sync_assets.runner import RunReport, pipeline
+    from sync_assets.runner import run_once
 
     folder = _folder()
-    started = time.perf_counter()
-    delivered = None
-    with pipeline(folder) as runs:
-        report = runs.ingest_pending()
-        adopted = runs.adopt()
-        report.batches += adopted.ingested.batches
-        report.failed = adopted.ingested.failed or report.failed
-        reconciled = runs.reconcile()
-        reconciliations = [reconciled]
-        emitted = _emitted(folder, reconciled.run_id)
-        # The owners' missed events, landed by the reconciliation, enter the golden records
-        # first; the systems that do not own those values are corrected after.
-        absorbed = runs.ingest_pending() if reconciled.success else RunReport()
-        if absorbed.batches or absorbed.resumed:
-            report.batches += absorbed.batches
-            report.failed = absorbed.failed
-            reconciled = runs.reconcile()
-            reconciliations.append(reconciled)
-            emitted += _emitted(folder, reconciled.run_id)
-        if reconciled.success and runs.pending_corrections():
-            delivered = runs.deliver()
-            reconciled = runs.reconcile()
-            reconciliations.append(reconciled)
-    elapsed = time.perf_counter() - started
+    once = run_once(folder)
+    report, adopted, reconciled, delivered = (
+        once.ingested,
+        once.adopted,
+        once.reconciled,
+        once.delivered,
+    )
+    reconciliations, elapsed = once.reconciliations, once.seconds
     summary = _summary(folder)
-    corrections = _corrections_summary(emitted, delivered, reconciled)
-    corrections["missed_events"] = _landed(folder, absorbed.batches)
+    corrections = _corrections_summary(once.emitted, delivered, reconciled)
+    corrections["missed_events"] = once.missed_events
     if as_json:
         click.echo(
             json.dumps(
@@ -737,27 +720,6 @@ def _print_checks(reconciled) -> None:
             f"{outcome.name:<40} {verdict:<16} {outcome.discrepancies:>6} of "
             f"{outcome.rows_compared:>7} rows" + (f"  ({kinds})" if kinds else "")
         )
-
-
-def _emitted(folder: DataFolder, reconcile_run: str) -> int:
-    from sync_assets.deliver.outbox import emitted_by
-    from sync_assets.warehouse import connect
-
-    with connect(folder.warehouse, read_only=True) as con:
-        return emitted_by(con, reconcile_run)
-
-
-def _landed(folder: DataFolder, batch_ids: list[str]) -> int:
-    from sync_assets.warehouse import connect
-
-    if not batch_ids:
-        return 0
-    with connect(folder.warehouse, read_only=True) as con:
-        found = con.execute(
-            "SELECT coalesce(sum(landed), 0) FROM batches WHERE batch_id IN (SELECT unnest(?))",
-            [batch_ids],
-        ).fetchall()
-    return int(found[0][0])
 
 
 def _corrections_summary(emitted: int, delivered, reconciled) -> dict[str, object]:

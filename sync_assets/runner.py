@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -484,6 +485,83 @@ def _crash_after_step_start(entry: Any) -> None:
     event = entry.dagster_event
     if event is not None and event.event_type_value == "STEP_START":
         crash_point("after-step-start")
+
+
+@dataclass
+class RunOnce:
+    """What `syncctl run` did: the batches ingested, the adoption, every reconciliation (the last
+    is the confirming one), the delivery run if there was one, and the corrections emitted."""
+
+    ingested: RunReport
+    adopted: Any
+    reconciliations: list[ReconcileReport]
+    delivered: DeliveryReport | None
+    emitted: int
+    missed_events: int
+    """Events the owners missed sending, landed by the reconciliation and absorbed."""
+    seconds: float
+
+    @property
+    def reconciled(self) -> ReconcileReport:
+        return self.reconciliations[-1]
+
+
+def run_once(folder: DataFolder) -> RunOnce:
+    """The pipeline once, as `syncctl run` does it: ingest what landed (resuming what stopped),
+    adopt the landscape where golden records are empty, reconcile, absorb the owners' missed
+    events (ingest, reconcile again), deliver the corrections, and reconcile again to confirm."""
+    started = time.perf_counter()
+    delivered = None
+    with pipeline(folder) as runs:
+        report = runs.ingest_pending()
+        adopted = runs.adopt()
+        report.batches += adopted.ingested.batches
+        report.failed = adopted.ingested.failed or report.failed
+        reconciled = runs.reconcile()
+        reconciliations = [reconciled]
+        emitted = _emitted(folder, reconciled.run_id)
+        # The owners' missed events, landed by the reconciliation, enter the golden records
+        # first; the systems that do not own those values are corrected after.
+        absorbed = runs.ingest_pending() if reconciled.success else RunReport()
+        if absorbed.batches or absorbed.resumed:
+            report.batches += absorbed.batches
+            report.failed = absorbed.failed
+            reconciled = runs.reconcile()
+            reconciliations.append(reconciled)
+            emitted += _emitted(folder, reconciled.run_id)
+        if reconciled.success and runs.pending_corrections():
+            delivered = runs.deliver()
+            reconciliations.append(runs.reconcile())
+    return RunOnce(
+        ingested=report,
+        adopted=adopted,
+        reconciliations=reconciliations,
+        delivered=delivered,
+        emitted=emitted,
+        missed_events=_landed(folder, absorbed.batches),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _emitted(folder: DataFolder, reconcile_run: str) -> int:
+    from sync_assets.deliver.outbox import emitted_by
+    from sync_assets.warehouse import connect
+
+    with connect(folder.warehouse, read_only=True) as con:
+        return emitted_by(con, reconcile_run)
+
+
+def _landed(folder: DataFolder, batch_ids: list[str]) -> int:
+    from sync_assets.warehouse import connect
+
+    if not batch_ids:
+        return 0
+    with connect(folder.warehouse, read_only=True) as con:
+        found = con.execute(
+            "SELECT coalesce(sum(landed), 0) FROM batches WHERE batch_id IN (SELECT unnest(?))",
+            [batch_ids],
+        ).fetchall()
+    return int(found[0][0])
 
 
 @contextlib.contextmanager
