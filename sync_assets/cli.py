@@ -137,6 +137,7 @@ def demo(ctx: click.Context, force: bool, wait_s: float) -> None:
 def validate(connect: bool, as_json: bool) -> None:
     """Check the project's files (and, with --connect, its systems); exit 2 on a file problem,
     1 on a system problem."""
+    from sync_assets.connectors.probe import probe_project
     from sync_assets.project import current
 
     project = current()  # a ProjectError names every problem, file and line
@@ -148,7 +149,7 @@ def validate(connect: bool, as_json: bool) -> None:
         "mappings": [f"{s}.{e}" for s, e in project.mappings],
         "schema_versions": [f"{e}/v{v}" for e, v in project.payload_versions],
     }
-    probes = _probe(project) if connect else []
+    probes = probe_project(project, DataFolder.from_env()) if connect else []
     result["probes"] = [
         {"system": p.system, "entity": p.entity, "table": p.table, "rows": p.rows,
          "problems": p.problems}
@@ -188,19 +189,6 @@ def catalog(out: str | None) -> None:
         click.echo(f"catalog written to {out}")
     else:
         click.echo(text, nl=False)
-
-
-def _probe(project: Any) -> list[Any]:
-    from sync_assets.connectors.probe import probe_system
-    from sync_assets.connectors.sources import configured_url
-
-    folder = DataFolder.from_env()
-    probes = []
-    for name, system in project.systems.items():
-        url = configured_url(system.url_env, folder.system_database(name))
-        mappings = [m for m in project.mappings.values() if m.system == name]
-        probes += probe_system(name, url, mappings)
-    return probes
 
 
 @main.command()

@@ -14,8 +14,10 @@ import sqlalchemy as sa
 from sync_assets.connectors.mappings import Lookup, Mapping
 from sync_assets.connectors.platform_api import is_platform_url, read_records
 from sync_assets.connectors.problems import reading
-from sync_assets.connectors.sources import open_source
+from sync_assets.connectors.sources import configured_url, open_source
 from sync_assets.errors import SyncfabricError
+from sync_assets.project import Project
+from sync_assets.settings import DataFolder
 
 
 @dataclass
@@ -46,6 +48,17 @@ def needed_columns(mapping: Mapping) -> dict[str, set[str]]:
         main.add(mapping.soft_delete.column)
     main.update(stamp.column for stamp in mapping.stamps)
     return needed
+
+
+def probe_project(project: Project, folder: DataFolder) -> list[TableProbe]:
+    """Every mapping of every system of the project, each system at its configured URL."""
+    probes = []
+    for name, system in project.systems.items():
+        url = configured_url(system.url_env, folder.system_database(name))
+        probes += probe_system(
+            name, url, [m for m in project.mappings.values() if m.system == name]
+        )
+    return probes
 
 
 def probe_system(system: str, url: str, mappings: list[Mapping]) -> list[TableProbe]:

@@ -11,7 +11,7 @@ import pyarrow as pa
 from sync_assets.connectors.mappings import Mapping
 from sync_assets.connectors.platform_api import is_platform_url, read_records
 from sync_assets.connectors.problems import reading
-from sync_assets.connectors.sources import configured_url, open_source, stream_batches
+from sync_assets.connectors.sources import open_source, sqlite_url, stream_batches
 from sync_assets.operate.failures import as_step_failure
 from sync_assets.project import Project, current
 from sync_assets.settings import DataFolder
@@ -55,5 +55,6 @@ def system_url(folder: DataFolder, system: str, project: Project | None = None) 
     """The system's URL for the resource: its variable as an `EnvVar` (resolved only inside a
     run, never shown), else the embedded default's SQLite file."""
     variable = (project or current()).systems[system].url_env
-    url = configured_url(variable, folder.system_database(system))
-    return dg.EnvVar(variable) if url == os.environ.get(variable) else url
+    if os.environ.get(variable):
+        return dg.EnvVar(variable)
+    return sqlite_url(folder.system_database(system))

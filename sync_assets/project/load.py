@@ -14,7 +14,6 @@ collected and raised together as one `ProjectError`: file, line, field, what is 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -189,21 +188,28 @@ def _explain(error: Any, model: type[BaseModel]) -> tuple[str, str]:
     return message, "correct the value"
 
 
-def _yaml_files(
-    collector: _Collector, folder: Path, *, quiet: bool = False
-) -> Iterator[tuple[str, Path]]:
+def _load_folder(
+    c: _Collector, folder: Path, model: type[M]
+) -> tuple[dict[str, tuple[_File, M]], set[str]]:
+    """Every `<name>.yaml` of a folder read and checked by its model: those that loaded, and the
+    names of all found (a `.yml` is reported as ignored)."""
+    loaded: dict[str, tuple[_File, M]] = {}
+    found: set[str] = set()
     if not folder.is_dir():
-        return
+        return loaded, found
     for path in sorted(folder.iterdir()):
-        if path.suffix == ".yml" and not quiet:
-            collector.add(
-                str(path.relative_to(collector.root)),
+        if path.suffix == ".yml":
+            c.add(
+                str(path.relative_to(c.root)),
                 (),
                 "is ignored: project files end in .yaml",
                 f"rename it to {path.stem}.yaml",
             )
         elif path.suffix == ".yaml" and path.is_file():
-            yield path.stem, path
+            found.add(path.stem)
+            if (f := c.read(path)) and (checked := c.model(f, model)):
+                loaded[path.stem] = (f, checked)
+    return loaded, found
 
 
 def load_project(root: Path | str) -> Project:
@@ -221,25 +227,16 @@ def load_project(root: Path | str) -> Project:
     settings_file = c.read(settings_path)
     settings = c.model(settings_file, files.SettingsFile) if settings_file else None
 
-    systems: dict[str, tuple[_File, files.SystemFile]] = {}
-    for name, path in _yaml_files(c, root / "systems"):
-        if (f := c.read(path)) and (system_file := c.model(f, files.SystemFile)):
-            systems[name] = (f, system_file)
-    entities: dict[str, tuple[_File, files.EntityFile]] = {}
-    for name, path in _yaml_files(c, root / "catalog"):
-        if (f := c.read(path)) and (entity_file := c.model(f, files.EntityFile)):
-            entities[name] = (f, entity_file)
-    contracts: dict[str, tuple[_File, files.ContractFile]] = {}
-    for name, path in _yaml_files(c, root / "contracts"):
-        if (f := c.read(path)) and (contract_file := c.model(f, files.ContractFile)):
-            contracts[name] = (f, contract_file)
+    systems, system_files = _load_folder(c, root / "systems", files.SystemFile)
+    entities, entity_files = _load_folder(c, root / "catalog", files.EntityFile)
+    contracts, _ = _load_folder(c, root / "contracts", files.ContractFile)
 
     _check_names(c, systems, "systems")
     _check_names(c, entities, "catalog")
     # Files that exist but did not load: named by their own problems, not again by every
     # reference to them.
-    broken_systems = {n for n, _ in _yaml_files(c, root / "systems", quiet=True)} - set(systems)
-    broken_entities = {n for n, _ in _yaml_files(c, root / "catalog", quiet=True)} - set(entities)
+    broken_systems = system_files - set(systems)
+    broken_entities = entity_files - set(entities)
     if not systems and not any(p.file.startswith("systems/") for p in c.problems):
         c.add(
             "systems/", (), "holds no system", "add systems/<system>.yaml (syncctl init writes one)"
