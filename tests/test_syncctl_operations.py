@@ -291,10 +291,15 @@ def test_a_run_of_the_ui_whose_worker_died_is_found_by_its_pid_and_recovered(hom
 # ---- bad settings ------------------------------------------------------------------------------
 
 
+_HELD = socket.socket()
+_HELD.bind(("127.0.0.1", 0))
+"""Bound for the whole session and never listening: a connection to its port is refused at once,
+and no other socket can take the port meanwhile (a port freed after binding could be reused)."""
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A loopback port where nothing accepts connections."""
+    return _HELD.getsockname()[1]
 
 
 @pytest.fixture
