@@ -87,9 +87,24 @@ def customer_created(subject: str = "C-000001", **kwargs: Any) -> dict[str, Any]
 
 
 def land(
-    folder: DataFolder, stem: str, lines: Iterable[str | bytes | dict], *, system: str = "crm"
+    folder: DataFolder,
+    stem: str,
+    lines: Iterable[str | bytes | dict],
+    *,
+    system: str | None = None,
 ) -> Batch:
-    """Land a batch file; dict lines are serialised as events, str/bytes are written verbatim."""
+    """Land a batch file; dict lines are serialised as events, str/bytes are written verbatim.
+
+    A channel speaks for one system: without `system`, the batch goes to the channel of the system
+    its events come from (`origin`; crm when none says), and events of two systems are an error
+    in the test, not two batches. Pass `system` to land in another channel on purpose."""
+    lines = list(lines)
+    if system is None:
+        origins = {line.get("origin") for line in lines if isinstance(line, dict)}
+        origins = {o for o in origins if isinstance(o, str) and o in current().system_names}
+        if len(origins) > 1:
+            raise ValueError(f"one batch per channel: these events come from {sorted(origins)}")
+        system = origins.pop() if origins else "crm"
     rendered = [to_line(line) if isinstance(line, dict) else line for line in lines]
     return LandingZone(folder.landing).write_batch(system, stem, rendered)
 

@@ -10,6 +10,10 @@ Only regular files are read. Anything else a scan meets is refused, left where i
 with the reason (the sensor logs it, `raw_events` counts it, `syncctl doctor` shows it):
 symbolic links (never followed: a link to /etc/passwd is not a batch), folders, files that are
 not `.jsonl`, names a batch id cannot carry, and entries outside any catalog system's folder.
+
+Each folder is a channel bound to one system (`channels: {landing: ...}` in the system's file,
+its name by default): the batch ledger records that system, and validation refuses an event of
+the batch that speaks for another (rule `origin`, sync_assets/ingest/validate.py).
 Dot-files are a producer's writes in progress and are skipped silently.
 """
 
@@ -113,22 +117,24 @@ class LandingZone:
         self.root = Path(root)
 
     def system_folder(self, system: str) -> Path:
+        """The folder of the system's landing channel: what lands there speaks for it alone."""
         if system not in current().system_names:
             raise ValueError(f"unknown system {system!r}; the catalog has {current().system_names}")
-        return self.root / system
+        return self.root / current().systems[system].landing
 
     def scan(self) -> Scan:
         """The pending batches and every refused entry."""
         scan = Scan()
         if not self.root.is_dir():
             return scan
+        bound = current().landing_systems
         for entry in sorted(self.root.iterdir()):
             if entry.name.startswith("."):
                 continue
-            if entry.name not in current().system_names or entry.is_symlink() or not entry.is_dir():
+            if entry.name not in bound or entry.is_symlink() or not entry.is_dir():
                 scan.refused.append(Refusal(entry, _outside_reason(entry)))
                 continue
-            self._scan_system(entry.name, entry, scan)
+            self._scan_system(bound[entry.name], entry, scan)
         scan.batches.sort(key=lambda b: (b.path.name, b.system))
         return scan
 
@@ -216,8 +222,8 @@ def _is_regular(path: Path) -> bool:
 
 
 def _outside_reason(entry: Path) -> str:
-    if entry.name not in current().system_names:
-        return f"not a folder of a catalog system ({', '.join(current().system_names)}); batches go in landing/<system>/"
+    if entry.name not in current().landing_systems:
+        return f"not a folder of a catalog system ({', '.join(current().landing_systems)}); batches go in landing/<system>/"
     return "a system's landing folder must be a real folder, not a symbolic link or a file"
 
 

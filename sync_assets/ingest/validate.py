@@ -31,9 +31,11 @@ import polars as pl
 from sync_assets import ledger
 from sync_assets.catalog.contracts import KEY_COLUMN, Contract, build_envelope_schema
 from sync_assets.catalog.entities import DECIMAL_DIGITS, DECIMAL_PLACES, Attribute
-from sync_assets.catalog.events import ENVELOPE_FIELDS, MAX_EVENT_BYTES
+from sync_assets.catalog.events import ENVELOPE_FIELDS, MAX_EVENT_BYTES, RECONCILER_SOURCE
 from sync_assets.crashpoints import crash_point
+from sync_assets.ingest.signatures import unsigned_lines
 from sync_assets.project import current
+from sync_assets.project.model import System
 from sync_assets.settings import MAX_CLOCK_SKEW_ENV, max_clock_skew
 from sync_assets.warehouse import one, query_frame, quote, sql_literal
 
@@ -244,8 +246,37 @@ def _envelope_type_error(name: str) -> str:
     )
 
 
-def envelope_decode_sql(max_skew: timedelta) -> str:
+def _channel_errors(system: System) -> list[str]:
+    """The channel's rule (rule `origin`): an event that came through a system's channel speaks for
+    that system alone. Its `origin` (whose change, which decides ownership) must be the system,
+    and its `source` the system's own, or Syncfabric's reconciler, which lands the events an
+    owner missed sending (and adoptions) in that owner's channel."""
+    allowed = ", ".join(map(sql_literal, (system.source, RECONCILER_SOURCE)))
+    came = f"came through {system.channel}, the channel of {system.name}, which speaks for it alone"
+    errors = []
+    for name, own in (("source", system.source), ("origin", system.name)):
+        value = _text(f"e.{name}")
+        condition = f"{value} NOT IN ({allowed})" if name == "source" else f"{value} <> {sql_literal(own)}"
+        errors.append(
+            _error(
+                "origin",
+                f"{_is_string(f'e.{name}')} AND {condition}",
+                sql_literal(f"envelope field {name!r} is '")
+                + f" || {value} || "
+                + sql_literal(
+                    f"', but the event {came}; fix: land it in the channel of the system it "
+                    f"names, or set {name} to {own} if it is {system.name}'s change"
+                ),
+            )
+        )
+    return errors
+
+
+def envelope_decode_sql(max_skew: timedelta, system: System) -> str:
     """DuckDB SQL that decodes the envelopes of the lines past the line gate, with decode errors.
+
+    `system` is the one the batch's channel is bound to (the `batches` ledger says which): an
+    event speaking for another is refused (rule `origin`, `_channel_errors`).
 
     An event whose time is later than its line's arrival (`raw_events.arrived_at`) plus `max_skew`
     is refused (rule `clock_skew`): dated in the future, it would win every later write. Judged
@@ -288,14 +319,8 @@ def envelope_decode_sql(max_skew: timedelta) -> str:
             f"({MAX_CLOCK_SKEW_ENV}); fix: send the time the change happened, from a clock in "
             "sync: an event dated in the future would win every later write'",
         ),
-        _error(
-            "envelope",
-            f"starts_with({_text('e.source')}, '/systems/') "
-            f"AND {_text('e.source')} <> '/systems/' || coalesce({_text('e.origin')}, '')",
-            "'envelope field ''origin'' must name the system in ''source'' (' || "
-            f"{_text('e.source')} || '); fix: set origin to that system'",
-        ),
     ]
+    errors[1 + len(_TEXT_FIELDS) : 1 + len(_TEXT_FIELDS)] = _channel_errors(system)
     return f"""
 WITH parsed AS (
     SELECT line_no, arrived_at, from_json(line, {_json_struct(fields)}) AS e,
@@ -602,7 +627,9 @@ def validate_batch(
     is how far an event's time may lie after its arrival; by default the setting
     (`sync_assets.settings.max_clock_skew`).
     """
-    state = con.execute("SELECT state FROM batches WHERE batch_id = ?", [batch_id]).fetchone()
+    state = con.execute(
+        "SELECT state, system FROM batches WHERE batch_id = ?", [batch_id]
+    ).fetchone()
     if state is None or state[0] == "landed":
         raise LookupError(f"batch {batch_id} has no raw events yet: ingest it first")
     if state[0] != "raw":
@@ -613,8 +640,9 @@ def validate_batch(
         [batch_id],
     )
     con.execute("CREATE OR REPLACE TEMP TABLE batch_failures AS " + _LINE_GATE)
+    system = current().systems[state[1]]
     envelopes = query_frame(
-        con, envelope_decode_sql(max_clock_skew() if max_skew is None else max_skew)
+        con, envelope_decode_sql(max_clock_skew() if max_skew is None else max_skew, system)
     )
     _record_failures(con, _decode_failures(envelopes, ""), None)
     decoded = envelopes.filter(pl.col("decode_errors").list.len() == 0)
@@ -623,6 +651,16 @@ def validate_batch(
     )
     _record_failures(con, envelope_failures, None)
     good = decoded.join(envelope_failures.select("line_no"), on="line_no", how="anti")
+    if system.signing_key_env is not None:
+        signature_failures = unsigned_lines(
+            con.execute(
+                "SELECT line_no, line FROM batch_raw WHERE line_no IN (SELECT unnest(?))",
+                [good["line_no"].to_list()],
+            ).fetchall(),
+            system,
+        )
+        _record_failures(con, signature_failures, None)
+        good = good.join(signature_failures.select("line_no"), on="line_no", how="anti")
     con.register("batch_envelopes_frame", good)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE batch_envelopes AS SELECT * FROM batch_envelopes_frame"

@@ -167,11 +167,28 @@ class MappingFile(Strict):
     description: str = ""
 
 
+class ChannelsFile(Strict):
+    """Where the system's events arrive; each channel is bound to this system alone, and an event
+    arriving through it may only speak for this system (`source` and `origin`). One field per
+    kind of channel: a message bus subject is a field beside `landing`."""
+
+    landing: Name | None = None
+    """The folder under <data>/landing/; the system's own name when not given."""
+
+
+class SigningFile(Strict):
+    key_env: Annotated[str, StringConstraints(pattern=ENV_PATTERN)]
+    """The environment variable holding the system's HMAC-SHA256 key: when given, every event of
+    the system must carry a valid `signature` (docs/security.md)."""
+
+
 class SystemFile(Strict):
     kind: Literal["sql", "http"]
     url_env: Annotated[str, StringConstraints(pattern=ENV_PATTERN)]
     description: str = ""
     entities: dict[Name, MappingFile] = Field(min_length=1)
+    channels: ChannelsFile = ChannelsFile()
+    signing: SigningFile | None = None
 
 
 # --- contracts/<entity>.yaml -------------------------------------------------------------------

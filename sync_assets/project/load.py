@@ -307,6 +307,7 @@ def load_project(root: Path | str) -> Project:
             f"{settings.seed}/__init__.py does not exist",
             "name a Python package in the project folder, or remove seed:",
         )
+    _check_channels(c, {name: systems[name] for name in system_order})
     if c.problems or settings is None:
         raise ProjectError(root, c.problems)
     return Project(
@@ -318,16 +319,40 @@ def load_project(root: Path | str) -> Project:
             thresholds=Thresholds(settings.reconcile.error_rate, settings.reconcile.error_floor),
             seed=settings.seed,
         ),
-        systems={
-            name: System(
-                name, systems[name][1].kind, systems[name][1].url_env, systems[name][1].description
-            )
-            for name in system_order
-        },
+        systems={name: _system(name, systems[name][1]) for name in system_order},
         entities=built_entities,
         mappings=mappings,
         payload_versions=dict(sorted(payload_versions.items())),
     )
+
+
+def _system(name: str, m: files.SystemFile) -> System:
+    return System(
+        name,
+        m.kind,
+        m.url_env,
+        m.description,
+        landing=m.channels.landing or name,
+        signing_key_env=m.signing.key_env if m.signing else None,
+    )
+
+
+def _check_channels(c: _Collector, systems: dict[str, tuple[_File, files.SystemFile]]) -> None:
+    """Each channel is bound to exactly one system: a landing folder two systems name would let
+    either speak for the other."""
+    bound: dict[str, str] = {}
+    for name, (f, m) in systems.items():
+        folder = m.channels.landing or name
+        if folder in bound:
+            c.add(
+                f,
+                ("channels", "landing") if m.channels.landing else (),
+                f"landing/{folder}/ is already the channel of {bound[folder]}; a channel speaks "
+                "for one system only",
+                f"give {name} its own folder (channels: {{landing: {name}}})",
+            )
+        else:
+            bound[folder] = name
 
 
 def _names(found: dict[str, Any]) -> str:

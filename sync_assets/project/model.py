@@ -48,6 +48,19 @@ class System:
     url_env: str
     """The environment variable holding the system's URL (credentials included)."""
     description: str = ""
+    landing: str = ""
+    """The system's landing folder (under <data>/landing/); its name unless the file says."""
+    signing_key_env: str | None = None
+    """The environment variable holding the key its events are signed with, if they are."""
+
+    def __post_init__(self) -> None:
+        if not self.landing:
+            object.__setattr__(self, "landing", self.name)
+
+    @property
+    def channel(self) -> str:
+        """The channel the system's events arrive through, as reasons name it."""
+        return f"landing/{self.landing}/"
 
     @property
     def source(self) -> str:
@@ -72,6 +85,11 @@ class Project:
     @property
     def system_names(self) -> tuple[str, ...]:
         return tuple(self.systems)
+
+    @functools.cached_property
+    def landing_systems(self) -> dict[str, str]:
+        """Landing folder -> the one system bound to it (load.py refuses a folder bound twice)."""
+        return {s.landing: s.name for s in self.systems.values()}
 
     def entity(self, name: str) -> Entity:
         try:
