@@ -15,6 +15,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = ".syncfabric"
 HOME_ENV = "SYNCFABRIC_HOME"
 
+_URL_CHARACTERS = "?%"
+"""Characters a path pasted into a URL does not keep as written ('#' it keeps, on SQLite)."""
+
 MAX_CLOCK_SKEW_ENV = "SYNCFABRIC_MAX_CLOCK_SKEW_SECONDS"
 DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=5)
 _MAX_CLOCK_SKEW_LIMIT = timedelta(days=365)
@@ -111,7 +114,18 @@ class DataFolder:
         return self.systems / f"{system}.sqlite"
 
     def prepare_dagster_home(self) -> Path:
-        """Create DAGSTER_HOME with the project's dagster.yaml (the DuckDB writer pool limit)."""
+        """Create DAGSTER_HOME with the project's dagster.yaml (the DuckDB writer pool limit).
+
+        Dagster builds its SQLite storage's URL by pasting the folder's path into `sqlite:///`, so
+        a path holding '?' or '%' would make it open files elsewhere: refused, by name."""
+        misread = sorted({c for c in str(self.dagster_home) if c in _URL_CHARACTERS})
+        if misread:
+            raise SyncfabricError(
+                f"the data folder {self.root} holds {' '.join(map(repr, misread))} in its path, "
+                "which Dagster's run storage reads as part of a URL (it would keep its runs "
+                f"outside the folder); fix: set {HOME_ENV} to a path without ? or %",
+                exit_code=EXIT_USAGE,
+            )
         self.dagster_home.mkdir(parents=True, exist_ok=True)
         instance_yaml = (PROJECT_ROOT / "dagster.yaml").read_text()
         target = self.dagster_home / "dagster.yaml"

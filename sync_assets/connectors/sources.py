@@ -55,7 +55,11 @@ def _arrow_reader(url: sa.URL, backend: str, options: str) -> tuple[str, list[st
 
 
 def sqlite_url(path: Path | str) -> str:
-    return f"sqlite:///{Path(path).resolve()}"
+    """The URL of a SQLite file. Built from its parts, never pasted into a string: a path holding
+    '?', '#' or '%' (a data folder may) would be read as a query, a fragment or an escape, and
+    SQLite would open another file, outside the data folder."""
+    url = sa.URL.create("sqlite", database=str(Path(path).resolve()))
+    return url.render_as_string(hide_password=False)
 
 
 def configured_url(url_env: str, default_database: Path) -> str:

@@ -56,6 +56,13 @@ _SCHEMA_READY: set[Path] = set()
 @contextlib.contextmanager
 def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     path = Path(path)
+    if "?" in str(path):
+        # DuckDB 2.0 reads what follows a '?' as options: it writes its WAL elsewhere and fails.
+        raise SyncfabricError(
+            f"the warehouse {path} has a '?' in its path, which DuckDB reads as the start of "
+            "options, not as part of the file name; fix: keep the data folder (SYNCFABRIC_HOME) "
+            "on a path without '?'"
+        )
     if read_only and not path.exists():
         con = duckdb.connect(":memory:")
         create_schema(con)  # nothing ingested yet: an empty warehouse reads as one
