@@ -41,6 +41,7 @@ from sync_assets.catalog.entities import Entity
 from sync_assets.catalog.events import RECONCILER_SOURCE, make_event
 from sync_assets.connectors.mappings import Mapping
 from sync_assets.ingest.landing import LandingZone
+from sync_assets.ingest.signatures import sign_lines
 from sync_assets.ledger import pending_batches
 from sync_assets.project import current
 from sync_assets.reconcile.snapshot import current_snapshots, snapshot_table
@@ -138,6 +139,9 @@ def land_adoption(
             adoption.orphans[system, name] = count
     stem = f"adopted-{now.strftime('%Y%m%dT%H%M%S')}-{run_id[:8]}"
     for owner, lines in by_owner.items():
+        system = current().systems[owner]
+        if lines and system.signing_key_env is not None:  # the owner's channel wants its key
+            lines = sign_lines(system, (json.loads(line) for line in lines))
         if lines:
             adoption.batches.append(zone.write_batch(owner, stem, lines).batch_id)
     return adoption

@@ -25,9 +25,10 @@ from typing import Any
 
 import duckdb
 
-from sync_assets.catalog.events import RECONCILER_SOURCE, format_time, make_event, to_line
+from sync_assets.catalog.events import RECONCILER_SOURCE, format_time, make_event
 from sync_assets.connectors.mappings import Mapping
 from sync_assets.ingest.landing import LandingZone
+from sync_assets.ingest.signatures import sign_lines
 from sync_assets.project import current
 from sync_assets.reconcile.diff import RecordToFix, records_to_fix
 from sync_assets.reconcile.snapshot import snapshot_table
@@ -95,7 +96,8 @@ def land_missed_events(
     landed = {}
     for system, events in missed_events(con, run_id, now).items():
         stem = f"reconciled-{now.strftime('%Y%m%dT%H%M%S')}-{run_id[:8]}"
-        zone.write_batch(system, stem, (to_line(e) for e in events))
+        # in the owner's channel, as the owner (origin): signed with its key when it signs
+        zone.write_batch(system, stem, sign_lines(current().systems[system], events))
         landed[system] = len(events)
     return landed
 

@@ -1,0 +1,154 @@
+"""Channel authority and signatures: an event that came through a system's channel speaks for that
+system alone (rule `origin`), and a signing system's events carry a valid HMAC (rule `signature`).
+Every line is still accounted for: applied, a duplicate, or a dead letter naming the fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import DEMO_PROJECT, customer_created, event, land, rows, run_core
+
+from sync_assets.catalog.events import canonical_json, event_signature, sign_event
+from sync_assets.errors import SyncfabricError
+from sync_assets.project import current
+from sync_assets.project.load import ProjectError, load_project
+
+KEY_ENV = "SYNCFABRIC_TEST_CRM_SIGNING_KEY"
+
+
+def batch_counts(folder, batch_id: str) -> tuple:
+    return rows(
+        folder,
+        "SELECT landed, validated, duplicates, dead_lettered, applied FROM batches "
+        "WHERE batch_id = ?",
+        [batch_id],
+    )[0]
+
+
+def test_crm_event_in_billing_channel_is_a_dead_letter_not_applied(data_folder):
+    crm = customer_created("C-000001", event_id="crm-speaks")
+    # the attacker's variant: a crm-looking event whose origin alone is changed
+    forged_origin = event("customer.updated", "C-000001", {"email": "x@evil.example"})
+    forged_origin |= {"id": "forged-origin", "source": "/systems/billing"}
+    plan = event("customer.updated", "C-000001", {"plan": "pro"}, origin="billing")
+    batch = land(data_folder, "0001", [crm, forged_origin, plan], system="billing")
+    run_core(data_folder, [batch.batch_id])
+
+    letters = rows(
+        data_folder,
+        "SELECT line_no, event_id, rule, reason FROM dead_letters WHERE batch_id = ? ORDER BY 1",
+        [batch.batch_id],
+    )
+    assert [(line, event_id, rule) for line, event_id, rule, _ in letters] == [
+        (1, "crm-speaks", "origin"),
+        (2, "forged-origin", "origin"),
+    ]
+    first, second = letters[0][3], letters[1][3]
+    assert "'source'" in first and "landing/billing/" in first and "fix:" in first
+    assert "'origin'" in second and "'crm'" in second and "set origin to billing" in second
+    # only billing's plan reached the golden record: neither crm's creation nor its email
+    assert rows(data_folder, "SELECT email, plan FROM golden_customer") == [(None, "pro")]
+    # landed = validated + duplicates + dead-lettered; only billing's own event is validated
+    assert batch_counts(data_folder, batch.batch_id) == (3, 1, 0, 2, 1)
+
+
+def test_the_same_event_through_its_own_channel_is_applied(data_folder):
+    batch = land(data_folder, "0001", [customer_created("C-000001", event_id="crm-speaks")])
+    assert batch.system == "crm"
+    run_core(data_folder, [batch.batch_id])
+    assert batch_counts(data_folder, batch.batch_id) == (1, 1, 0, 0, 1)
+    assert rows(data_folder, "SELECT customer_id FROM golden_customer") == [("C-000001",)]
+
+
+def signing_project(tmp_path: Path, crm_extra: str) -> Path:
+    """A copy of the demo project whose crm file ends with `crm_extra`."""
+    root = tmp_path / "project"
+    for path in DEMO_PROJECT.rglob("*.yaml"):
+        target = root / path.relative_to(DEMO_PROJECT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(path.read_text())
+    (root / "seed").mkdir()
+    (root / "seed" / "__init__.py").write_text("")
+    crm = root / "systems" / "crm.yaml"
+    crm.write_text(crm.read_text() + crm_extra)
+    return root
+
+
+@pytest.fixture
+def signing_crm(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNCFABRIC_PROJECT", str(signing_project(tmp_path, SIGNING)))
+    monkeypatch.setenv(KEY_ENV, "s3cret-crm-key")
+    assert current().systems["crm"].signing_key_env == KEY_ENV
+    return "s3cret-crm-key"
+
+
+SIGNING = f"signing: {{key_env: {KEY_ENV}}}\n"
+
+
+def test_signed_system_refuses_unsigned_and_wrongly_signed_events(data_folder, signing_crm):
+    good = sign_event(customer_created("C-000001", event_id="signed"), signing_crm)
+    unsigned = customer_created("C-000002", event_id="unsigned")
+    wrong_key = sign_event(customer_created("C-000003", event_id="other-key"), "not-the-key")
+    tampered = sign_event(customer_created("C-000004", event_id="tampered"), signing_crm)
+    tampered["data"]["email"] = "changed@example.com"
+    batch = land(data_folder, "0001", [good, unsigned, wrong_key, tampered])
+    run_core(data_folder, [batch.batch_id])
+
+    letters = rows(
+        data_folder,
+        "SELECT event_id, rule, reason FROM dead_letters WHERE batch_id = ? ORDER BY line_no",
+        [batch.batch_id],
+    )
+    assert [(e, rule) for e, rule, _ in letters] == [
+        ("unsigned", "signature"),
+        ("other-key", "signature"),
+        ("tampered", "signature"),
+    ]
+    assert "missing" in letters[0][2] and "fix: sign each event" in letters[0][2]
+    assert "does not match" in letters[1][2] and KEY_ENV in letters[1][2]
+    assert all(signing_crm not in reason for _, _, reason in letters), "the key is never shown"
+    assert rows(data_folder, "SELECT customer_id FROM golden_customer") == [("C-000001",)]
+    assert batch_counts(data_folder, batch.batch_id) == (4, 1, 0, 3, 1)
+
+
+def test_signing_key_variable_missing_is_a_clear_error(data_folder, signing_crm, monkeypatch):
+    monkeypatch.delenv(KEY_ENV)
+    batch = land(data_folder, "0001", [customer_created("C-000001")])
+    with pytest.raises(SyncfabricError, match=f"{KEY_ENV} is not set.*fix: set {KEY_ENV}"):
+        run_core(data_folder, [batch.batch_id])
+
+
+def test_unsigned_systems_are_not_asked_for_signatures(data_folder, signing_crm):
+    plan = event("customer.updated", "C-000001", {"plan": "pro"}, origin="billing")
+    batch = land(data_folder, "0001", [plan])
+    run_core(data_folder, [batch.batch_id])
+    assert batch_counts(data_folder, batch.batch_id) == (1, 1, 0, 0, 1)
+
+
+def test_signature_is_hmac_sha256_over_rfc8785_without_the_signature():
+    """The documented recipe, spelled out: a producer in another language can follow it."""
+    import hashlib
+    import hmac
+
+    built = {"b": 1.0, "a": {"y": [1e21, 1e-7, 0.5], "x": "é\n"}, "signature": "old"}
+    assert canonical_json({k: v for k, v in built.items() if k != "signature"}) == (
+        '{"a":{"x":"é\\n","y":[1e+21,1e-7,0.5]},"b":1}'
+    )
+    expected = hmac.new(
+        b"k", b'{"a":{"x":"\xc3\xa9\\n","y":[1e+21,1e-7,0.5]},"b":1}', hashlib.sha256
+    ).hexdigest()
+    assert event_signature(built, "k") == expected
+    assert sign_event(built, "k")["signature"] == expected
+    assert json.loads(json.dumps(sign_event(built, "k")))["signature"] == expected
+
+
+def test_a_landing_folder_bound_to_two_systems_is_a_project_problem(tmp_path):
+    root = signing_project(tmp_path, "channels: {landing: billing}\n")
+    with pytest.raises(ProjectError) as raised:
+        load_project(root)
+    [problem] = raised.value.problems
+    assert problem.file == "systems/billing.yaml" or problem.file == "systems/crm.yaml"
+    assert "landing/billing/ is already the channel of" in problem.message
+    assert "fix:" in str(problem)
