@@ -228,9 +228,11 @@ def run_scenario(
     Each batch is applied as it comes, or (`apply_each=False`) all are applied together at the
     end. The ownership conflicts recorded are added to `recorded_conflicts`, if given.
     """
+    # a channel speaks for one system: each batch lands as one file per origin, in turn
     batch_ids = [
-        land(folder, f"batch-{n}", [e.to_dict() for e in batch]).batch_id
+        land(folder, f"batch-{n}", [e.to_dict() for e in batch if e.origin == origin]).batch_id
         for n, batch in enumerate(batches)
+        for origin in dict.fromkeys(e.origin for e in batch)
     ]
     results = run_core(folder, batch_ids, apply_each=apply_each)
     for batch_id, result in results.items():

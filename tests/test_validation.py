@@ -120,8 +120,8 @@ BAD = {
         order_created("O-0000007", placed_at="2026-11-25T08:00:00"), "payload", "'placed_at'"
     ),
     "id not a string": Bad(bad_customer("bad-id", id=12345), "envelope", "'id'"),
-    "origin not the system in source": Bad(
-        bad_customer("bad-origin", origin="billing"), "envelope", "'origin'"
+    "origin not the system of the channel": Bad(
+        bad_customer("bad-origin", origin="billing"), "origin", "'origin'"
     ),
 }
 
@@ -153,21 +153,47 @@ DUPLICATE_LINE = len(BAD) + 3
 @dataclass(frozen=True)
 class Landed:
     folder: DataFolder
-    batch_id: str
-    result: dict
-    dead_letters: dict[int, tuple]  # line_no -> (event_id, rule, reason, payload)
+    batch_ids: list[str]
+    results: dict
+    dead_letters: dict[int, tuple]  # position in the lines -> (event_id, rule, reason, payload)
+    line_in_batch: dict[int, int]  # position in the lines -> its line in its channel's batch
+
+
+def channel_of(line: str | bytes | dict) -> str:
+    """The channel a line is landed in: billing's events in billing's, all else in crm's."""
+    try:
+        parsed = line if isinstance(line, dict) else json.loads(line)
+    except ValueError:  # not JSON (or not UTF-8): whichever channel, it is refused as a line
+        return "crm"
+    billing = isinstance(parsed, dict) and parsed.get("source") == "/systems/billing"
+    return "billing" if billing else "crm"
 
 
 def land_and_run(folder: DataFolder, lines: list) -> Landed:
-    """One batch of `lines` through the core, with its dead letters by line."""
-    batch = land(folder, "0001", lines)
-    result = run_core(folder, [batch.batch_id])[batch.batch_id]
+    """`lines` through the core, one batch per channel (a channel speaks for one system), with
+    the dead letters by the position of their line in `lines`."""
+    by_channel: dict[str, list] = {}
+    position_of: dict[tuple[str, int], int] = {}
+    for position, line in enumerate(lines, start=1):
+        chunk = by_channel.setdefault(channel_of(line), [])
+        chunk.append(line)
+        position_of[channel_of(line), len(chunk)] = position
+    batch_ids = [
+        land(folder, "0001", chunk, system=system).batch_id for system, chunk in by_channel.items()
+    ]
+    results = run_core(folder, batch_ids)
     letters = rows(
         folder,
-        "SELECT line_no, event_id, rule, reason, payload FROM dead_letters WHERE batch_id = ?",
-        [batch.batch_id],
+        "SELECT b.system, d.line_no, d.event_id, d.rule, d.reason, d.payload "
+        "FROM dead_letters d JOIN batches b USING (batch_id)",
     )
-    return Landed(folder, batch.batch_id, result, {row[0]: row[1:] for row in letters})
+    return Landed(
+        folder,
+        batch_ids,
+        results,
+        {position_of[system, line_no]: rest for system, line_no, *rest in letters},
+        {position: line_no for (_, line_no), position in position_of.items()},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +224,7 @@ def test_every_reason_names_its_line(landed):
         name: landed.dead_letters[line_no][2]
         for name, line_no in LINE_OF.items()
         if line_no in landed.dead_letters
-        and f"line {line_no}" not in landed.dead_letters[line_no][2]
+        and f"line {landed.line_in_batch[line_no]}" not in landed.dead_letters[line_no][2]
     }
     assert not missing, f"reasons that do not name their line: {missing}"
 
@@ -230,22 +256,22 @@ def test_the_rest_of_the_batch_is_applied(landed):
 def test_counts_add_up_for_the_batch(landed):
     [(landed_, validated, duplicates, dead_lettered, applied)] = rows(
         landed.folder,
-        "SELECT landed, validated, duplicates, dead_lettered, applied FROM batches "
-        "WHERE batch_id = ?",
-        [landed.batch_id],
+        "SELECT sum(landed), sum(validated), sum(duplicates), sum(dead_lettered), sum(applied) "
+        "FROM batches",
     )
     assert landed_ == len(LINES)
     assert duplicates == 1
     assert rows(landed.folder, "SELECT line_no, event_id, first_line_no FROM duplicate_events") == [
-        (DUPLICATE_LINE, "good-first", 1)
+        (landed.line_in_batch[DUPLICATE_LINE], "good-first", 1)
     ]
     assert dead_lettered == len(BAD)
     assert validated == 4
     assert landed_ == validated + duplicates + dead_lettered
     assert applied == validated
-    counts = landed.result["validation"]
-    assert (counts.validated, counts.dead_lettered) == (validated, dead_lettered)
-    assert sum(counts.by_rule.values()) == dead_lettered
+    counts = [result["validation"] for result in landed.results.values()]
+    assert sum(c.validated for c in counts) == validated
+    assert sum(c.dead_lettered for c in counts) == dead_lettered
+    assert sum(sum(c.by_rule.values()) for c in counts) == dead_lettered
 
 
 def test_counts_add_up_for_every_batch_across_batches(data_folder):
@@ -511,7 +537,7 @@ GUARD_LINE_OF = {name: n for n, name in enumerate(GUARDS, start=2)}  # line 1 is
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory) -> Landed:
-    """One batch: good events around every kind of poison event."""
+    """Good events around every kind of poison event (a batch per channel)."""
     return land_and_run(DataFolder(tmp_path_factory.mktemp("guards")), GUARDED_LINES)
 
 
@@ -523,7 +549,7 @@ def test_a_poison_event_is_a_dead_letter_naming_its_field_rule_and_fix(guarded, 
     _, rule, reason, _ = guarded.dead_letters[line_no]
     assert rule == bad.rule, reason
     assert bad.mentions in reason
-    assert f"line {line_no}:" in reason
+    assert f"line {guarded.line_in_batch[line_no]}:" in reason
     assert "fix:" in reason, f"{name}: the reason says no fix: {reason!r}"
 
 
@@ -544,7 +570,8 @@ def test_one_poison_event_does_not_strand_its_batch(guarded):
     ]
     [(landed_, validated_, duplicates, dead_lettered, applied, applied_at)] = rows(
         guarded.folder,
-        "SELECT landed, validated, duplicates, dead_lettered, applied, applied_at FROM batches",
+        "SELECT sum(landed), sum(validated), sum(duplicates), sum(dead_lettered), sum(applied), "
+        "min(applied_at) FROM batches",
     )
     assert landed_ == len(GUARDED_LINES) == validated_ + dead_lettered + duplicates
     assert (validated_, dead_lettered, applied) == (4, len(GUARDS), 4)
