@@ -97,11 +97,16 @@ def test_replay_of_the_log_rebuilds_the_incremental_state(data_folder, instance)
         "0002",
         [
             event("customer.updated", "C-000001", {"status": "suspended"}, time=at(60)),
-            event("customer.updated", "C-000001", {"plan": "pro"}, origin="billing", time=at(30)),
             event("customer.deleted", "C-000001", time=at(10)),  # older than the update
         ],
     )
+    plan = land(  # billing's, in billing's channel
+        data_folder,
+        "0002",
+        [event("customer.updated", "C-000001", {"plan": "pro"}, origin="billing", time=at(30))],
+    )
     materialize_batch(data_folder, instance, second.batch_id)
+    materialize_batch(data_folder, instance, plan.batch_id)
     incremental = golden_state(data_folder)
 
     with connect(data_folder.warehouse) as con, transaction(con):

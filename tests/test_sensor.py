@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 import pytest
-from conftest import customer_created, land
+from conftest import customer_created, event, land
 
 from sensors.ingest import landed_batches_sensor, plan_batches
 from sync_assets.ingest.landing import LandingZone
@@ -47,7 +47,9 @@ def test_the_same_batch_again_gets_no_run(data_folder):
 def test_cursor_survives_a_restart_and_only_new_batches_run(data_folder):
     land(data_folder, "0001", [customer_created()])
     stored_cursor = evaluate(data_folder).cursor  # what Dagster persists between ticks
-    second = land(data_folder, "0002", [customer_created("C-000002")], system="billing")
+    billing = event("customer.updated", "C-000002", {"plan": "pro"}, origin="billing")
+    second = land(data_folder, "0002", [billing])
+    assert second.system == "billing"
 
     after_restart = evaluate(data_folder, cursor=stored_cursor)
 
