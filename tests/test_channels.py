@@ -152,3 +152,55 @@ def test_a_landing_folder_bound_to_two_systems_is_a_project_problem(tmp_path):
     assert problem.file == "systems/billing.yaml" or problem.file == "systems/crm.yaml"
     assert "landing/billing/ is already the channel of" in problem.message
     assert "fix:" in str(problem)
+
+
+def test_a_redriven_event_goes_back_through_its_original_channel(data_folder, signing_crm):
+    """A redrive re-lands the line as it came, in the channel it came through: an event refused
+    for speaking for another system is refused again, and a signed line keeps its signature (the
+    redrive never signs; a forged line is not laundered)."""
+    from sync_assets.ingest.landing import LandingZone
+    from sync_assets.ingest.redrive import choose, redrive
+    from sync_assets.warehouse import connect, transaction
+
+    intruder = customer_created("C-000001", event_id="intruder")
+    signed_but_late = sign_event(  # signed, but its schema version is unknown: a contract letter
+        customer_created("C-000002", event_id="signed-v9", schema_version=9), signing_crm
+    )
+    in_billing = land(data_folder, "0001", [intruder], system="billing")
+    in_crm = land(data_folder, "0001", [signed_but_late])
+    run_core(data_folder, [in_billing.batch_id, in_crm.batch_id])
+    with connect(data_folder.warehouse) as con, transaction(con):
+        redriven = redrive(con, LandingZone(data_folder.landing), choose(con, ["intruder", "signed-v9"], None))
+    assert sorted(redriven.batches) == ["billing", "crm"]
+    run_core(data_folder, list(redriven.batches.values()))
+
+    again = rows(
+        data_folder,
+        "SELECT b.system, d.event_id, d.rule FROM dead_letters d JOIN batches b USING (batch_id) "
+        "WHERE d.resolution IS NULL ORDER BY ALL",
+    )
+    # the intruder stays refused by its channel; the signed line passes the signature check
+    # again (its contract is still unknown, so it is held for that, not for its signature)
+    assert again == [("billing", "intruder", "origin"), ("crm", "signed-v9", "contract")]
+    assert rows(data_folder, "SELECT count(*) FROM golden_customer") == [(0,)]
+
+
+def test_reconciler_events_in_a_signing_channel_are_signed_and_never_a_way_around(
+    data_folder, signing_crm
+):
+    """Missed events and adoptions come from the reconciler in the owner's channel: signed with
+    the owner's key by `sign_lines` they are applied; unsigned, the reconciler's source is no way
+    around the signature."""
+    from sync_assets.catalog.events import RECONCILER_SOURCE
+    from sync_assets.ingest.signatures import sign_lines
+
+    missed = customer_created("C-000001", event_id="reconciler-1", source=RECONCILER_SOURCE)
+    posing = customer_created("C-000002", event_id="reconciler-2", source=RECONCILER_SOURCE)
+    batch = land(
+        data_folder, "0001", [*sign_lines(current().systems["crm"], [missed]), posing]
+    )
+    run_core(data_folder, [batch.batch_id])
+    assert rows(data_folder, "SELECT event_id, rule FROM dead_letters") == [
+        ("reconciler-2", "signature")
+    ]
+    assert rows(data_folder, "SELECT customer_id FROM golden_customer") == [("C-000001",)]
