@@ -140,6 +140,8 @@ def test_signature_is_hmac_sha256_over_rfc8785_without_the_signature():
         b"k", b'{"a":{"x":"\xc3\xa9\\n","y":[1e+21,1e-7,0.5]},"b":1}', hashlib.sha256
     ).hexdigest()
     assert event_signature(built, "k") == expected
+    # docs/security.md shows this digest, for a producer to check its own implementation
+    assert expected == "5e30ea5cfe1be56f38c742666cf393b585a18600bc424f2201b3543739b3430a"
     assert sign_event(built, "k")["signature"] == expected
     assert json.loads(json.dumps(sign_event(built, "k")))["signature"] == expected
 
