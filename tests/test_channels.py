@@ -206,3 +206,45 @@ def test_reconciler_events_in_a_signing_channel_are_signed_and_never_a_way_aroun
         ("reconciler-2", "signature")
     ]
     assert rows(data_folder, "SELECT customer_id FROM golden_customer") == [("C-000001",)]
+
+
+def test_lines_that_cannot_be_canonical_are_refused_not_let_through(data_folder, signing_crm):
+    """NaN in an extension, a trailing comma, a non-ASCII signature: each a dead letter with rule
+    signature, never a crash of the batch and never an event let through unsigned."""
+    nan = sign_event(customer_created("C-000001", event_id="nan"), signing_crm)
+    nan_line = json.dumps(nan | {"extra": float("nan")}, separators=(",", ":"))
+    comma = json.dumps(sign_event(customer_created("C-000002", event_id="comma"), signing_crm))
+    comma_line = comma[:-1] + ",}"
+    odd = customer_created("C-000003", event_id="odd") | {"signature": "é" * 64}
+    batch = land(data_folder, "0001", [nan_line, comma_line, odd], system="crm")
+    run_core(data_folder, [batch.batch_id])
+    letters = rows(data_folder, "SELECT line_no, rule, reason FROM dead_letters ORDER BY 1")
+    assert [(line, rule) for line, rule, _ in letters] == [
+        (1, "signature"),
+        (2, "signature"),
+        (3, "signature"),
+    ]
+    assert "NaN or Infinity" in letters[0][2] and "strict JSON" in letters[1][2]
+    assert batch_counts(data_folder, batch.batch_id) == (3, 0, 0, 3, 0)
+
+
+def test_demo_seed_signs_a_signing_systems_events_as_its_producer_would(
+    tmp_path, monkeypatch, signing_crm
+):
+    """The same demo with the CRM signing: the same dead letters by rule as without, none for a
+    signature or a channel (its deliberately bad lines stay bad for their own reason)."""
+    from examples.demo.seed.landscape import build_demo_landscape
+    from sync_assets.ingest.landing import LandingZone
+    from sync_assets.settings import DataFolder
+
+    def dead_letters_by_rule(folder: DataFolder) -> list[tuple]:
+        build_demo_landscape(folder, customers=200, orders=400)
+        run_core(folder, [b.batch_id for b in LandingZone(folder.landing).pending()])
+        return rows(folder, "SELECT rule, count(*) FROM dead_letters GROUP BY 1 ORDER BY 1")
+
+    signed = dead_letters_by_rule(DataFolder(tmp_path / "signed"))
+    crm_batch = next((tmp_path / "signed" / "landing" / "crm").glob("*.jsonl"))
+    assert b'"signature":"' in crm_batch.read_bytes()
+    monkeypatch.setenv("SYNCFABRIC_PROJECT", str(DEMO_PROJECT))
+    assert dead_letters_by_rule(DataFolder(tmp_path / "plain")) == signed
+    assert not {"origin", "signature"} & {rule for rule, _ in signed}

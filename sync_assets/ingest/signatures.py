@@ -26,6 +26,10 @@ from sync_assets.errors import EXIT_USAGE, SyncfabricError
 from sync_assets.project.model import System
 
 _FIX = "sign each event as docs/security.md says (sign_event in sync_assets/catalog/events.py)"
+_NOT_STRICT = (
+    "the line is not strict JSON (a trailing comma, say), so its canonical form, which the "
+    f"signature covers, cannot be made; fix: write strict JSON, then {_FIX}"
+)
 
 
 def signing_key(system: System) -> bytes | None:
@@ -53,14 +57,27 @@ def unsigned_lines(lines: Iterable[tuple[int, str]], system: System) -> pl.DataF
     assert key is not None, "only a signing system's lines are checked"
     rows = []
     for line_no, line in lines:
-        event = json.loads(line)
+        try:
+            event = json.loads(line)
+        except (ValueError, RecursionError):  # DuckDB also takes a trailing comma; JSON does not
+            rows.append((line_no, None, "signature", _NOT_STRICT))
+            continue
         given = event.get(SIGNATURE)
-        if not isinstance(given, str):
+        try:
+            expected = event_signature(event, key)
+        except ValueError:  # NaN or Infinity: never signed, and not left to pass unsigned
+            expected = None
+        if expected is None:
+            reason = (
+                "the event holds NaN or Infinity, which its canonical form (RFC 8785) cannot "
+                f"carry, so it cannot be signed; fix: send finite numbers, then {_FIX}"
+            )
+        elif not isinstance(given, str):
             reason = (
                 f"envelope field {SIGNATURE!r} is missing, and {system.name}'s events must be "
                 f"signed (systems/{system.name}.yaml signing:); fix: {_FIX}"
             )
-        elif not hmac.compare_digest(given, event_signature(event, key)):
+        elif not hmac.compare_digest(given.encode("utf-8"), expected.encode("ascii")):
             reason = (
                 f"envelope field {SIGNATURE!r} does not match the event signed with "
                 f"{system.name}'s key ({system.signing_key_env}): changed after signing, or "

@@ -28,9 +28,10 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sync_assets.catalog.events import MAX_EVENT_BYTES, SPECVERSION
+from sync_assets.catalog.events import MAX_EVENT_BYTES, SIGNATURE, SPECVERSION, event_signature
 from sync_assets.ingest.landing import LandingZone
-from sync_assets.project import load_project
+from sync_assets.ingest.signatures import signing_key
+from sync_assets.project import current, load_project
 from sync_assets.settings import DataFolder
 
 from .systems import (
@@ -830,6 +831,24 @@ def _invalid_order_content(kind: str, order: Order) -> tuple[str, int, dict]:
 # -- landing --------------------------------------------------------------------------------------
 
 
+def _signed(line: str | bytes, key: bytes) -> str | bytes:
+    """A line of a system that signs (`signing:` in its file), signed as its producer would: each
+    line holding a JSON object, the deliberately bad ones too (so each is refused for what is
+    wrong with it, not for a missing signature). The signature is added to the text as it is, so
+    what makes a bad line bad (a key twice, NaN) is kept."""
+    if isinstance(line, bytes):
+        return line
+    try:
+        event = json.loads(line)
+        signature = event_signature(event, key) if isinstance(event, dict) and event else None
+    except ValueError:  # not JSON, or a number the canonical form cannot carry
+        return line
+    if signature is None:
+        return line
+    body = line.rstrip()
+    return f'{body[:-1]},"{SIGNATURE}":"{signature}"}}'
+
+
 class _Landing:
     """Lands each system's events in batches: shuffled, some late, some sent twice."""
 
@@ -856,10 +875,11 @@ class _Landing:
         return [events[i : i + size] for i in range(0, len(events), size)] if size else []
 
     def land(self, system: str, events: list[_Event]) -> None:
+        key = signing_key(current().systems[system])
         chunks = self._chunks(events)
         previous: list[str | bytes] = []
         for i, batch in enumerate(self._with_late_arrivals(chunks)):
-            lines = [_line(e) for e in batch]
+            lines = [_line(e) if key is None else _signed(_line(e), key) for e in batch]
             sent = [line for e, line in zip(batch, lines, strict=True) if not e.invalid]
             lines += self._resent(sent, previous, len(chunks[i]))
             previous = sent
