@@ -3,7 +3,8 @@
 Generates N customer events (one customer per ten events, created then partially updated, mostly
 by the CRM, plan changes from billing and support-tier changes from support, schema versions 1 and
 2 mixed, 1% exact duplicates and 1% deliberately invalid events of 13 kinds), lands them as one
-file and/or as --batches files, and times, each in a fresh process on a fresh warehouse:
+part and/or as --batches parts (each part a file per system's channel, landing/<system>/), and
+times, each in a fresh process on a fresh warehouse:
 
 - the pipeline, each step in its own connection and transaction as the Dagster assets run it:
   `ingest_batch` per batch, `validate_batch` per batch, `apply_pending_batches` (--order phases,
@@ -25,6 +26,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -50,7 +52,7 @@ DEFAULT_EVENTS = 1_000_000
 DEFAULT_BATCHES = 10
 PROFILE_EVENTS = 200_000
 RATIO_TARGET = 4.0
-LANDING_SYSTEM = "crm"  # the folder batches land in; events inside carry their own origin
+LANDING_SYSTEM = "crm"  # the folder of the lines that name no system (malformed ones)
 DUPLICATE_RATE = 0.01
 INVALID_RATE = 0.01
 EPOCH = np.datetime64("2025-11-01T00:00:00", "us")  # in the past: no event beyond the clock skew
@@ -332,17 +334,27 @@ def _invalid_line(maker: _Maker, what: str, event_id: str, time: str, customer: 
 
 
 def land(lines: list[str], folder: Path, batches: int) -> list[Path]:
-    """Write the lines as `batches` files in `folder/<system>/`, as a landing zone holds them."""
-    target = folder / LANDING_SYSTEM
-    target.mkdir(parents=True, exist_ok=True)
+    """Write the lines as `batches` parts, each a file per channel `folder/<system>/`, as a
+    landing zone holds them: a channel speaks for one system, so each line goes to the folder of
+    the system in its `source` (lines without one, to LANDING_SYSTEM's)."""
     paths = []
     bounds = np.linspace(0, len(lines), batches + 1).round().astype(int).tolist()
     for n in range(batches):
         stem = "events" if batches == 1 else f"part-{n + 1:04d}"
-        path = target / f"{stem}.jsonl"
-        path.write_text("\n".join(lines[bounds[n] : bounds[n + 1]]) + "\n", encoding="utf-8")
-        paths.append(path)
+        by_system: dict[str, list[str]] = {}
+        for line in lines[bounds[n] : bounds[n + 1]]:
+            found = _SOURCE.search(line)
+            by_system.setdefault(found.group(1) if found else LANDING_SYSTEM, []).append(line)
+        for system, part in sorted(by_system.items()):
+            target = folder / system
+            target.mkdir(parents=True, exist_ok=True)
+            path = target / f"{stem}.jsonl"
+            path.write_text("\n".join(part) + "\n", encoding="utf-8")
+            paths.append(path)
     return paths
+
+
+_SOURCE = re.compile(r'"source":"/systems/([a-z0-9_]+)"')
 
 
 # -- the workers: each runs in a fresh process ----------------------------------------------------

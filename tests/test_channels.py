@@ -248,3 +248,33 @@ def test_demo_seed_signs_a_signing_systems_events_as_its_producer_would(
     monkeypatch.setenv("SYNCFABRIC_PROJECT", str(DEMO_PROJECT))
     assert dead_letters_by_rule(DataFolder(tmp_path / "plain")) == signed
     assert not {"origin", "signature"} & {rule for rule, _ in signed}
+
+
+@pytest.mark.parametrize(
+    ("number", "written"),
+    [  # RFC 8785's own examples (appendix B), and the edges of Python's fast path
+        (1e30, "1e+30"),
+        (4.50, "4.5"),
+        (2e-3, "0.002"),
+        (1e-27, "1e-27"),
+        (333333333.33333329, "333333333.3333333"),
+        (-0.0, "0"),
+        (9007199254740992, "9007199254740992"),
+        (2**60, "1152921504606847000"),
+        (295147905179352830000.0, "295147905179352830000"),
+        (1e21, "1e+21"),
+        (1e-6, "0.000001"),
+        (1e-7, "1e-7"),
+        (12.0, "12"),
+        (5e-324, "5e-324"),
+    ],
+)
+def test_canonical_numbers_are_written_as_ecmascript_writes_them(number, written):
+    from sync_assets.catalog.events import _canonical
+
+    assert canonical_json({"n": number}) == _canonical({"n": number}) == f'{{"n":{written}}}'
+
+
+def test_canonical_keys_sort_by_utf16_code_units():
+    # U+1F600 is a surrogate pair (D83D DE00), before U+FB01 in UTF-16, after it in code points
+    assert canonical_json({"\ufb01": 1, "\U0001f600": 2, "a": 3}) == '{"a":3,"😀":2,"ﬁ":1}'

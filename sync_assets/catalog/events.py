@@ -93,12 +93,57 @@ def canonical_json(value: Any) -> str:
     """The JSON Canonicalization Scheme (RFC 8785) of a JSON value: object members sorted by key
     (UTF-16 code units), no whitespace, strings escaped as ECMAScript's JSON.stringify does and
     numbers written as its Number.prototype.toString does. Libraries exist in most languages, so
-    a producer signs the same bytes Syncfabric checks."""
+    a producer signs the same bytes Syncfabric checks.
+
+    Python's json writes the same text for nearly every event (only some numbers and keys beyond
+    U+FFFF differ): `_as_python_writes_it` prepares those, and the rare rest takes the slow path,
+    a fifth of the speed."""
+    try:
+        prepared = _as_python_writes_it(value)
+    except _SlowPath:
+        return _canonical(value)
+    return json.dumps(
+        prepared, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+    )
+
+
+class _SlowPath(Exception):
+    """A value Python's json would write otherwise than RFC 8785."""
+
+
+def _as_python_writes_it(value: Any) -> Any:
+    """The value with each number json.dumps would write otherwise than ECMAScript (1.0, 2**60)
+    replaced by one it writes the same; _SlowPath when there is none (1e-7, NaN) or a key's order
+    could differ (a character beyond U+FFFF sorts otherwise in UTF-16)."""
+    kind = type(value)
+    if kind is dict:
+        for key in value:
+            if not key.isascii() and max(key) > "\uffff":
+                raise _SlowPath
+        return {key: _as_python_writes_it(v) for key, v in value.items()}
+    if kind is list:
+        return [_as_python_writes_it(v) for v in value]
+    if kind is int and -(2**53) < value < 2**53:
+        return value
+    if kind is int or kind is float:
+        number = float(value)
+        if number.is_integer() and abs(number) < 2**53:  # beyond, ECMAScript rounds the digits
+            return int(number)
+        if not number.is_integer() and 1e-6 <= abs(number) and "e" not in repr(number):
+            return number  # below 1e16 (a fraction), in positional notation in both
+        raise _SlowPath
+    if kind is str or kind is bool or value is None:
+        return value
+    raise TypeError(f"{kind.__name__} is not a JSON value")
+
+
+def _canonical(value: Any) -> str:
+    """RFC 8785, written out member by member (see `canonical_json`)."""
     if isinstance(value, dict):
         members = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be"))
-        return "{" + ",".join(f"{canonical_json(k)}:{canonical_json(v)}" for k, v in members) + "}"
+        return "{" + ",".join(f"{_canonical(k)}:{_canonical(v)}" for k, v in members) + "}"
     if isinstance(value, list):
-        return "[" + ",".join(canonical_json(v) for v in value) + "]"
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, int | float):
