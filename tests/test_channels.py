@@ -172,7 +172,9 @@ def test_a_redriven_event_goes_back_through_its_original_channel(data_folder, si
     in_crm = land(data_folder, "0001", [signed_but_late])
     run_core(data_folder, [in_billing.batch_id, in_crm.batch_id])
     with connect(data_folder.warehouse) as con, transaction(con):
-        redriven = redrive(con, LandingZone(data_folder.landing), choose(con, ["intruder", "signed-v9"], None))
+        redriven = redrive(
+            con, LandingZone(data_folder.landing), choose(con, ["intruder", "signed-v9"], None)
+        )
     assert sorted(redriven.batches) == ["billing", "crm"]
     run_core(data_folder, list(redriven.batches.values()))
 
@@ -198,9 +200,7 @@ def test_reconciler_events_in_a_signing_channel_are_signed_and_never_a_way_aroun
 
     missed = customer_created("C-000001", event_id="reconciler-1", source=RECONCILER_SOURCE)
     posing = customer_created("C-000002", event_id="reconciler-2", source=RECONCILER_SOURCE)
-    batch = land(
-        data_folder, "0001", [*sign_lines(current().systems["crm"], [missed]), posing]
-    )
+    batch = land(data_folder, "0001", [*sign_lines(current().systems["crm"], [missed]), posing])
     run_core(data_folder, [batch.batch_id])
     assert rows(data_folder, "SELECT event_id, rule FROM dead_letters") == [
         ("reconciler-2", "signature")

@@ -84,9 +84,8 @@ def test_demo_flow_keeps_to_a_folder_with_hash_percent_and_space(tmp_path):
 
 def test_a_question_mark_is_refused_where_duckdb_and_dagster_would_misread_it(tmp_path):
     folder = DataFolder(tmp_path / "data?x")
-    with pytest.raises(SyncfabricError, match=r"'\?'.*SYNCFABRIC_HOME"):
-        with connect(folder.warehouse):
-            pass
+    with pytest.raises(SyncfabricError, match=r"'\?'.*SYNCFABRIC_HOME"), connect(folder.warehouse):
+        pass
     with pytest.raises(SyncfabricError, match="SYNCFABRIC_HOME"):
         folder.prepare_dagster_home()
     assert not any(tmp_path.iterdir()), "refused before anything was made"

@@ -129,7 +129,7 @@ def _as_python_writes_it(value: Any) -> Any:
         number = float(value)
         if number.is_integer() and abs(number) < 2**53:  # beyond, ECMAScript rounds the digits
             return int(number)
-        if not number.is_integer() and 1e-6 <= abs(number) and "e" not in repr(number):
+        if not number.is_integer() and abs(number) >= 1e-6 and "e" not in repr(number):
             return number  # below 1e16 (a fraction), in positional notation in both
         raise _SlowPath
     if kind is str or kind is bool or value is None:
@@ -147,7 +147,9 @@ def _canonical(value: Any) -> str:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, int | float):
-        return _es_number(float(value) if isinstance(value, float) or abs(value) >= 2**53 else value)
+        return _es_number(
+            float(value) if isinstance(value, float) or abs(value) >= 2**53 else value
+        )
     raise TypeError(f"{type(value).__name__} is not a JSON value")
 
 
