@@ -158,9 +158,13 @@ class Pipeline:
         from sync_assets import ledger
         from sync_assets.ingest.assets import LANDED_BATCHES
         from sync_assets.ingest.landing import LandingZone
+        from sync_assets.ingest.signatures import require_signing_keys
         from sync_assets.jobs import INGEST_BATCH_JOB
+        from sync_assets.project import current
         from sync_assets.warehouse import connect
 
+        # before any run: a batch of a signing system cannot be validated without its key
+        require_signing_keys(current())
         scan = LandingZone(self.folder.landing).scan()
         for refusal in scan.refused:
             if refusal.path not in self._refusals_told:

@@ -278,3 +278,14 @@ def test_canonical_numbers_are_written_as_ecmascript_writes_them(number, written
 def test_canonical_keys_sort_by_utf16_code_units():
     # U+1F600 is a surrogate pair (D83D DE00), before U+FB01 in UTF-16, after it in code points
     assert canonical_json({"\ufb01": 1, "\U0001f600": 2, "a": 3}) == '{"a":3,"😀":2,"ﬁ":1}'
+
+
+def test_a_run_refuses_to_start_without_a_signing_key(signing_crm, monkeypatch):
+    """`syncctl run` checks first (sync_assets/runner.py): no batch is left half done for it."""
+    from sync_assets.ingest.signatures import require_signing_keys
+
+    require_signing_keys(current())  # set: nothing to say
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(SyncfabricError) as raised:
+        require_signing_keys(current())
+    assert KEY_ENV in raised.value.message and raised.value.exit_code == 2

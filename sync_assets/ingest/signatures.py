@@ -23,7 +23,7 @@ import polars as pl
 
 from sync_assets.catalog.events import SIGNATURE, event_signature, sign_event, to_line
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
-from sync_assets.project.model import System
+from sync_assets.project.model import Project, System
 
 _FIX = "sign each event as docs/security.md says (sign_event in sync_assets/catalog/events.py)"
 _NOT_STRICT = (
@@ -47,6 +47,13 @@ def signing_key(system: System) -> bytes | None:
             exit_code=EXIT_USAGE,
         )
     return key.encode("utf-8")
+
+
+def require_signing_keys(project: Project) -> None:
+    """Every signing system's key is set, or the SyncfabricError naming the first variable that
+    is not (before a run: not a batch left unfinished for it)."""
+    for system in project.systems.values():
+        signing_key(system)
 
 
 def unsigned_lines(lines: Iterable[tuple[int, str]], system: System) -> pl.DataFrame:
