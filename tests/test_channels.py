@@ -12,6 +12,7 @@ from conftest import DEMO_PROJECT, customer_created, event, land, rows, run_core
 
 from sync_assets.catalog.events import canonical_json, event_signature, sign_event
 from sync_assets.errors import SyncfabricError
+from sync_assets.ingest.landing import LandingZone
 from sync_assets.project import current
 from sync_assets.project.load import ProjectError, load_project
 
@@ -151,16 +152,35 @@ def test_a_landing_folder_bound_to_two_systems_is_a_project_problem(tmp_path):
     with pytest.raises(ProjectError) as raised:
         load_project(root)
     [problem] = raised.value.problems
-    assert problem.file == "systems/billing.yaml" or problem.file == "systems/crm.yaml"
-    assert "landing/billing/ is already the channel of" in problem.message
-    assert "fix:" in str(problem)
+    lines = (root / "systems" / "crm.yaml").read_text().splitlines()
+    assert (problem.file, problem.field) == ("systems/crm.yaml", "channels.landing")
+    assert lines[problem.line - 1] == "channels: {landing: billing}"
+    assert "landing/billing/ is also the channel of billing" in problem.message
+    assert "fix: name a folder no other system uses" in str(problem)
+
+
+def test_a_system_may_name_its_own_landing_folder(tmp_path, monkeypatch, data_folder):
+    monkeypatch.setenv(
+        "SYNCFABRIC_PROJECT", str(signing_project(tmp_path, "channels: {landing: sales}\n"))
+    )
+    assert current().landing_systems == {"sales": "crm", "billing": "billing", "support": "support"}
+    batch = land(data_folder, "0001", [customer_created("C-000001")])
+    assert batch.path.parent == data_folder.landing / "sales"
+    assert [b.system for b in LandingZone(data_folder.landing).pending()] == ["crm"]
+    intruder = event("customer.updated", "C-000001", {"plan": "pro"}, origin="billing")
+    wrong = land(data_folder, "0002", [intruder], system="crm")
+    run_core(data_folder, [batch.batch_id, wrong.batch_id])
+    [(rule, reason)] = rows(data_folder, "SELECT rule, reason FROM dead_letters")
+    assert rule == "origin" and "came through landing/sales/, the channel of crm" in reason
+    (data_folder.landing / "crm").mkdir()
+    refused = LandingZone(data_folder.landing).scan().refused
+    assert [r.path.name for r in refused] == ["crm"], "an unbound folder is no channel"
 
 
 def test_a_redriven_event_goes_back_through_its_original_channel(data_folder, signing_crm):
     """A redrive re-lands the line as it came, in the channel it came through: an event refused
     for speaking for another system is refused again, and a signed line keeps its signature (the
     redrive never signs; a forged line is not laundered)."""
-    from sync_assets.ingest.landing import LandingZone
     from sync_assets.ingest.redrive import choose, redrive
     from sync_assets.warehouse import connect, transaction
 
@@ -234,7 +254,6 @@ def test_demo_seed_signs_a_signing_systems_events_as_its_producer_would(
     """The same demo with the CRM signing: the same dead letters by rule as without, none for a
     signature or a channel (its deliberately bad lines stay bad for their own reason)."""
     from examples.demo.seed.landscape import build_demo_landscape
-    from sync_assets.ingest.landing import LandingZone
     from sync_assets.settings import DataFolder
 
     def dead_letters_by_rule(folder: DataFolder) -> list[tuple]:

@@ -339,20 +339,22 @@ def _system(name: str, m: files.SystemFile) -> System:
 
 def _check_channels(c: _Collector, systems: dict[str, tuple[_File, files.SystemFile]]) -> None:
     """Each channel is bound to exactly one system: a landing folder two systems name would let
-    either speak for the other."""
-    bound: dict[str, str] = {}
-    for name, (f, m) in systems.items():
-        folder = m.channels.landing or name
-        if folder in bound:
-            c.add(
-                f,
-                ("channels", "landing") if m.channels.landing else (),
-                f"landing/{folder}/ is already the channel of {bound[folder]}; a channel speaks "
-                "for one system only",
-                f"give {name} its own folder (channels: {{landing: {name}}})",
-            )
-        else:
-            bound[folder] = name
+    either speak for the other. Reported where a file names the folder (`channels.landing`)."""
+    bound: dict[str, list[str]] = {}
+    for name, (_, m) in systems.items():
+        bound.setdefault(m.channels.landing or name, []).append(name)
+    for folder, names in bound.items():
+        for name in names:
+            f, m = systems[name]
+            if len(names) > 1 and m.channels.landing:
+                others = ", ".join(n for n in names if n != name)
+                c.add(
+                    f,
+                    ("channels", "landing"),
+                    f"landing/{folder}/ is also the channel of {others}; a channel speaks for "
+                    "one system only",
+                    f"name a folder no other system uses (by default its own name, {name})",
+                )
 
 
 def _names(found: dict[str, Any]) -> str:
