@@ -238,7 +238,10 @@ def test_the_catalog_document_comes_from_the_project(project, tmp_path):
     edit(project / "catalog" / "order.yaml", "Where the order is in its life.", "Its stage.")
     done = syncctl(tmp_path / "home", "--project", str(project), "catalog")
     assert done.returncode == 0, done.stderr
-    assert "| crm | sql | `SYNCFABRIC_CRM_URL` | customer (`contacts`) |" in done.stdout
+    assert (
+        "| crm | sql | `SYNCFABRIC_CRM_URL` | `landing/crm/` | customer (`contacts`) |"
+        in done.stdout
+    )
     assert "| status | enum | billing | required; one of pending, paid, shipped" in done.stdout
     assert "| Its stage. |" in done.stdout
     assert "`state` (vocabulary)" in done.stdout  # support's column for the customer status

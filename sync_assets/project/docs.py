@@ -12,17 +12,22 @@ def catalog_markdown(project: Project) -> str:
     lines = [f"# {project.name}: the catalog", ""]
     if project.settings.description:
         lines += [project.settings.description.strip(), ""]
-    lines += ["## Systems", "", "| system | kind | URL variable | holds | description |"]
-    lines += ["| --- | --- | --- | --- | --- |"]
+    lines += [
+        "## Systems",
+        "",
+        "| system | kind | URL variable | channel (signing key) | holds | description |",
+    ]
+    lines += ["| --- | --- | --- | --- | --- | --- |"]
     for system in project.systems.values():
         holds = ", ".join(
             f"{m.entity} (`{m.table}`)"
             for m in project.mappings.values()
             if m.system == system.name
         )
+        signing = f" (`{system.signing_key_env}`)" if system.signing_key_env else ""
         lines.append(
-            f"| {system.name} | {system.kind} | `{system.url_env}` | {holds} | "
-            f"{_cell(system.description)} |"
+            f"| {system.name} | {system.kind} | `{system.url_env}` | `{system.channel}`{signing} "
+            f"| {holds} | {_cell(system.description)} |"
         )
     for entity in project.entities.values():
         versions = sorted(v for (e, v) in project.payload_versions if e == entity.name)
