@@ -11,6 +11,7 @@ resource's settings is refused before the run starts ("unexpected config entry")
 import dagster as dg
 
 from sync_assets.connectors.resource import SystemsResource, system_url
+from sync_assets.deliver.ops import IN_MEMORY
 from sync_assets.deliver.resources import DeliveryResource
 from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.project import Project, current
@@ -42,4 +43,6 @@ def default_resources(
         ),
         "delivery": DeliveryResource(),
     }
-    return {name: locked(resource) for name, resource in resources.items()}
+    return {name: locked(resource) for name, resource in resources.items()} | {
+        IN_MEMORY: dg.mem_io_manager
+    }
