@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DAGSTER_WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
+DAGSTER_DAEMON = str(Path(sys.executable).with_name("dagster-daemon"))
 LOCATION = {"repositoryLocationName": "sync_assets.definitions", "repositoryName": "__repository__"}
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -98,9 +99,12 @@ def _wait_until_serving(server: Webserver, limit_s: float = 90) -> None:
 
 
 @contextlib.contextmanager
-def webserver(home: Path, *options: str, **env_vars: str) -> Iterator[Webserver]:
+def webserver(
+    home: Path, *options: str, daemon: bool = False, **env_vars: str
+) -> Iterator[Webserver]:
     """`dagster-webserver` over the data folder `home` (its instance in `home/dagster`), with
-    `env_vars` added to its environment and `options` (`--read-only`, say) to its command."""
+    `env_vars` added to its environment and `options` (`--read-only`, say) to its command; with
+    `daemon`, the daemon beside it (as `make ui` runs them), which starts the queued runs."""
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
@@ -118,10 +122,18 @@ def webserver(home: Path, *options: str, **env_vars: str) -> Iterator[Webserver]
              *options],
             env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
+        helper = None
+        if daemon:
+            helper = subprocess.Popen(
+                [DAGSTER_DAEMON, "run", "-m", "sync_assets.definitions"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
     server = Webserver(port, process, log)
     try:
         _wait_until_serving(server)
         yield server
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        for running in (process, helper):
+            if running is not None:
+                running.terminate()
+                running.wait(timeout=60)
