@@ -3,7 +3,7 @@ landing zone, the project's systems and delivery's settings."""
 
 import dagster as dg
 
-from sync_assets.connectors.resource import SystemsResource, system_url
+from sync_assets.connectors.resource import SystemsResource, system_url, system_write_urls
 from sync_assets.deliver.resources import DeliveryResource
 from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.project import Project, current
@@ -20,7 +20,8 @@ def default_resources(
         "warehouse": WarehouseResource(path=str(folder.warehouse)),
         "landing_zone": LandingZoneResource(root=str(folder.landing)),
         "systems": SystemsResource(
-            urls={name: system_url(folder, name, project) for name in project.system_names}
+            urls={name: system_url(folder, name, project) for name in project.system_names},
+            write_urls=system_write_urls(project),
         ),
         "delivery": DeliveryResource(),
     }

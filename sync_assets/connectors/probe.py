@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from sync_assets.connectors.mappings import Lookup, Mapping
+from sync_assets.connectors.mappings import Mapping, needed_columns
 from sync_assets.connectors.platform_api import is_platform_url, read_records
 from sync_assets.connectors.problems import reading
 from sync_assets.connectors.sources import configured_url, open_source
@@ -31,23 +31,6 @@ class TableProbe:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def needed_columns(mapping: Mapping) -> dict[str, set[str]]:
-    """Table -> the columns the mapping reads there (its lookups read other tables)."""
-    needed: dict[str, set[str]] = {mapping.table: set(mapping.key)}
-    main = needed[mapping.table]
-    sources = [mapping.canonical_key.source, *(f.source for f in mapping.fields)]
-    for source in sources:
-        if isinstance(source, Lookup):
-            main.update(source.on)
-            needed.setdefault(source.table, set()).update({*source.on.values(), source.value})
-        else:
-            main.add(source)
-    if mapping.soft_delete:
-        main.add(mapping.soft_delete.column)
-    main.update(stamp.column for stamp in mapping.stamps)
-    return needed
 
 
 def probe_project(project: Project, folder: DataFolder) -> list[TableProbe]:

@@ -25,15 +25,25 @@ class SystemsResource(dg.ConfigurableResource):
     (`url_env`, credentials included), passed through `dg.EnvVar` so it never shows in the UI. On
     the embedded default, a system whose variable is not set is the SQLite file
     `systems/<system>.sqlite` in the data folder (the demo builds them).
+
+    A system whose file names a `write_url_env` is written (deliveries) through that URL, and only
+    read through `url_env`: the two can log in as a writer and a read-only role
+    (`syncctl grants`). `write_urls` holds those; a system not in it is written through its URL.
     """
 
     urls: dict[str, str]
+    write_urls: dict[str, str] = {}
 
     def url(self, system: str) -> str:
+        """The URL snapshots read the system through."""
         try:
             return self.urls[system]
         except KeyError:
             raise KeyError(f"no URL configured for system {system!r}") from None
+
+    def write_url(self, system: str) -> str:
+        """The URL deliveries write the system through: its writer's, else its only one."""
+        return self.write_urls.get(system) or self.url(system)
 
     @contextlib.contextmanager
     def rows(self, mapping: Mapping) -> Iterator[Iterator[pa.RecordBatch]]:
@@ -58,3 +68,19 @@ def system_url(folder: DataFolder, system: str, project: Project | None = None) 
     if os.environ.get(variable):
         return dg.EnvVar(variable)
     return sqlite_url(folder.system_database(system))
+
+
+def system_write_urls(project: Project | None = None) -> dict[str, str | dg.EnvVar]:
+    """The writer URLs of the systems whose file names a `write_url_env`, each as its `EnvVar`.
+
+    A named variable that is not set is left out only when the read URL is not set either (the
+    embedded SQLite default, read and written alike); with the read URL set, it is an error at
+    the first delivery (Dagster's own: the variable is missing), never a silent write through
+    the read-only URL."""
+    found: dict[str, str | dg.EnvVar] = {}
+    for name, system in (project or current()).systems.items():
+        if system.write_url_env is None:
+            continue
+        if os.environ.get(system.write_url_env) or os.environ.get(system.url_env):
+            found[name] = dg.EnvVar(system.write_url_env)
+    return found
