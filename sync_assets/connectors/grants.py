@@ -239,7 +239,7 @@ def _mysql(
         "-- The bookkeeping tables deliveries keep beside the system's tables.",
         *_ledger_ddl(dialect, schema),
         "",
-        "-- The two logins (MariaDB logins), locked until you give them a password (below).",
+        "-- The two logins, locked until you give them a password (below).",
         f"CREATE USER IF NOT EXISTS {reader} ACCOUNT LOCK;",
         f"CREATE USER IF NOT EXISTS {writer} ACCOUNT LOCK;",
         "",
