@@ -188,7 +188,12 @@ def validate(connect: bool, as_json: bool) -> None:
     help="Where unqualified names are: PostgreSQL's schema (default public), MariaDB/MySQL's "
     "database (default: the URL's).",
 )
-@click.option("--host", default="%", show_default=True, help="MariaDB/MySQL: where the two logins connect from.")
+@click.option(
+    "--host",
+    default="%",
+    show_default=True,
+    help="MariaDB/MySQL: where the two logins connect from.",
+)
 def grants(
     system: str,
     reader: str | None,

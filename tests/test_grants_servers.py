@@ -113,7 +113,9 @@ def landscape(request, project) -> Iterator[Landscape]:
         ])  # fmt: skip
     tag = uuid.uuid4().hex[:10]
     roles = Roles(f"sf_reader_{tag}", f"sf_writer_{tag}")
-    script = grants_script(project, "support", "postgresql" if on_postgres else "mysql", roles, schema)
+    script = grants_script(
+        project, "support", "postgresql" if on_postgres else "mysql", roles, schema
+    )
     try:
         _run_as_administrator(admin, script, roles)
         yield Landscape(
@@ -175,7 +177,9 @@ def refused(url: str, *statements: sa.Executable | str) -> list[str]:
 
 def denied(message: str) -> bool:
     """PostgreSQL's and MariaDB's words for a missing privilege."""
-    return any(words in message for words in ("permission denied", "must be owner", "command denied"))
+    return any(
+        words in message for words in ("permission denied", "must be owner", "command denied")
+    )
 
 
 def delivery(n: int, key: str, action: str, values: dict, version: str = V1) -> Delivery:
@@ -199,7 +203,8 @@ def test_a_snapshot_reads_through_the_reader_role(landscape):
 def test_the_probe_names_a_missing_column_and_table_through_the_reader(landscape):
     mapping = landscape.mapping
     missing_column = dataclasses.replace(
-        mapping, fields=(*mapping.fields[:1], dataclasses.replace(mapping.fields[1], source="Nick Name"))
+        mapping,
+        fields=(*mapping.fields[:1], dataclasses.replace(mapping.fields[1], source="Nick Name")),
     )
     missing_table = dataclasses.replace(mapping, table="Help Desk Agents")
     [column, table] = probe_system("support", landscape.reader_url, [missing_column, missing_table])

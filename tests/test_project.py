@@ -139,7 +139,7 @@ HOSTILE_NAMES = {
     "a statement after a semicolon": '"accounts; DROP TABLE accounts"',
     "a double quote": "'acc\"ounts'",
     "a backtick": '"acc`ounts"',
-    "a single quote": "\"acc'ounts\"",
+    "a single quote": '"acc\'ounts"',
     "a comment marker": '"accounts -- x"',
     "a block comment": '"accounts/*x*/"',
     "a NUL": '"acc\\0ounts"',

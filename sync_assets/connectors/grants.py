@@ -163,7 +163,9 @@ def reader_columns(mappings: list[Mapping]) -> dict[tuple[str | None, str], list
     return {where: sorted(columns) for where, columns in found.items()}
 
 
-def writer_tables(project: Project, mappings: list[Mapping]) -> dict[tuple[str | None, str], list[str]]:
+def writer_tables(
+    project: Project, mappings: list[Mapping]
+) -> dict[tuple[str | None, str], list[str]]:
     """(schema, table) -> the privileges the writer has there (two entities in one table: both)."""
     found: dict[tuple[str | None, str], set[str]] = {}
     for mapping in mappings:
@@ -176,9 +178,7 @@ def writer_tables(project: Project, mappings: list[Mapping]) -> dict[tuple[str |
 # --- the dialects ---------------------------------------------------------------------------------
 
 
-def _postgresql(
-    project: Project, mappings: list[Mapping], roles: Roles, schema: str
-) -> list[str]:
+def _postgresql(project: Project, mappings: list[Mapping], roles: Roles, schema: str) -> list[str]:
     dialect = postgresql.dialect()
     q = dialect.identifier_preparer.quote_identifier
     reader, writer = q(roles.reader), q(roles.writer)
@@ -198,7 +198,10 @@ def _postgresql(
             f"{sql_literal(role)}) THEN CREATE ROLE {q(role)} LOGIN; END IF; END $$;"
         )
         lines.append(f"ALTER ROLE {q(role)} SET search_path TO {q(schema)};")
-    lines += ["", f"GRANT USAGE ON SCHEMA {', '.join(q(s) for s in schemas)} TO {reader}, {writer};"]
+    lines += [
+        "",
+        f"GRANT USAGE ON SCHEMA {', '.join(q(s) for s in schemas)} TO {reader}, {writer};",
+    ]
     lines += ["", "-- The reader: SELECT on the mapped columns, nothing else."]
     for (where, table), columns in reader_columns(mappings).items():
         listed = ", ".join(q(c) for c in columns)

@@ -104,9 +104,7 @@ def _probe_platform(url: str, mapping: Mapping) -> TableProbe:
     return probe
 
 
-def _has_table(
-    engine: sa.Engine, inspector: sa.Inspector, table: str, schema: str | None
-) -> bool:
+def _has_table(engine: sa.Engine, inspector: sa.Inspector, table: str, schema: str | None) -> bool:
     """Whether the catalog has the table. MariaDB/MySQL refuse to describe a table a login has no
     privilege on as they would a missing one (so as not to say it exists): not there either."""
     try:
@@ -137,7 +135,7 @@ def _columns(
     )  # fmt: skip
     database = sa.literal(schema) if schema else sa.func.database()
     query = sa.select(view.c.COLUMN_NAME).where(
-        view.c.TABLE_SCHEMA == database, view.c.TABLE_NAME == table
+        database == view.c.TABLE_SCHEMA, table == view.c.TABLE_NAME
     )
     with engine.connect() as con:
         return set(con.execute(query).scalars()), False
