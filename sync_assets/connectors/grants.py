@@ -211,8 +211,8 @@ def _postgresql(project: Project, mappings: list[Mapping], roles: Roles, schema:
         lines.append(
             f"GRANT {', '.join(privileges)} ON {q(where or schema)}.{q(table)} TO {writer};"
         )
-    for table, privileges in LEDGER_PRIVILEGES.items():
-        lines.append(f"GRANT {', '.join(privileges)} ON {q(schema)}.{q(table)} TO {writer};")
+    for ledger_table, granted in LEDGER_PRIVILEGES.items():
+        lines.append(f"GRANT {', '.join(granted)} ON {q(schema)}.{q(ledger_table)} TO {writer};")
     lines += [
         "",
         "COMMIT;",
@@ -254,8 +254,8 @@ def _mysql(
     lines += ["", "-- The writer: the mapped tables and the bookkeeping tables, nothing else."]
     for (where, table), privileges in writer_tables(project, mappings).items():
         lines.append(f"GRANT {', '.join(privileges)} ON {name(where, table)} TO {writer};")
-    for table, privileges in LEDGER_PRIVILEGES.items():
-        lines.append(f"GRANT {', '.join(privileges)} ON {name(None, table)} TO {writer};")
+    for ledger_table, granted in LEDGER_PRIVILEGES.items():
+        lines.append(f"GRANT {', '.join(granted)} ON {name(None, ledger_table)} TO {writer};")
     lines += [
         "",
         "-- Then give each account a password and unlock it, e.g.",

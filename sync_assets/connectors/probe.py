@@ -134,8 +134,8 @@ def _columns(
         schema="information_schema",
     )  # fmt: skip
     database = sa.literal(schema) if schema else sa.func.database()
-    query = sa.select(view.c.COLUMN_NAME).where(
-        database == view.c.TABLE_SCHEMA, table == view.c.TABLE_NAME
+    query = sa.select(view.c["COLUMN_NAME"]).where(
+        view.c["TABLE_SCHEMA"] == database, view.c["TABLE_NAME"] == table
     )
     with engine.connect() as con:
         return set(con.execute(query).scalars()), False
@@ -146,5 +146,5 @@ MYSQL_DENIED = {1044, 1142, 1143}
 
 
 def _denied_on_mysql(engine: sa.Engine, error: sa.exc.DBAPIError) -> bool:
-    args = getattr(error.orig, "args", ())
+    args: tuple[object, ...] = tuple(getattr(error.orig, "args", ()))
     return engine.dialect.name in ("mysql", "mariadb") and bool(args) and args[0] in MYSQL_DENIED
