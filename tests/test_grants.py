@@ -146,8 +146,10 @@ def test_deliveries_take_the_writer_url_and_snapshots_the_readers(monkeypatch, t
     monkeypatch.delenv("CRM_WRITER", raising=False)
     assert system_write_urls(project) == {}  # the embedded SQLite file: read and written alike
     monkeypatch.setenv("SYNCFABRIC_CRM_URL", "postgresql+psycopg://reader@db/crm")
-    assert system_write_urls(project) == {"crm": dg.EnvVar("CRM_WRITER")}
+    with pytest.raises(SyncfabricError, match="CRM_WRITER is not set while SYNCFABRIC_CRM_URL is"):
+        system_write_urls(project)  # never a delivery through the read-only role
     monkeypatch.setenv("CRM_WRITER", "postgresql+psycopg://writer@db/crm")
+    assert system_write_urls(project) == {"crm": dg.EnvVar("CRM_WRITER")}
     systems = SystemsResource(
         urls={"crm": dg.EnvVar("SYNCFABRIC_CRM_URL"), "billing": "sqlite://"},  # type: ignore[dict-item]
         write_urls=system_write_urls(project),  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from sync_assets.connectors.mappings import Mapping
 from sync_assets.connectors.platform_api import is_platform_url, read_records
 from sync_assets.connectors.problems import reading
 from sync_assets.connectors.sources import open_source, sqlite_url, stream_batches
+from sync_assets.errors import EXIT_USAGE, SyncfabricError
 from sync_assets.operate.failures import as_step_failure
 from sync_assets.project import Project, current
 from sync_assets.settings import DataFolder
@@ -73,14 +74,21 @@ def system_url(folder: DataFolder, system: str, project: Project | None = None) 
 def system_write_urls(project: Project | None = None) -> dict[str, str | dg.EnvVar]:
     """The writer URLs of the systems whose file names a `write_url_env`, each as its `EnvVar`.
 
-    A named variable that is not set is left out only when the read URL is not set either (the
-    embedded SQLite default, read and written alike); with the read URL set, it is an error at
-    the first delivery (Dagster's own: the variable is missing), never a silent write through
-    the read-only URL."""
+    With neither variable set, the system is the embedded SQLite file, read and written alike.
+    With the read URL set and the writer's not, the resources are not built (a SyncfabricError
+    naming both variables): writing through the read-only role would only fail row by row."""
     found: dict[str, str | dg.EnvVar] = {}
     for name, system in (project or current()).systems.items():
-        if system.write_url_env is None:
+        writer = system.write_url_env
+        if writer is None or not (os.environ.get(writer) or os.environ.get(system.url_env)):
             continue
-        if os.environ.get(system.write_url_env) or os.environ.get(system.url_env):
-            found[name] = dg.EnvVar(system.write_url_env)
+        if not os.environ.get(writer):
+            raise SyncfabricError(
+                f"systems/{name}.yaml names write_url_env: {writer} for deliveries, but {writer} "
+                f"is not set while {system.url_env} is. Fix: set {writer} to the URL of the "
+                f"{name} system's writer role (syncctl grants --system {name}), or remove "
+                f"write_url_env to write through {system.url_env}",
+                exit_code=EXIT_USAGE,
+            )
+        found[name] = dg.EnvVar(writer)
     return found
