@@ -17,6 +17,7 @@ from sync_assets.connectors.grants import Roles, grants_script, reader_columns, 
 from sync_assets.connectors.resource import SystemsResource, system_write_urls
 from sync_assets.errors import SyncfabricError
 from sync_assets.project import current, load_project
+from sync_assets.project.docs import catalog_markdown
 
 ROLES = Roles("r", "w")
 
@@ -141,6 +142,7 @@ def test_deliveries_take_the_writer_url_and_snapshots_the_readers(monkeypatch, t
     ))  # fmt: skip
     project = load_project(copy)
     assert project.systems["crm"].writer_env == "CRM_WRITER"
+    assert "| `SYNCFABRIC_CRM_URL` (writes: `CRM_WRITER`) |" in catalog_markdown(project)
     assert project.systems["billing"].writer_env == "SYNCFABRIC_BILLING_URL"
     monkeypatch.delenv("SYNCFABRIC_CRM_URL", raising=False)
     monkeypatch.delenv("CRM_WRITER", raising=False)
