@@ -89,6 +89,11 @@ def test_a_sqlite_system_has_no_roles_and_says_so(home):
         SYNCFABRIC_SUPPORT_URL=f"sqlite:///{home}/support.sqlite",
     )  # fmt: skip
     assert done.returncode == 2 and "SQLite has no roles or grants" in done.stderr
+    done = syncctl(
+        home, "--project", str(DEMO_PROJECT), "grants", "--system", "support",
+        "--dialect", "postgresql", SYNCFABRIC_SUPPORT_URL=f"sqlite:///{home}/support.sqlite",
+    )  # fmt: skip
+    assert done.returncode == 0 and 'ON "public"."users" TO "syncfabric_support_writer";' in done.stdout  # fmt: skip
 
 
 def test_the_dialect_and_database_come_from_the_systems_url(home):

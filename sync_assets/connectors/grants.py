@@ -42,6 +42,7 @@ ROLE_PATTERN = r"[a-z_][a-z0-9_]{0,62}"
 HOST_PATTERN = r"[A-Za-z0-9_.%:-]{1,255}"
 """The host part of a MariaDB/MySQL account: a name, an address, or a pattern with %."""
 WRITES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+"""What a writer may do to a mapped table, in the order granted; DELETE only where rows go."""
 DIALECTS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
 """A URL's backend -> the dialect whose grants are written (MariaDB's are MySQL's)."""
 
@@ -61,18 +62,12 @@ def default_roles(system: str) -> Roles:
 def dialect_of(url: str) -> str:
     """'postgresql' or 'mysql' for a system's URL; a SyncfabricError for anything without roles."""
     if re.match(r"^https?://", url, re.IGNORECASE):
-        raise SyncfabricError(
-            "the system is a no-code platform reached over HTTP: it has no SQL roles. Give "
-            "Syncfabric a token that can only read, and one that can write the mapped tables, "
-            "in the platform itself.",
-            exit_code=EXIT_USAGE,
-        )
-    try:
-        backend = sa.make_url(url).get_backend_name()
-    except sa.exc.ArgumentError:
+        raise _platform()
+    backend = _backend(url)
+    if backend is None:
         raise SyncfabricError(
             "the system's URL is not a database URL; pass --dialect", exit_code=EXIT_USAGE
-        ) from None
+        )
     if backend == "sqlite":
         raise SyncfabricError(
             "the system is a SQLite file: SQLite has no roles or grants, so there is nothing to "
@@ -101,29 +96,48 @@ def system_grants(
 ) -> str:
     """`syncctl grants`: the script for `system`, its dialect and (MariaDB/MySQL) database taken
     from the system's URL in the environment (its writer's, else its own) unless given."""
-    found = project.systems.get(system)
-    if found is None:
-        _mappings(project, system)  # says which systems there are
-        raise AssertionError("unreachable")
+    _mappings(project, system)
+    found = project.systems[system]
     if found.kind == "http":
-        dialect_of("https://")  # a platform: no roles
+        raise _platform()
     url = os.environ.get(found.writer_env) or os.environ.get(found.url_env)
-    if dialect is None:
-        if not url:
-            raise SyncfabricError(
-                f"{found.url_env} is not set, so {system} is the embedded default, a SQLite file: "
-                "SQLite has no roles or grants. Set the variable to the system's PostgreSQL or "
-                "MariaDB/MySQL URL, or pass --dialect postgresql|mariadb",
-                exit_code=EXIT_USAGE,
-            )
+    if dialect is not None:
+        dialect = dialect_of(f"{dialect}://")
+    elif url:
         dialect = dialect_of(url)
     else:
-        dialect = dialect_of(f"{dialect}://")
-    if schema is None and dialect == "mysql" and url and dialect_of(url) == "mysql":
+        raise SyncfabricError(
+            f"{found.url_env} is not set, so {system} is the embedded default, a SQLite file: "
+            "SQLite has no roles or grants. Set the variable to the system's PostgreSQL or "
+            "MariaDB/MySQL URL, or pass --dialect postgresql|mariadb",
+            exit_code=EXIT_USAGE,
+        )
+    if (
+        schema is None
+        and dialect == "mysql"
+        and url
+        and DIALECTS.get(_backend(url) or "") == "mysql"
+    ):
         schema = sa.make_url(url).database or None
     defaults = default_roles(system)
     roles = Roles(reader or defaults.reader, writer or defaults.writer, host)
     return grants_script(project, system, dialect, roles, schema)
+
+
+def _backend(url: str) -> str | None:
+    try:
+        return sa.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        return None
+
+
+def _platform() -> SyncfabricError:
+    return SyncfabricError(
+        "the system is a no-code platform reached over HTTP: it has no SQL roles. Give "
+        "Syncfabric a token that can only read, and one that can write the mapped tables, "
+        "in the platform itself.",
+        exit_code=EXIT_USAGE,
+    )
 
 
 def grants_script(
