@@ -143,20 +143,22 @@ def test_deliveries_take_the_writer_url_and_snapshots_the_readers(monkeypatch, t
     copy = demo_copy(tmp_path)
     crm = copy / "systems" / "crm.yaml"
     crm.write_text(crm.read_text().replace(
-        "url_env: SYNCFABRIC_CRM_URL\n", "url_env: SYNCFABRIC_CRM_URL\nwrite_url_env: CRM_WRITER\n"
+        "url_env: SYNCFABRIC_CRM_URL\n", "url_env: SYNCFABRIC_CRM_URL\nwrite_url_env: CRM_WRITE_URL\n"
     ))  # fmt: skip
     project = load_project(copy)
-    assert project.systems["crm"].writer_env == "CRM_WRITER"
-    assert "| `SYNCFABRIC_CRM_URL` (writes: `CRM_WRITER`) |" in catalog_markdown(project)
+    assert project.systems["crm"].writer_env == "CRM_WRITE_URL"
+    assert "| `SYNCFABRIC_CRM_URL` (writes: `CRM_WRITE_URL`) |" in catalog_markdown(project)
     assert project.systems["billing"].writer_env == "SYNCFABRIC_BILLING_URL"
     monkeypatch.delenv("SYNCFABRIC_CRM_URL", raising=False)
-    monkeypatch.delenv("CRM_WRITER", raising=False)
+    monkeypatch.delenv("CRM_WRITE_URL", raising=False)
     assert system_write_urls(project) == {}  # the embedded SQLite file: read and written alike
     monkeypatch.setenv("SYNCFABRIC_CRM_URL", "postgresql+psycopg://reader@db/crm")
-    with pytest.raises(SyncfabricError, match="CRM_WRITER is not set while SYNCFABRIC_CRM_URL is"):
+    with pytest.raises(
+        SyncfabricError, match="CRM_WRITE_URL is not set while SYNCFABRIC_CRM_URL is"
+    ):
         system_write_urls(project)  # never a delivery through the read-only role
-    monkeypatch.setenv("CRM_WRITER", "postgresql+psycopg://writer@db/crm")
-    assert system_write_urls(project) == {"crm": dg.EnvVar("CRM_WRITER")}
+    monkeypatch.setenv("CRM_WRITE_URL", "postgresql+psycopg://writer@db/crm")
+    assert system_write_urls(project) == {"crm": dg.EnvVar("CRM_WRITE_URL")}
     systems = SystemsResource(
         urls={"crm": dg.EnvVar("SYNCFABRIC_CRM_URL"), "billing": "sqlite://"},  # type: ignore[dict-item]
         write_urls=system_write_urls(project),  # type: ignore[arg-type]

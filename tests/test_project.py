@@ -201,6 +201,20 @@ def test_validate_refuses_a_hostile_name_without_a_traceback(project, tmp_path):
     )
 
 
+def test_a_writer_url_variable_must_end_in_url(project):
+    crm = project / "systems" / "crm.yaml"
+    edit(
+        crm,
+        "url_env: SYNCFABRIC_CRM_URL\n",
+        "url_env: SYNCFABRIC_CRM_URL\nwrite_url_env: CRM_WRITER\n",
+    )
+    [found] = problems(project)
+    assert found.startswith(
+        f"systems/crm.yaml:{line_of(crm, 'write_url_env')}: write_url_env: 'CRM_WRITER' is not a "
+        "URL variable's name; fix: use upper case letters, digits and _, ending in _URL"
+    )
+
+
 def test_unknown_fields_and_wrong_words_are_named(project):
     catalog = project / "catalog" / "order.yaml"
     edit(catalog, "    tolerance: 0.01", "    tolerence: 0.01")

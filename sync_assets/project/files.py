@@ -25,6 +25,8 @@ from pydantic_core import PydanticCustomError
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 """Entity, system and attribute names: they become table names, asset keys and variable names."""
 ENV_PATTERN = r"^[A-Z][A-Z0-9_]{0,127}$"
+URL_ENV_PATTERN = r"^[A-Z][A-Z0-9_]{0,123}_URL$"
+"""A writer's URL variable: its name ends in _URL, so secret redaction masks its password."""
 
 IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(?: [A-Za-z0-9_]+)*"
 """Table, schema and column names in a system: ASCII letters, digits and _, not starting with a
@@ -201,7 +203,7 @@ EnvName = Annotated[str, StringConstraints(pattern=ENV_PATTERN)]
 class SystemFile(Strict):
     kind: Literal["sql", "http"]
     url_env: EnvName
-    write_url_env: EnvName | None = None
+    write_url_env: Annotated[str, StringConstraints(pattern=URL_ENV_PATTERN)] | None = None
     """The URL deliveries write through (a writer role's credentials); `url_env` when not given.
     `url_env` is then only read (snapshots, `validate --connect`): it can be a read-only role."""
     description: str = ""

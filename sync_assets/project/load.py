@@ -184,6 +184,12 @@ def _explain(error: Any, model: type[BaseModel]) -> tuple[str, str]:
                 f"{error['input']!r} is not a valid name",
                 "use lower case letters, digits and _, starting with a letter",
             )
+        if pattern == files.URL_ENV_PATTERN:
+            return (
+                f"{error['input']!r} is not a URL variable's name",
+                "use upper case letters, digits and _, ending in _URL (so its password is "
+                "redacted everywhere), e.g. SYNCFABRIC_CRM_WRITE_URL",
+            )
         return (
             f"{error['input']!r} is not a valid environment variable name",
             "use upper case letters, digits and _, e.g. SYNCFABRIC_CRM_URL",
