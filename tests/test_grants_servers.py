@@ -128,8 +128,10 @@ def landscape(request, project) -> Iterator[Landscape]:
         with admin.begin() as conn:
             for role in (roles.reader, roles.writer):
                 if on_postgres:
-                    conn.execute(sa.text(f'DROP OWNED BY "{role}"'))  # its grants, here
-                    conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+                    exists = sa.text("SELECT count(*) FROM pg_roles WHERE rolname = :r")
+                    if conn.execute(exists, {"r": role}).scalar_one():
+                        conn.execute(sa.text(f'DROP OWNED BY "{role}"'))  # its grants, here
+                        conn.execute(sa.text(f'DROP ROLE "{role}"'))
                 else:
                     conn.execute(sa.text(f"DROP USER IF EXISTS '{role}'@'%'"))
 
