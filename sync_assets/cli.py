@@ -183,6 +183,45 @@ def validate(connect: bool, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--system", required=True, help="The system's name, as in systems/<NAME>.yaml.")
+@click.option("--reader", help="The read-only role.  [default: syncfabric_<SYSTEM>_reader]")
+@click.option("--writer", help="The writer role.  [default: syncfabric_<SYSTEM>_writer]")
+@click.option(
+    "--dialect",
+    type=click.Choice(["postgresql", "mariadb", "mysql"]),
+    help="The server's SQL.  [default: from the system's URL in the environment]",
+)
+@click.option(
+    "--schema",
+    help="Where unqualified names are: PostgreSQL's schema (default public), MariaDB/MySQL's "
+    "database (default: the URL's).",
+)
+@click.option(
+    "--host",
+    default="%",
+    show_default=True,
+    help="MariaDB/MySQL: where the two logins connect from.",
+)
+def grants(
+    system: str,
+    reader: str | None,
+    writer: str | None,
+    dialect: str | None,
+    schema: str | None,
+    host: str,
+) -> None:
+    """Print the SQL an administrator runs for SYSTEM: the bookkeeping tables, a reader role that
+    can only SELECT the mapped columns, a writer role limited to the mapped tables."""
+    from sync_assets.connectors.grants import system_grants
+    from sync_assets.project import current
+
+    script = system_grants(
+        current(), system, dialect=dialect, reader=reader, writer=writer, host=host, schema=schema
+    )
+    click.echo(script, nl=False)
+
+
+@main.command()
 @click.option("--out", type=click.Path(dir_okay=False), help="Write it to this file.")
 def catalog(out: str | None) -> None:
     """The project's catalog as Markdown: systems, entities, attributes, owners, rules, PII and

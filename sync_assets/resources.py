@@ -4,13 +4,14 @@ landing zone, the project's systems and delivery's settings.
 Their settings are locked: they come from the project and the environment when the code location
 loads, and a run's config cannot replace them. Without the lock, anyone who can reach the UI could
 launch a run (the launchpad, GraphQL's `launchRun`) whose config points the warehouse, the landing
-zone or a system's URL elsewhere, redirecting reads and deliveries. A run config that names a
-resource's settings is refused before the run starts ("unexpected config entry").
+zone or a system's URL (its reader's or its writer's) elsewhere, redirecting reads and deliveries.
+A run config that names a resource's settings is refused before the run starts ("unexpected
+config entry").
 """
 
 import dagster as dg
 
-from sync_assets.connectors.resource import SystemsResource, system_url
+from sync_assets.connectors.resource import SystemsResource, system_url, system_write_urls
 from sync_assets.deliver.ops import IN_MEMORY
 from sync_assets.deliver.resources import DeliveryResource
 from sync_assets.ingest.resources import LandingZoneResource
@@ -39,7 +40,8 @@ def default_resources(
         "warehouse": WarehouseResource(path=str(folder.warehouse)),
         "landing_zone": LandingZoneResource(root=str(folder.landing)),
         "systems": SystemsResource(
-            urls={name: system_url(folder, name, project) for name in project.system_names}
+            urls={name: system_url(folder, name, project) for name in project.system_names},
+            write_urls=system_write_urls(project),
         ),
         "delivery": DeliveryResource(),
     }

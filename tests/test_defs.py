@@ -124,6 +124,7 @@ def test_one_system_url_per_system_from_its_variable_else_its_sqlite_file(
         ("warehouse", {"path": "/tmp/elsewhere.duckdb"}),
         ("landing_zone", {"root": "/tmp/elsewhere"}),
         ("systems", {"urls": {"crm": "postgresql+psycopg://attacker@evil/crm"}}),
+        ("systems", {"write_urls": {"crm": "postgresql+psycopg://attacker@evil/crm"}}),
         ("delivery", {"compensation": {"customer": "compensate"}}),
     ],
 )

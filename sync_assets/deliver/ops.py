@@ -115,7 +115,7 @@ def deliver_to(
     if not deliveries:
         return Report(system)
     settings = delivery.settings(system)
-    destination = open_destination(system, systems.url(system), settings)
+    destination = open_destination(system, systems.write_url(system), settings)
     try:
         return deliver(deliveries, destination, settings.policy, rng=random.Random())
     finally:

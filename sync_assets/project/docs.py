@@ -20,8 +20,11 @@ def catalog_markdown(project: Project) -> str:
             for m in project.mappings.values()
             if m.system == system.name
         )
+        variables = f"`{system.url_env}`"
+        if system.write_url_env:
+            variables += f" (writes: `{system.write_url_env}`)"
         lines.append(
-            f"| {system.name} | {system.kind} | `{system.url_env}` | {holds} | "
+            f"| {system.name} | {system.kind} | {variables} | {holds} | "
             f"{_cell(system.description)} |"
         )
     for entity in project.entities.values():

@@ -156,11 +156,19 @@ class _Collector:
         try:
             return model.model_validate(file.data)
         except ValidationError as error:
-            for e in error.errors():
+            errors = error.errors()
+            for e in errors:
                 loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
+                if e["type"] == "too_short" and _inside(e["loc"], errors):
+                    continue  # pydantic counts only the valid items: its item's error says it
                 message, fix = _explain(e, model)
                 self.add(file, loc, message, fix)
             return None
+
+
+def _inside(loc: tuple[Any, ...], errors: list[Any]) -> bool:
+    """Whether another error is about an item inside `loc`."""
+    return any(len(e["loc"]) > len(loc) and tuple(e["loc"][: len(loc)]) == loc for e in errors)
 
 
 def _explain(error: Any, model: type[BaseModel]) -> tuple[str, str]:
@@ -176,9 +184,21 @@ def _explain(error: Any, model: type[BaseModel]) -> tuple[str, str]:
                 f"{error['input']!r} is not a valid name",
                 "use lower case letters, digits and _, starting with a letter",
             )
+        if pattern == files.URL_ENV_PATTERN:
+            return (
+                f"{error['input']!r} is not a URL variable's name",
+                "use upper case letters, digits and _, ending in _URL (so its password is "
+                "redacted everywhere), e.g. SYNCFABRIC_CRM_WRITE_URL",
+            )
         return (
             f"{error['input']!r} is not a valid environment variable name",
             "use upper case letters, digits and _, e.g. SYNCFABRIC_CRM_URL",
+        )
+    if kind == "identifier":
+        return message, (
+            "name it with letters, digits and _ (words may be separated by single spaces), "
+            f"starting with a letter or _, at most {files.IDENTIFIER_MAX} characters; rename "
+            "the table or column in the system if it has another name"
         )
     if kind == "literal_error":
         return f"{error['input']!r} is not allowed", message.replace("Input should be", "use")
@@ -320,7 +340,11 @@ def load_project(root: Path | str) -> Project:
         ),
         systems={
             name: System(
-                name, systems[name][1].kind, systems[name][1].url_env, systems[name][1].description
+                name,
+                systems[name][1].kind,
+                systems[name][1].url_env,
+                systems[name][1].description,
+                systems[name][1].write_url_env,
             )
             for name in system_order
         },

@@ -48,6 +48,13 @@ class System:
     url_env: str
     """The environment variable holding the system's URL (credentials included)."""
     description: str = ""
+    write_url_env: str | None = None
+    """The variable of the URL deliveries write through, when not `url_env` (a writer role)."""
+
+    @property
+    def writer_env(self) -> str:
+        """The variable deliveries take their URL from: `write_url_env`, else `url_env`."""
+        return self.write_url_env or self.url_env
 
     @property
     def source(self) -> str:
