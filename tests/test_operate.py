@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from ports import refused_port
 
 from sync_assets.connectors.problems import classify, message, retrying
 from sync_assets.connectors.sources import open_source
@@ -163,16 +164,8 @@ def refusal(url: str | sa.URL, engine: sa.Engine | None = None) -> Exception:
     return caught.value
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_refused_port_or_an_unknown_host_is_permanent_and_named(monkeypatch):
-    refused = f"postgresql+psycopg://sync:s3cret@127.0.0.1:{free_port()}/crm"
+    refused = f"postgresql+psycopg://sync:s3cret@127.0.0.1:{refused_port()}/crm"
     unknown = "mysql+pymysql://sync:s3cret@no-such-host.invalid/billing"
     calls = []
 

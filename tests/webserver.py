@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ports import free_port
+
 DAGSTER_WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
 DAGSTER_DAEMON = str(Path(sys.executable).with_name("dagster-daemon"))
 LOCATION = {"repositoryLocationName": "sync_assets.definitions", "repositoryName": "__repository__"}
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
