@@ -13,7 +13,7 @@ import dagster as dg
 
 from sync_assets.connectors.resource import SystemsResource, system_url, system_write_urls
 from sync_assets.deliver.ops import IN_MEMORY
-from sync_assets.deliver.resources import DeliveryResource
+from sync_assets.deliver.resources import DeliveryResource, DestinationConfig
 from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.project import Project, current
 from sync_assets.settings import DataFolder
@@ -43,7 +43,12 @@ def default_resources(
             urls={name: system_url(folder, name, project) for name in project.system_names},
             write_urls=system_write_urls(project),
         ),
-        "delivery": DeliveryResource(),
+        "delivery": DeliveryResource(
+            destinations={
+                name: DestinationConfig(**system.delivery)
+                for name, system in project.systems.items()
+            }
+        ),
     }
     return {name: locked(resource) for name, resource in resources.items()} | {
         IN_MEMORY: dg.mem_io_manager

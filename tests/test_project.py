@@ -9,11 +9,14 @@ import shutil
 import tokenize
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from commands import assert_no_traceback, syncctl
 from conftest import DEMO_PROJECT
 
 from sync_assets.project import ProjectError, load_project
+from sync_assets.resources import default_resources
+from sync_assets.settings import DataFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -348,3 +351,33 @@ def test_a_data_folder_belongs_to_one_project(project, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"project demo at {DEMO_PROJECT}" in done.stdout
+
+
+def test_delivery_settings_come_from_the_systems_file(project, tmp_path):
+    """Retries and batches are the project's, not a run's config (which cannot set them)."""
+    crm = project / "systems" / "crm.yaml"
+    edit(
+        crm,
+        "url_env: SYNCFABRIC_CRM_URL\n",
+        "url_env: SYNCFABRIC_CRM_URL\ndelivery:\n  max_attempts: 2\n  batch_size: 50\n",
+    )
+    loaded = load_project(project)
+    resources = default_resources(DataFolder(tmp_path / "data"), loaded)
+    with dg.build_resources({"delivery": resources["delivery"]}) as built:
+        crm_settings = built.delivery.settings("crm")
+        billing_settings = built.delivery.settings("billing")
+    assert (crm_settings.policy.max_attempts, crm_settings.batch_size) == (2, 50)
+    assert (billing_settings.policy.max_attempts, billing_settings.batch_size) == (6, 500)
+
+
+def test_a_delivery_setting_out_of_range_is_named(project):
+    crm = project / "systems" / "crm.yaml"
+    edit(
+        crm,
+        "url_env: SYNCFABRIC_CRM_URL\n",
+        "url_env: SYNCFABRIC_CRM_URL\ndelivery:\n  max_attempts: 0\n",
+    )
+    [found] = problems(project)
+    assert found.startswith(
+        f"systems/crm.yaml:{line_of(crm, 'max_attempts')}: delivery.max_attempts"
+    )

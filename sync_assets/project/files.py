@@ -200,6 +200,19 @@ class MappingFile(Strict):
 EnvName = Annotated[str, StringConstraints(pattern=ENV_PATTERN)]
 
 
+class DeliveryFile(Strict):
+    """How corrections are delivered to the system: exponential backoff with full jitter between
+    `base_s` and `cap_s`, `max_attempts` in all, `batch_size` per SQL transaction, `concurrency`
+    HTTP requests in flight, `timeout_s` per request or connection."""
+
+    base_s: float = Field(default=0.05, gt=0)
+    cap_s: float = Field(default=2.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    batch_size: int = Field(default=500, ge=1)
+    concurrency: int = Field(default=8, ge=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
 class SystemFile(Strict):
     kind: Literal["sql", "http"]
     url_env: EnvName
@@ -208,6 +221,7 @@ class SystemFile(Strict):
     `url_env` is then only read (snapshots, `validate --connect`): it can be a read-only role."""
     description: str = ""
     entities: dict[Name, MappingFile] = Field(min_length=1)
+    delivery: DeliveryFile = DeliveryFile()
 
 
 # --- contracts/<entity>.yaml -------------------------------------------------------------------

@@ -345,6 +345,7 @@ def load_project(root: Path | str) -> Project:
                 systems[name][1].url_env,
                 systems[name][1].description,
                 systems[name][1].write_url_env,
+                systems[name][1].delivery.model_dump(),
             )
             for name in system_order
         },

@@ -9,9 +9,9 @@ compares) is derived here, once, so no code needs to know a system or an entity 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sync_assets.catalog.contracts import Contract, PayloadVersion
 from sync_assets.catalog.entities import Entity
@@ -50,6 +50,9 @@ class System:
     description: str = ""
     write_url_env: str | None = None
     """The variable of the URL deliveries write through, when not `url_env` (a writer role)."""
+    delivery: dict[str, Any] = field(default_factory=dict)
+    """How corrections are delivered to it (`DeliveryFile`'s fields: retries, batches,
+    concurrency, timeout); the defaults where empty."""
 
     @property
     def writer_env(self) -> str:
