@@ -20,6 +20,7 @@ def secrets(monkeypatch):
         "SYNCFABRIC_CRM_URL", f"https://svc:{CANARY}@127.0.0.1:9/app?token=tok-{CANARY}"
     )
     monkeypatch.setenv("CRM_SIGNING_KEY", f"key-{CANARY}")
+    monkeypatch.setenv("SYNCFABRIC_PII_KEYS", f"k2:new-{CANARY},k1:old-{CANARY}")
     monkeypatch.setenv("SYNCFABRIC_PROJECT", "/not/a/secret/path")
 
 
@@ -37,7 +38,7 @@ def test_urls_are_shown_without_their_secrets():
 
 
 def test_every_secret_of_the_environment_is_masked_wherever_it_shows(secrets):
-    text = f"failed with {CANARY}, signed by key-{CANARY}, token tok-{CANARY}"
+    text = f"failed with {CANARY}, signed by key-{CANARY}, token tok-{CANARY}, old-{CANARY}"
     assert CANARY not in redact_text(text)
     assert "/not/a/secret/path" in redact_text("project at /not/a/secret/path")
 

@@ -49,6 +49,8 @@ def secret_values(environ: dict[str, str] | None = None) -> list[str]:
             found.update(_url_secrets(value))
         else:
             found.add(value)
+            for item in re.split(r"[,;\s]+", value):  # a keyring: `id:key,id:key`
+                found.update((item, item.rpartition(":")[2]))
     return sorted((s for s in found if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
