@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The project `make demo` and `make ui` work on; point it at your own (or pass --project).
 export SYNCFABRIC_PROJECT ?= $(CURDIR)/examples/demo
 
-.PHONY: install demo run test lint format typecheck ui bench clean
+.PHONY: install demo run test lint format typecheck ui ui-read-only bench clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ typecheck: install
 
 ui: install
 	$(BIN)/syncctl ui
+
+# For analysts: the same UI, but nothing can be launched or switched (docs/security.md).
+ui-read-only: install
+	$(BIN)/syncctl ui --read-only
 
 bench: install
 	$(BIN)/python -m bench

@@ -24,6 +24,7 @@ import click
 from sync_assets.errors import SyncfabricError
 from sync_assets.operate.console import CONSOLE
 from sync_assets.project.active import PROJECT_ENV
+from sync_assets.security.redact import redact_error, redact_text
 from sync_assets.settings import DataFolder, max_clock_skew
 
 
@@ -38,16 +39,23 @@ def _folder() -> DataFolder:
 
 
 class _Syncctl(click.Group):
-    """The main group: an operator's error is its message on stderr and its exit code."""
+    """The main group: an operator's error is its message on stderr and its exit code; a bug's
+    traceback is printed as Python would, exit 1. Both redacted: no secret of the environment
+    reaches the console (sync_assets/security/redact.py)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except SyncfabricError as error:
             if CONSOLE.verbose:
-                traceback.print_exception(error)
-            click.echo(error.message, err=True)
+                traceback.print_exception(redact_error(error))
+            click.echo(redact_text(error.message), err=True)
             ctx.exit(error.exit_code)
+        except Exception as error:
+            traceback.print_exception(redact_error(error))
+            ctx.exit(1)
 
 
 @click.group(cls=_Syncctl)
@@ -172,6 +180,45 @@ def validate(connect: bool, as_json: bool) -> None:
                 click.echo(f"    {problem}")
     if any(not p.ok for p in probes):
         sys.exit(1)
+
+
+@main.command()
+@click.option("--system", required=True, help="The system's name, as in systems/<NAME>.yaml.")
+@click.option("--reader", help="The read-only role.  [default: syncfabric_<SYSTEM>_reader]")
+@click.option("--writer", help="The writer role.  [default: syncfabric_<SYSTEM>_writer]")
+@click.option(
+    "--dialect",
+    type=click.Choice(["postgresql", "mariadb", "mysql"]),
+    help="The server's SQL.  [default: from the system's URL in the environment]",
+)
+@click.option(
+    "--schema",
+    help="Where unqualified names are: PostgreSQL's schema (default public), MariaDB/MySQL's "
+    "database (default: the URL's).",
+)
+@click.option(
+    "--host",
+    default="%",
+    show_default=True,
+    help="MariaDB/MySQL: where the two logins connect from.",
+)
+def grants(
+    system: str,
+    reader: str | None,
+    writer: str | None,
+    dialect: str | None,
+    schema: str | None,
+    host: str,
+) -> None:
+    """Print the SQL an administrator runs for SYSTEM: the bookkeeping tables, a reader role that
+    can only SELECT the mapped columns, a writer role limited to the mapped tables."""
+    from sync_assets.connectors.grants import system_grants
+    from sync_assets.project import current
+
+    script = system_grants(
+        current(), system, dialect=dialect, reader=reader, writer=writer, host=host, schema=schema
+    )
+    click.echo(script, nl=False)
 
 
 @main.command()
@@ -606,16 +653,23 @@ def replay(as_json: bool) -> None:
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--port", default=3000, show_default=True)
-def ui(port: int) -> None:
-    """Start the Dagster UI on 127.0.0.1 over the data folder."""
+@click.option(
+    "--read-only",
+    is_flag=True,
+    help="For analysts: lineage, runs and checks, but no launching, no schedules or sensors "
+    "switched, no runs deleted (the webserver alone, without the daemon).",
+)
+def ui(port: int, read_only: bool) -> None:
+    """Start the Dagster UI on 127.0.0.1 over the data folder (docs/security.md: behind a proxy)."""
     from sync_assets.runner import use_data_folder
 
     use_data_folder(_folder())
+    where = ["-h", "127.0.0.1", "-p", str(port), "-m", "sync_assets.definitions"]
+    if read_only:
+        webserver = os.path.join(os.path.dirname(sys.executable), "dagster-webserver")
+        os.execv(webserver, [webserver, *where, "--read-only"])
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    os.execv(
-        dagster,
-        [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "sync_assets.definitions"],
-    )
+    os.execv(dagster, [dagster, "dev", *where])
 
 
 def _not_corrected(reconciled, gated: str) -> str:

@@ -28,6 +28,7 @@ import duckdb
 
 from sync_assets.ingest.landing import Batch
 from sync_assets.project import current
+from sync_assets.security.redact import redact_text
 from sync_assets.warehouse import one, quote, scalar, transaction
 
 STATES = ("landed", "raw", "validated", "applied")
@@ -214,7 +215,7 @@ def error_kind(described: str) -> str:
 
 def describe_error(error: BaseException) -> str:
     """`<exception type>: <first line>`; kept in the warehouse only (it may quote values)."""
-    lines = str(error).strip().splitlines()
+    lines = redact_text(str(error)).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 

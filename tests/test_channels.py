@@ -159,6 +159,16 @@ def test_a_landing_folder_bound_to_two_systems_is_a_project_problem(tmp_path):
     assert "fix: name a folder no other system uses" in str(problem)
 
 
+def test_a_signing_key_variable_must_end_in_key(tmp_path):
+    """Redaction masks the values of variables named *_KEY: a key elsewhere could show."""
+    root = signing_project(tmp_path, "signing: {key_env: CRM_SIGNING}\n")
+    with pytest.raises(ProjectError) as raised:
+        load_project(root)
+    [problem] = raised.value.problems
+    assert (problem.file, problem.field) == ("systems/crm.yaml", "signing.key_env")
+    assert "ending in _KEY" in problem.fix
+
+
 def test_a_system_may_name_its_own_landing_folder(tmp_path, monkeypatch, data_folder):
     monkeypatch.setenv(
         "SYNCFABRIC_PROJECT", str(signing_project(tmp_path, "channels: {landing: sales}\n"))

@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from sync_assets.connectors.resource import system_url
 from sync_assets.connectors.sources import sqlite_url
 from sync_assets.definitions import build_definitions
 from sync_assets.jobs import RECONCILE_CRON_ENV
@@ -111,11 +112,30 @@ def test_one_system_url_per_system_from_its_variable_else_its_sqlite_file(
     monkeypatch.setenv(first.url_env, "postgresql+psycopg://somewhere/else")
     for system in others:
         monkeypatch.delenv(system.url_env, raising=False)
-    urls = build_definitions(folder, project=project).resources["systems"].urls
-    assert list(urls) == list(project.system_names)
+    urls = {name: system_url(folder, name, project) for name in project.system_names}
     assert isinstance(urls[first.name], dg.EnvVar) and urls[first.name] == first.url_env
     for system in others:
         assert urls[system.name] == sqlite_url(folder.system_database(system.name))
+
+
+@pytest.mark.parametrize(
+    ("resource", "setting"),
+    [
+        ("warehouse", {"path": "/tmp/elsewhere.duckdb"}),
+        ("landing_zone", {"root": "/tmp/elsewhere"}),
+        ("systems", {"urls": {"crm": "postgresql+psycopg://attacker@evil/crm"}}),
+        ("systems", {"write_urls": {"crm": "postgresql+psycopg://attacker@evil/crm"}}),
+        ("delivery", {"compensation": {"customer": "compensate"}}),
+    ],
+)
+def test_a_runs_config_cannot_replace_a_resources_settings(project, folder, resource, setting):
+    """What the launchpad or GraphQL's launchRun would send to redirect reads and deliveries."""
+    repository = build_definitions(folder, project=project).get_repository_def()
+    for job in repository.get_all_jobs():
+        if resource not in job.resource_defs:
+            continue
+        with pytest.raises(dg.DagsterInvalidConfigError, match="unexpected config entry"):
+            dg.validate_run_config(job, {"resources": {resource: {"config": setting}}})
 
 
 def test_the_fitness_example_is_the_club(folder):

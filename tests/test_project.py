@@ -9,11 +9,14 @@ import shutil
 import tokenize
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from commands import assert_no_traceback, syncctl
 from conftest import DEMO_PROJECT
 
 from sync_assets.project import ProjectError, load_project
+from sync_assets.resources import default_resources
+from sync_assets.settings import DataFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,6 +135,86 @@ def test_a_missing_or_malformed_url_variable(project):
     assert any(
         p.startswith("systems/billing.yaml:2: url_env: 'billing-url' is not a valid environment")
         for p in found
+    )
+
+
+HOSTILE_NAMES = {
+    "a statement after a semicolon": '"accounts; DROP TABLE accounts"',
+    "a double quote": "'acc\"ounts'",
+    "a backtick": '"acc`ounts"',
+    "a single quote": '"acc\'ounts"',
+    "a comment marker": '"accounts -- x"',
+    "a block comment": '"accounts/*x*/"',
+    "a NUL": '"acc\\0ounts"',
+    "a tab": '"acc\\tounts"',
+    "a line break": '"acc\\nounts"',
+    "a leading space": '" accounts"',
+    "a trailing space": '"accounts "',
+    "two spaces": '"acc  ounts"',
+    "a non-breaking space": '"acc\\u00a0ounts"',
+    "a leading digit": '"1accounts"',
+    "64 characters": "a" * 64,
+}
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE_NAMES.values()), ids=list(HOSTILE_NAMES))
+@pytest.mark.parametrize("where", ["table", "column", "key", "schema"])
+def test_a_hostile_table_or_column_name_is_refused_naming_file_line_field_and_fix(
+    project, hostile, where
+):
+    billing = project / "systems" / "billing.yaml"
+    if where == "table":
+        edit(billing, "    table: accounts", f"    table: {hostile}")
+        field, text = "entities.customer.table", "    table: "
+    elif where == "column":
+        edit(billing, "{column: billing_email,", f"{{column: {hostile},")
+        field, text = "entities.customer.columns.email.column", "      email: "
+    elif where == "key":
+        edit(billing, "    key: [acct_no]", f"    key: [{hostile}]")
+        field, text = "entities.customer.key.0", "    key: ["
+    else:
+        edit(billing, "    table: accounts", f"    table: accounts\n    schema: {hostile}")
+        field, text = "entities.customer.schema", "    schema: "
+    found = [p for p in problems(project) if p.startswith("systems/billing.yaml:")]
+    assert len(found) == 1, found
+    line = line_of(billing, text)
+    assert found[0].startswith(f"systems/billing.yaml:{line}: {field}: "), found[0]
+    assert "; fix: name it with letters, digits and _" in found[0]
+
+
+def test_odd_but_allowed_names_load_as_written(project):
+    billing = project / "systems" / "billing.yaml"
+    edit(billing, "    table: accounts", "    table: Client Accounts\n    schema: Billing_2")
+    edit(billing, "{column: billing_email,", "{column: Billing Email 2,")
+    loaded = load_project(project).mapping("billing", "customer")
+    assert (loaded.table, loaded.schema) == ("Client Accounts", "Billing_2")
+    assert loaded.field_for("email").source == "Billing Email 2"
+
+
+def test_validate_refuses_a_hostile_name_without_a_traceback(project, tmp_path):
+    billing = project / "systems" / "billing.yaml"
+    edit(billing, "    table: accounts", '    table: "accounts; DROP TABLE accounts"')
+    done = syncctl(tmp_path / "home", "--project", str(project), "validate")
+    assert done.returncode == 2
+    assert_no_traceback(done)
+    line = line_of(billing, "    table: ")
+    assert (
+        f"systems/billing.yaml:{line}: entities.customer.table: 'accounts; DROP TABLE accounts' "
+        "is not an allowed table, schema or column name; fix: " in done.stderr
+    )
+
+
+def test_a_writer_url_variable_must_end_in_url(project):
+    crm = project / "systems" / "crm.yaml"
+    edit(
+        crm,
+        "url_env: SYNCFABRIC_CRM_URL\n",
+        "url_env: SYNCFABRIC_CRM_URL\nwrite_url_env: CRM_WRITER\n",
+    )
+    [found] = problems(project)
+    assert found.startswith(
+        f"systems/crm.yaml:{line_of(crm, 'write_url_env')}: write_url_env: 'CRM_WRITER' is not a "
+        "URL variable's name; fix: use upper case letters, digits and _, ending in _URL"
     )
 
 
@@ -271,3 +354,33 @@ def test_a_data_folder_belongs_to_one_project(project, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"project demo at {DEMO_PROJECT}" in done.stdout
+
+
+def test_delivery_settings_come_from_the_systems_file(project, tmp_path):
+    """Retries and batches are the project's, not a run's config (which cannot set them)."""
+    crm = project / "systems" / "crm.yaml"
+    edit(
+        crm,
+        "url_env: SYNCFABRIC_CRM_URL\n",
+        "url_env: SYNCFABRIC_CRM_URL\ndelivery:\n  max_attempts: 2\n  batch_size: 50\n",
+    )
+    loaded = load_project(project)
+    resources = default_resources(DataFolder(tmp_path / "data"), loaded)
+    with dg.build_resources({"delivery": resources["delivery"]}) as built:
+        crm_settings = built.delivery.settings("crm")
+        billing_settings = built.delivery.settings("billing")
+    assert (crm_settings.policy.max_attempts, crm_settings.batch_size) == (2, 50)
+    assert (billing_settings.policy.max_attempts, billing_settings.batch_size) == (6, 500)
+
+
+def test_a_delivery_setting_out_of_range_is_named(project):
+    crm = project / "systems" / "crm.yaml"
+    edit(
+        crm,
+        "url_env: SYNCFABRIC_CRM_URL\n",
+        "url_env: SYNCFABRIC_CRM_URL\ndelivery:\n  max_attempts: 0\n",
+    )
+    [found] = problems(project)
+    assert found.startswith(
+        f"systems/crm.yaml:{line_of(crm, 'max_attempts')}: delivery.max_attempts"
+    )

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import sqlite3
 from pathlib import Path
 
 import pytest
 from commands import assert_no_traceback, syncctl
+from ports import refused_port
 
 from sync_assets.errors import EXIT_USAGE
 from sync_assets.project import current
@@ -48,12 +48,6 @@ def synced(tmp_path_factory) -> Path:
     return home
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # closed again when the socket is
-
-
 @pytest.fixture
 def broken(synced, tmp_path) -> tuple[Path, dict[str, str], str]:
     """A copy where support's table is renamed, the CRM is unreachable and billing holds one
@@ -76,7 +70,7 @@ def broken(synced, tmp_path) -> tuple[Path, dict[str, str], str]:
             "UPDATE accounts SET billing_email = ? WHERE customer_ref = ?",
             [DRIFTED_EMAIL.upper(), customer],
         )
-    crm = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/test"
+    crm = f"postgresql+psycopg://postgres@127.0.0.1:{refused_port()}/test"
     return home, {"SYNCFABRIC_CRM_URL": crm}, customer
 
 

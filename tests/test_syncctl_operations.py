@@ -10,7 +10,6 @@ import pty
 import queue
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from commands import (
     syncctl,
     unfinished_runs_and_claims,
 )
+from ports import refused_port
 
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.ingest.raw import ingest_batch
@@ -291,17 +291,6 @@ def test_a_run_of_the_ui_whose_worker_died_is_found_by_its_pid_and_recovered(hom
 # ---- bad settings ------------------------------------------------------------------------------
 
 
-_HELD = socket.socket()
-_HELD.bind(("127.0.0.1", 0))
-"""Bound for the whole session and never listening: a connection to its port is refused at once,
-and no other socket can take the port meanwhile (a port freed after binding could be reused)."""
-
-
-def free_port() -> int:
-    """A loopback port where nothing accepts connections."""
-    return _HELD.getsockname()[1]
-
-
 @pytest.fixture
 def answers_404() -> Iterator[str]:
     """A real HTTP server on loopback that answers 404 to everything: a wrong platform URL."""
@@ -326,7 +315,7 @@ def answers_404() -> Iterator[str]:
     [
         (
             "SYNCFABRIC_CRM_URL",
-            f"postgresql+psycopg://sync:s3cret@127.0.0.1:{free_port()}/crm",
+            f"postgresql+psycopg://sync:s3cret@127.0.0.1:{refused_port()}/crm",
             "nothing accepts connections at 127.0.0.1:",
         ),
         (
@@ -350,7 +339,7 @@ def test_a_bad_system_url_fails_at_once_naming_the_variable(home, answers_404, v
 
 
 def test_run_with_a_bad_url_reconciles_the_other_systems_and_says_why_once(home):
-    url = f"postgresql+psycopg://sync:s3cret@127.0.0.1:{free_port()}/crm"
+    url = f"postgresql+psycopg://sync:s3cret@127.0.0.1:{refused_port()}/crm"
     ran = syncctl(home, "run", SYNCFABRIC_CRM_URL=url)
 
     assert ran.returncode == 2

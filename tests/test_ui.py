@@ -1,19 +1,12 @@
 """The Dagster webserver (what `make ui` serves) loads the code location and shows the lineage."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
+from webserver import Webserver, webserver
 
 pytestmark = pytest.mark.slow
-
-DAGSTER_WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
 
 ASSET_QUERY = """
 { assetNodes { assetKey { path } groupName kinds
@@ -21,66 +14,17 @@ ASSET_QUERY = """
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())["data"]
-
-
-def wait_until_serving(port: int, server: subprocess.Popen, limit_s: float = 90) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"webserver exited: {server.stderr.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.25)  # polling a server that is still starting, bounded by the deadline
-    raise AssertionError(f"webserver not serving on {port} after {limit_s} s")
-
-
 @pytest.fixture(scope="module")
-def webserver(tmp_path_factory):
+def ui(tmp_path_factory) -> Iterator[Webserver]:
     home = tmp_path_factory.mktemp("ui") / "syncfabric"
-    dagster_home = home / "dagster"
-    dagster_home.mkdir(parents=True)
-    (dagster_home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
-    port = free_port()
-    env = {
-        **os.environ,
-        "SYNCFABRIC_HOME": str(home),
-        "DAGSTER_HOME": str(dagster_home),
-        # A credentialed URL must reach the resource through EnvVar, never as a visible value.
-        "SYNCFABRIC_CRM_URL": "postgresql+psycopg://crm:s3cret@127.0.0.1:1/crm",
-    }
-    server = subprocess.Popen(
-        [DAGSTER_WEBSERVER, "-h", "127.0.0.1", "-p", str(port), "-m", "sync_assets.definitions"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_until_serving(port, server)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    # A credentialed URL must reach the resource through EnvVar, never as a visible value.
+    crm = "postgresql+psycopg://crm:s3cret@127.0.0.1:1/crm"
+    with webserver(home, SYNCFABRIC_CRM_URL=crm) as server:
+        yield server
 
 
-def test_the_ui_shows_every_asset_in_its_group_with_lineage(webserver):
-    nodes = {tuple(n["assetKey"]["path"]): n for n in graphql(webserver, ASSET_QUERY)["assetNodes"]}
+def test_the_ui_shows_every_asset_in_its_group_with_lineage(ui):
+    nodes = {tuple(n["assetKey"]["path"]): n for n in ui.graphql(ASSET_QUERY)["assetNodes"]}
 
     groups = {key[0]: node["groupName"] for key, node in nodes.items()}
     assert groups == {
@@ -114,8 +58,8 @@ def test_the_ui_shows_every_asset_in_its_group_with_lineage(webserver):
     assert "duckdb" in nodes[("raw_events",)]["kinds"]
 
 
-def test_the_checks_that_must_stop_work_are_blocking(webserver):
-    nodes = {tuple(n["assetKey"]["path"]): n for n in graphql(webserver, ASSET_QUERY)["assetNodes"]}
+def test_the_checks_that_must_stop_work_are_blocking(ui):
+    nodes = {tuple(n["assetKey"]["path"]): n for n in ui.graphql(ASSET_QUERY)["assetNodes"]}
 
     def checks(asset):
         return {c["name"]: c["blocking"] for c in nodes[(asset,)]["assetChecksOrError"]["checks"]}
@@ -125,9 +69,8 @@ def test_the_checks_that_must_stop_work_are_blocking(webserver):
     assert len(reconciliation) == 7 and all(reconciliation.values())
 
 
-def test_the_delivery_job_is_there_with_an_op_per_system(webserver):
-    found = graphql(
-        webserver,
+def test_the_delivery_job_is_there_with_an_op_per_system(ui):
+    found = ui.graphql(
         '{ pipelineOrError(params: {repositoryLocationName: "sync_assets.definitions", '
         'repositoryName: "__repository__", pipelineName: "deliver_corrections"}) '
         "{ ... on Pipeline { solids { name } } } }",
@@ -139,9 +82,8 @@ def test_the_delivery_job_is_there_with_an_op_per_system(webserver):
     }  # fmt: skip
 
 
-def test_system_urls_are_not_exposed_through_the_ui(webserver):
-    resources = graphql(
-        webserver,
+def test_system_urls_are_not_exposed_through_the_ui(ui):
+    resources = ui.graphql(
         "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { "
         "... on RepositoryLocation { repositories { allTopLevelResourceDetails { name "
         "configFields { name } configuredValues { key value type } } } } } } } } }",
@@ -149,7 +91,36 @@ def test_system_urls_are_not_exposed_through_the_ui(webserver):
     [location] = resources["workspaceOrError"]["locationEntries"]
     [repository] = location["locationOrLoadError"]["repositories"]
     systems = next(r for r in repository["allTopLevelResourceDetails"] if r["name"] == "systems")
-    assert {f["name"] for f in systems["configFields"]} == {"urls"}
-    values = {v["key"]: v for v in systems["configuredValues"]}
-    assert json.loads(values["urls"]["value"])["crm"] == {"env": "SYNCFABRIC_CRM_URL"}
+    assert systems["configuredValues"] == []  # locked: no value a run could replace
     assert "s3cret" not in json.dumps(resources)
+
+
+@pytest.mark.parametrize(
+    ("resource", "setting"),
+    [
+        ("warehouse", {"path": "/tmp/elsewhere.duckdb"}),
+        ("landing_zone", {"root": "/tmp/elsewhere"}),
+        ("systems", {"urls": {"crm": "postgresql+psycopg://attacker@evil.example/crm"}}),
+    ],
+)
+def test_a_run_that_redirects_a_resource_is_refused(ui, resource, setting):
+    """What anyone who reaches the UI could send to redirect reads and deliveries."""
+    answer = ui.launch("reconcile_check", {"resources": {resource: {"config": setting}}})
+    assert answer["__typename"] == "RunConfigValidationInvalid", answer
+    assert any("unexpected config entry" in e["message"].lower() for e in answer["errors"])
+
+
+@pytest.fixture(scope="module")
+def read_only_ui(tmp_path_factory) -> Iterator[Webserver]:
+    """What `make ui-read-only` serves to analysts."""
+    with webserver(tmp_path_factory.mktemp("ro") / "syncfabric", "--read-only") as server:
+        yield server
+
+
+def test_the_read_only_ui_shows_lineage_and_refuses_to_launch(read_only_ui):
+    nodes = read_only_ui.graphql(ASSET_QUERY)["assetNodes"]
+    assert {"raw_events", "discrepancies"} <= {n["assetKey"]["path"][0] for n in nodes}
+    answer = read_only_ui.launch("reconcile_check")
+    assert answer["__typename"] == "UnauthorizedError", answer
+    runs = read_only_ui.graphql("{ runsOrError { ... on Runs { results { runId } } } }")
+    assert runs["runsOrError"]["results"] == []

@@ -123,3 +123,22 @@ def raw_columns(mapping: Mapping) -> tuple[str, ...]:
 
 def shared_attributes(left: Mapping, right: Mapping) -> tuple[str, ...]:
     return tuple(a for a in left.attributes if a in right.attributes)
+
+
+def needed_columns(mapping: Mapping) -> dict[str, set[str]]:
+    """Table -> every column the mapping names there: what a snapshot reads (keys, fields, the
+    delete marker, and the columns its lookups read in other tables) and the stamps a delivery
+    writes. `validate --connect` checks they exist; `syncctl grants` lets the reader read them."""
+    needed: dict[str, set[str]] = {mapping.table: set(mapping.key)}
+    main = needed[mapping.table]
+    sources = [mapping.canonical_key.source, *(f.source for f in mapping.fields)]
+    for source in sources:
+        if isinstance(source, Lookup):
+            main.update(source.on)
+            needed.setdefault(source.table, set()).update({*source.on.values(), source.value})
+        else:
+            main.add(source)
+    if mapping.soft_delete:
+        main.add(mapping.soft_delete.column)
+    main.update(stamp.column for stamp in mapping.stamps)
+    return needed

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from sync_assets.connectors.problems import PlatformApiError, retrying
 from sync_assets.connectors.sources import to_batch
+from sync_assets.security.redact import redact_text
 
 DEFAULT_PAGE_SIZE = 5000
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -64,7 +65,7 @@ def _page(http: httpx.Client, url: str, cursor: int | None, limit: int) -> dict[
     response = retrying(lambda: _get(http, url, params), url)
     page = response.json()
     if not isinstance(page, dict) or not isinstance(page.get("records"), list):
-        raise PlatformApiError(f"GET {url} answered 200 without a records page")
+        raise PlatformApiError(f"GET {redact_text(url)} answered 200 without a records page")
     return page
 
 
@@ -74,7 +75,7 @@ def _get(http: httpx.Client, url: str, params: dict[str, Any]) -> httpx.Response
     response = http.get(url, params=params)
     if response.status_code != 200:
         raise PlatformApiError(
-            f"GET {url} answered {response.status_code}: {response.text[:300]}",
+            f"GET {redact_text(url)} answered {response.status_code}: {response.text[:300]}",
             status=response.status_code,
             path=urlsplit(url).path,
         )

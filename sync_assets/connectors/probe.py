@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from sync_assets.connectors.mappings import Lookup, Mapping
+from sync_assets.connectors.mappings import Mapping, needed_columns
 from sync_assets.connectors.platform_api import is_platform_url, read_records
 from sync_assets.connectors.problems import reading
 from sync_assets.connectors.sources import configured_url, open_source
@@ -31,23 +31,6 @@ class TableProbe:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def needed_columns(mapping: Mapping) -> dict[str, set[str]]:
-    """Table -> the columns the mapping reads there (its lookups read other tables)."""
-    needed: dict[str, set[str]] = {mapping.table: set(mapping.key)}
-    main = needed[mapping.table]
-    sources = [mapping.canonical_key.source, *(f.source for f in mapping.fields)]
-    for source in sources:
-        if isinstance(source, Lookup):
-            main.update(source.on)
-            needed.setdefault(source.table, set()).update({*source.on.values(), source.value})
-        else:
-            main.add(source)
-    if mapping.soft_delete:
-        main.add(mapping.soft_delete.column)
-    main.update(stamp.column for stamp in mapping.stamps)
-    return needed
 
 
 def probe_project(project: Project, folder: DataFolder) -> list[TableProbe]:
@@ -80,18 +63,21 @@ def _probe_sql(engine: sa.Engine, mapping: Mapping) -> TableProbe:
     probe = TableProbe(mapping.system, mapping.entity, mapping.table)
     inspector = sa.inspect(engine)
     for table, columns in needed_columns(mapping).items():
-        if not inspector.has_table(table, schema=mapping.schema):
+        if not _has_table(engine, inspector, table, mapping.schema):
             where = f"{mapping.schema}.{table}" if mapping.schema else table
             probe.problems.append(
-                f"table {where!r} does not exist; fix: correct `table:` (or the lookup's) in "
-                f"systems/{mapping.system}.yaml, or the URL's database"
+                f"table {where!r} does not exist (or this login may not read it); fix: correct "
+                f"`table:` (or the lookup's) in systems/{mapping.system}.yaml, or the URL's "
+                "database, or the reader's grants (syncctl grants)"
             )
             continue
-        present = {c["name"] for c in inspector.get_columns(table, schema=mapping.schema)}
+        present, whole = _columns(engine, inspector, table, mapping.schema)
         for column in sorted(columns - present):
+            seen = "the table has" if whole else "the columns this login may read there are"
             probe.problems.append(
-                f"{table}.{column} does not exist (the table has {', '.join(sorted(present))}); "
+                f"{table}.{column} does not exist ({seen} {', '.join(sorted(present))}); "
                 f"fix: correct the column in systems/{mapping.system}.yaml"
+                + ("" if whole else ", or grant it to the reader (syncctl grants)")
             )
     if probe.ok:
         counted = sa.select(sa.func.count()).select_from(
@@ -116,3 +102,49 @@ def _probe_platform(url: str, mapping: Mapping) -> TableProbe:
                 f"systems/{mapping.system}.yaml"
             )
     return probe
+
+
+def _has_table(engine: sa.Engine, inspector: sa.Inspector, table: str, schema: str | None) -> bool:
+    """Whether the catalog has the table. MariaDB/MySQL refuse to describe a table a login has no
+    privilege on as they would a missing one (so as not to say it exists): not there either."""
+    try:
+        return inspector.has_table(table, schema=schema)
+    except sa.exc.DBAPIError as error:
+        if _denied_on_mysql(engine, error):
+            return False
+        raise
+
+
+def _columns(
+    engine: sa.Engine, inspector: sa.Inspector, table: str, schema: str | None
+) -> tuple[set[str], bool]:
+    """The table's column names from the catalog, and whether they are all of them.
+
+    SQLAlchemy reflects a MariaDB/MySQL table with SHOW CREATE TABLE, which a reader granted
+    column by column (`syncctl grants`) may not run; the catalog's COLUMNS view then lists the
+    columns it may read, which is what a snapshot needs.
+    """
+    try:
+        return {c["name"] for c in inspector.get_columns(table, schema=schema)}, True
+    except sa.exc.DBAPIError as error:
+        if not _denied_on_mysql(engine, error):
+            raise
+    view = sa.table(
+        "COLUMNS", sa.column("TABLE_SCHEMA"), sa.column("TABLE_NAME"), sa.column("COLUMN_NAME"),
+        schema="information_schema",
+    )  # fmt: skip
+    database = sa.literal(schema) if schema else sa.func.database()
+    query = sa.select(view.c["COLUMN_NAME"]).where(
+        view.c["TABLE_SCHEMA"] == database, view.c["TABLE_NAME"] == table
+    )
+    with engine.connect() as con:
+        return set(con.execute(query).scalars()), False
+
+
+MYSQL_DENIED = {1044, 1142, 1143}
+"""MariaDB/MySQL's errors for a database, table or column the login has no privilege on."""
+
+
+def _denied_on_mysql(engine: sa.Engine, error: sa.exc.DBAPIError) -> bool:
+    args: tuple[object, ...] = tuple(getattr(error.orig, "args", ()))
+    return engine.dialect.name in ("mysql", "mariadb") and bool(args) and args[0] in MYSQL_DENIED

@@ -19,15 +19,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from sync_assets.errors import EXIT_FAILED, EXIT_USAGE, SyncfabricError
+from sync_assets.security.redact import redact_text
 
 TRANSIENT_ATTEMPTS = 3
 TRANSIENT_BACKOFF_S = 0.5
 """Doubling from here between attempts: 0.5 s, then 1 s."""
-SECRET_QUERY_KEYS = re.compile(r"pass|secret|token|key|auth", re.IGNORECASE)
-_USERINFO_PASSWORD = re.compile(r"(//[^/@:\s]*:)[^@\s]*@")
 _MISSING_TABLE = re.compile(
     r"no such table: (\S+)|relation \"([^\"]+)\" does not exist|table '([^']+)' doesn't exist",
     re.IGNORECASE,
@@ -56,34 +55,6 @@ def url_variable(system: str) -> str:
 
     found = current().systems.get(system)
     return found.url_env if found else f"SYNCFABRIC_{system.upper()}_URL"
-
-
-def redact(url: str) -> str:
-    """The URL with its password and secret-looking query values replaced by ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return _USERINFO_PASSWORD.sub(r"\1***@", url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user = parts.username or ""
-        host = netloc.rpartition("@")[2]
-        netloc = f"{user}:***@{host}"
-    query = urlencode(
-        [(k, "***" if SECRET_QUERY_KEYS.search(k) else v) for k, v in parse_qsl(parts.query)],
-        safe="*",
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def scrub(text: str, url: str) -> str:
-    """`text` (a driver's message) without the URL's password, in case the driver echoes it."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    text = _USERINFO_PASSWORD.sub(r"\1***@", text)
-    return text.replace(password, "***") if password else text
 
 
 @dataclass(frozen=True)
@@ -193,7 +164,7 @@ def setting(system: str, url: str) -> str:
     """The setting an operator changes: the variable (its value redacted), or the demo file."""
     variable = url_variable(system)
     if os.environ.get(variable):
-        return f"{variable} ({redact(url)})"
+        return f"{variable} ({redact_text(url)})"
     return f"the embedded default, the SQLite file at {_sqlite_path(url)} ({variable} is not set)"
 
 

@@ -85,7 +85,8 @@ def open_source(url: str | sa.URL) -> sa.Engine:
         url = url.difference_update_query(["options"])
         if "connect_timeout" not in url.query:
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
-    engine = sa.create_engine(url, connect_args=connect_args)
+    # hide_parameters: an error never quotes a statement's values (a lookup's keys, say).
+    engine = sa.create_engine(url, connect_args=connect_args, hide_parameters=True)
     statement = READ_ONLY_SESSION[backend]
     if backend in ARROW_NATIVE:
         _ARROW_READERS[engine] = _arrow_reader(url, backend, connect_args.get("options", ""))

@@ -41,7 +41,10 @@ def open_destination(system: str, url: str, settings: DestinationSettings) -> De
 
 
 def open_writer(url: str | sa.URL, timeout_s: float) -> sa.Engine:
-    """A read-write engine that notices a dead connection before using it."""
+    """A read-write engine that notices a dead connection before using it. Its errors never
+    quote a statement's parameters: they are the records' values, PII included."""
     parsed = sa.make_url(url)
     connect_args = {"timeout": timeout_s} if parsed.get_backend_name() == "sqlite" else {}
-    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    return sa.create_engine(
+        parsed, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
+    )

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from sync_assets.deliver.retry import RetryPolicy
+from sync_assets.security.redact import redact_text
 
 Status = Literal[
     "applied", "duplicate", "superseded", "changed", "in_sync", "transient", "permanent"
@@ -81,6 +82,11 @@ class Outcome:
     latency_ms: float | None = None
     """This delivery's own round trip, where the destination times it (HTTP requests); else the
     batch's time is each delivery's latency (one SQL transaction)."""
+
+    def __post_init__(self) -> None:
+        # Kept in the warehouse and shown by syncctl: never a URL's password or a key.
+        if self.error:
+            object.__setattr__(self, "error", redact_text(self.error))
 
 
 class Destination(Protocol):

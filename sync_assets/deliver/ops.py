@@ -9,7 +9,13 @@ just before writing (`in_sync`, `changed`: see deliver/recheck.py).
 Planning and recording hold the DuckDB writer (pool `duckdb_writer`) for milliseconds; the
 deliveries, which wait on networks and retries, hold no DuckDB connection and run in a pool per
 destination (`deliver_<system>`, limit 1 in dagster.yaml), so each system gets one stream of
-corrections at a time while different systems are served in parallel.
+corrections at a time.
+
+The ops hand each other the corrections and the rows they replaced: records' values, PII
+included. They stay in memory (`IN_MEMORY`, one process: `in_process_executor`), never
+pickled into Dagster's storage, whoever launches the run (syncctl, the UI, the sensor). The
+systems are therefore served one after the other, each with its own concurrency (HTTP requests
+in flight, SQL batches); a re-execution starts from planning, which reads the outbox again.
 """
 
 import random
@@ -32,6 +38,8 @@ VERDICTS = ("delivered", "duplicate", "superseded", "changed", "in_sync", "dead_
 
 
 DELIVER_JOB = "deliver_corrections"
+IN_MEMORY = "in_memory_io_manager"
+"""The resource key of the IO manager that keeps the delivery ops' outputs in memory."""
 
 
 class PlanConfig(dg.Config):
@@ -47,7 +55,10 @@ def plan_deliveries_op(systems: tuple[str, ...]) -> dg.OpDefinition:
 
     @dg.op(
         pool=WRITER_POOL,
-        out={s: dg.Out(list, description=f"Corrections due for {s}") for s in systems},
+        out={
+            s: dg.Out(list, description=f"Corrections due for {s}", io_manager_key=IN_MEMORY)
+            for s in systems
+        },
         description=(
             "Redrives the chosen dead letters, closes the corrections whose golden record changed "
             "since they were emitted (stale), then lists the pending corrections per system."
@@ -76,6 +87,7 @@ def deliver_op(system: str) -> dg.OpDefinition:
         name=f"deliver_to_{system}",
         pool=f"deliver_{system}",
         tags={"system": system},
+        out=dg.Out(Report, io_manager_key=IN_MEMORY),
         description=(
             f"Delivers {system}'s corrections with retries (exponential backoff, full jitter) "
             "until each is delivered, a duplicate, superseded or dead-lettered."
@@ -103,7 +115,7 @@ def deliver_to(
     if not deliveries:
         return Report(system)
     settings = delivery.settings(system)
-    destination = open_destination(system, systems.url(system), settings)
+    destination = open_destination(system, systems.write_url(system), settings)
     try:
         return deliver(deliveries, destination, settings.policy, rng=random.Random())
     finally:
@@ -181,6 +193,7 @@ def build_deliver_corrections(project: Project) -> dg.JobDefinition:
             "dead-letter table, redrive (config of plan_deliveries) and compensation."
         ),
         tags={"syncfabric/flow": "deliver"},
+        executor_def=dg.in_process_executor,
     )
     def deliver_corrections() -> None:
         planned = plan_deliveries()

@@ -9,7 +9,8 @@ from sync_assets.project import current
 
 
 class DestinationConfig(dg.Config):
-    """How corrections are delivered to one system."""
+    """How corrections are delivered to one system: the `delivery:` of its file in the project
+    (sync_assets/project/files.py: DeliveryFile, which has the same fields and defaults)."""
 
     base_s: float = 0.05
     cap_s: float = 2.0
@@ -21,7 +22,10 @@ class DestinationConfig(dg.Config):
 
 class DeliveryResource(dg.ConfigurableResource):
     """Retries per destination (exponential backoff with full jitter: base, cap, attempts) and
-    what to do per entity when a correction cannot be delivered (`hold` or `compensate`)."""
+    what to do per entity when a correction cannot be delivered (`hold` or `compensate`).
+
+    Built from the project (each system's `delivery:`, each entity's `on_undeliverable`) and
+    locked: a run's config cannot change them (sync_assets/resources.py)."""
 
     default: DestinationConfig = DestinationConfig()
     destinations: dict[str, DestinationConfig] = {}

@@ -61,6 +61,12 @@ APPLIED = sa.Table(
     sa.Column("version", sa.String(128), nullable=False),
     sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
 )
+LEDGER_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    VERSIONS.name: ("SELECT", "INSERT", "DELETE"),
+    APPLIED.name: ("SELECT", "INSERT"),
+}
+"""What a delivery does to the bookkeeping tables (`_held_versions`, `_applied_keys`, `_record`),
+and so all a writer role needs there (`syncctl grants`). Change it with the code that uses them."""
 
 
 class SqlDestination:

@@ -775,7 +775,7 @@ def _record_failures(
 
 
 def _dead_letter_unknown_contracts(con: duckdb.DuckDBPyConnection) -> None:
-    known = ", ".join(f"('{t}', {v})" for (t, v) in current().contracts)
+    known = ", ".join(f"({sql_literal(t)}, {int(v)})" for (t, v) in current().contracts)
     con.execute(
         f"""
         INSERT INTO batch_failures

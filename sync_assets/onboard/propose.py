@@ -28,7 +28,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from sync_assets.catalog.entities import Entity
-from sync_assets.connectors.problems import classify, redact, scrub, url_variable
+from sync_assets.connectors.problems import classify, url_variable
 from sync_assets.connectors.sources import open_source
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
 from sync_assets.onboard.guess import (
@@ -49,6 +49,7 @@ from sync_assets.onboard.guess import (
     name_parts,
     sampled_share,
 )
+from sync_assets.security.redact import redact_text
 
 SAMPLE_ROWS = 10_000
 """Rows read from the table: the first ones, enough to guess from, bounded whatever its size."""
@@ -81,7 +82,7 @@ def read_table(
 ) -> Table:
     """Inspect `table` and sample its first `limit` rows, read-only. A system that cannot be
     reached or a table that is not there is a SyncfabricError (exit 2), the password hidden."""
-    where = f"the {system} system at {redact(url)}"
+    where = f"the {system} system at {redact_text(url)}"
     try:
         engine = open_source(url)
     except Exception as error:
@@ -126,7 +127,7 @@ def _unreadable(error: BaseException, url: str, where: str) -> SyncfabricError:
     problem = classify(error, url)
     if problem is None:
         lines = str(getattr(error, "orig", None) or error).strip().splitlines()
-        what, fix = scrub(lines[0] if lines else type(error).__name__, url), ""
+        what, fix = redact_text(lines[0] if lines else type(error).__name__, url=url), ""
     else:
         what, fix = problem.what, problem.fix
     fix = f" Fix: {fix}." if fix else ""

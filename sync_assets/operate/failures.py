@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sync_assets.errors import EXIT_FAILED, EXIT_USAGE, SyncfabricError
+from sync_assets.security.redact import redact_error
 
 DEFAULT_EXIT_CODE = EXIT_USAGE
 """SyncfabricError's own default: what a step's SyncfabricError without `as_step_failure` gets."""
@@ -27,19 +28,28 @@ EXIT_CODE_KEY = "syncfabric/exit_code"
 def as_step_failure() -> Iterator[None]:
     """Inside a Dagster step: a SyncfabricError becomes a dg.Failure with its message and exit
     code, not retried, so the run records why and syncctl can say it without a traceback.
-    Outside a step (a sensor called by syncctl, say) it stays the SyncfabricError it is."""
+    Outside a step (a sensor called by syncctl, say) it stays the SyncfabricError it is.
+
+    Every error leaves redacted (sync_assets/security/redact.py), its whole chain included: Dagster
+    stores what a step raises in the run's event log, which the UI, GraphQL and the debug
+    download show. The resources' connections hold a step's body, so its errors pass here."""
     import dagster as dg
 
     try:
         yield
     except SyncfabricError as error:
+        clean = redact_error(error)
         if not _in_a_step():
-            raise
+            raise clean from clean.__cause__
+        message = clean.message if isinstance(clean, SyncfabricError) else str(clean)
         raise dg.Failure(
-            description=error.message,
-            metadata={EXIT_CODE_KEY: error.exit_code},
-            allow_retries=False,
-        ) from error
+            description=message, metadata={EXIT_CODE_KEY: error.exit_code}, allow_retries=False
+        ) from clean
+    except BaseException as error:
+        clean = redact_error(error)
+        if clean is error:
+            raise
+        raise clean from clean.__cause__
 
 
 def _in_a_step() -> bool:

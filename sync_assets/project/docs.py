@@ -24,9 +24,12 @@ def catalog_markdown(project: Project) -> str:
             for m in project.mappings.values()
             if m.system == system.name
         )
+        variables = f"`{system.url_env}`"
+        if system.write_url_env:
+            variables += f" (writes: `{system.write_url_env}`)"
         signing = f" (`{system.signing_key_env}`)" if system.signing_key_env else ""
         lines.append(
-            f"| {system.name} | {system.kind} | `{system.url_env}` | `{system.channel}`{signing} "
+            f"| {system.name} | {system.kind} | {variables} | `{system.channel}`{signing} "
             f"| {holds} | {_cell(system.description)} |"
         )
     for entity in project.entities.values():

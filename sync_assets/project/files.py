@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -19,14 +20,45 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 """Entity, system and attribute names: they become table names, asset keys and variable names."""
 ENV_PATTERN = r"^[A-Z][A-Z0-9_]{0,127}$"
+URL_ENV_PATTERN = r"^[A-Z][A-Z0-9_]{0,123}_URL$"
+"""A writer's URL variable: its name ends in _URL, so secret redaction masks its password."""
+KEY_ENV_PATTERN = r"^[A-Z][A-Z0-9_]{0,123}_KEY$"
+"""A signing key's variable: its name ends in _KEY, so secret redaction masks the key."""
+
+IDENTIFIER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(?: [A-Za-z0-9_]+)*"
+"""Table, schema and column names in a system: ASCII letters, digits and _, not starting with a
+digit, words separated by single spaces (`Order Lines`, `CustomerNo`). No quotes, backticks,
+semicolons, comment markers, control characters, tabs or leading, trailing or doubled spaces:
+every SQL statement quotes them all the same, but a name that needs none of those is one that no
+tool (a grants script, a DBA's console) can misread."""
+IDENTIFIER_MAX = 63
+"""PostgreSQL's limit (NAMEDATALEN - 1 bytes); MariaDB/MySQL allow 64."""
+
+
+def identifier_problem(text: str) -> str | None:
+    """Why `text` cannot be a table, schema or column name (None when it can)."""
+    if len(text) > IDENTIFIER_MAX:
+        return f"{text[:20]!r}... is {len(text)} characters long, more than {IDENTIFIER_MAX}"
+    if not re.fullmatch(IDENTIFIER_PATTERN, text):
+        return f"{text!r} is not an allowed table, schema or column name"
+    return None
+
+
+def _identifier(text: str) -> str:
+    problem = identifier_problem(text)
+    if problem:
+        raise PydanticCustomError("identifier", problem)
+    return text
+
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-"""A table or column name in a system: anything the system allows; always quoted when used."""
+Identifier = Annotated[str, AfterValidator(_identifier)]
+"""A table, schema or column name in a system (`IDENTIFIER_PATTERN`); always quoted when used."""
 
 
 class Strict(BaseModel):
@@ -167,6 +199,22 @@ class MappingFile(Strict):
     description: str = ""
 
 
+EnvName = Annotated[str, StringConstraints(pattern=ENV_PATTERN)]
+
+
+class DeliveryFile(Strict):
+    """How corrections are delivered to the system: exponential backoff with full jitter between
+    `base_s` and `cap_s`, `max_attempts` in all, `batch_size` per SQL transaction, `concurrency`
+    HTTP requests in flight, `timeout_s` per request or connection."""
+
+    base_s: float = Field(default=0.05, gt=0)
+    cap_s: float = Field(default=2.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    batch_size: int = Field(default=500, ge=1)
+    concurrency: int = Field(default=8, ge=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
 class ChannelsFile(Strict):
     """Where the system's events arrive; each channel is bound to this system alone, and an event
     arriving through it may only speak for this system (`source` and `origin`). One field per
@@ -177,16 +225,20 @@ class ChannelsFile(Strict):
 
 
 class SigningFile(Strict):
-    key_env: Annotated[str, StringConstraints(pattern=ENV_PATTERN)]
+    key_env: Annotated[str, StringConstraints(pattern=KEY_ENV_PATTERN)]
     """The environment variable holding the system's HMAC-SHA256 key: when given, every event of
     the system must carry a valid `signature` (docs/security.md)."""
 
 
 class SystemFile(Strict):
     kind: Literal["sql", "http"]
-    url_env: Annotated[str, StringConstraints(pattern=ENV_PATTERN)]
+    url_env: EnvName
+    write_url_env: Annotated[str, StringConstraints(pattern=URL_ENV_PATTERN)] | None = None
+    """The URL deliveries write through (a writer role's credentials); `url_env` when not given.
+    `url_env` is then only read (snapshots, `validate --connect`): it can be a read-only role."""
     description: str = ""
     entities: dict[Name, MappingFile] = Field(min_length=1)
+    delivery: DeliveryFile = DeliveryFile()
     channels: ChannelsFile = ChannelsFile()
     signing: SigningFile | None = None
 

@@ -156,11 +156,19 @@ class _Collector:
         try:
             return model.model_validate(file.data)
         except ValidationError as error:
-            for e in error.errors():
+            errors = error.errors()
+            for e in errors:
                 loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
+                if e["type"] == "too_short" and _inside(e["loc"], errors):
+                    continue  # pydantic counts only the valid items: its item's error says it
                 message, fix = _explain(e, model)
                 self.add(file, loc, message, fix)
             return None
+
+
+def _inside(loc: tuple[Any, ...], errors: list[Any]) -> bool:
+    """Whether another error is about an item inside `loc`."""
+    return any(len(e["loc"]) > len(loc) and tuple(e["loc"][: len(loc)]) == loc for e in errors)
 
 
 def _explain(error: Any, model: type[BaseModel]) -> tuple[str, str]:
@@ -176,9 +184,27 @@ def _explain(error: Any, model: type[BaseModel]) -> tuple[str, str]:
                 f"{error['input']!r} is not a valid name",
                 "use lower case letters, digits and _, starting with a letter",
             )
+        if pattern == files.KEY_ENV_PATTERN:
+            return (
+                f"{error['input']!r} is not a signing key variable's name",
+                "use upper case letters, digits and _, ending in _KEY (so the key is redacted "
+                "everywhere), e.g. SYNCFABRIC_CRM_SIGNING_KEY",
+            )
+        if pattern == files.URL_ENV_PATTERN:
+            return (
+                f"{error['input']!r} is not a URL variable's name",
+                "use upper case letters, digits and _, ending in _URL (so its password is "
+                "redacted everywhere), e.g. SYNCFABRIC_CRM_WRITE_URL",
+            )
         return (
             f"{error['input']!r} is not a valid environment variable name",
             "use upper case letters, digits and _, e.g. SYNCFABRIC_CRM_URL",
+        )
+    if kind == "identifier":
+        return message, (
+            "name it with letters, digits and _ (words may be separated by single spaces), "
+            f"starting with a letter or _, at most {files.IDENTIFIER_MAX} characters; rename "
+            "the table or column in the system if it has another name"
         )
     if kind == "literal_error":
         return f"{error['input']!r} is not allowed", message.replace("Input should be", "use")
@@ -332,6 +358,8 @@ def _system(name: str, m: files.SystemFile) -> System:
         m.kind,
         m.url_env,
         m.description,
+        write_url_env=m.write_url_env,
+        delivery=m.delivery.model_dump(),
         landing=m.channels.landing or name,
         signing_key_env=m.signing.key_env if m.signing else None,
     )

@@ -9,9 +9,9 @@ compares) is derived here, once, so no code needs to know a system or an entity 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sync_assets.catalog.contracts import Contract, PayloadVersion
 from sync_assets.catalog.entities import Entity
@@ -48,10 +48,21 @@ class System:
     url_env: str
     """The environment variable holding the system's URL (credentials included)."""
     description: str = ""
+    write_url_env: str | None = None
+    """The variable of the URL deliveries write through, when not `url_env` (a writer role)."""
+    delivery: dict[str, Any] = field(default_factory=dict)
+    """How corrections are delivered to it (`DeliveryFile`'s fields: retries, batches,
+    concurrency, timeout); the defaults where empty."""
+
     landing: str = ""
     """The system's landing folder (under <data>/landing/); its name unless the file says."""
     signing_key_env: str | None = None
     """The environment variable holding the key its events are signed with, if they are."""
+
+    @property
+    def writer_env(self) -> str:
+        """The variable deliveries take their URL from: `write_url_env`, else `url_env`."""
+        return self.write_url_env or self.url_env
 
     def __post_init__(self) -> None:
         if not self.landing:

@@ -32,7 +32,7 @@ from sync_assets.reconcile.snapshot import (
     record_attempt,
     snapshot_table,
 )
-from sync_assets.warehouse import WRITER_POOL, scalar, transaction
+from sync_assets.warehouse import WRITER_POOL, quote, scalar, transaction
 from sync_assets.warehouse.resource import WarehouseResource
 
 OWNERS = ["team:data-platform"]
@@ -75,7 +75,7 @@ def snapshot_asset(mapping: Mapping) -> dg.AssetsDefinition:
             with systems.rows(mapping) as batches, warehouse.connect() as con, transaction(con):
                 rows = load_snapshot(con, mapping, batches)
                 deleted = scalar(
-                    con, f"SELECT count(*) FROM {snapshot_table(mapping)} WHERE is_deleted"
+                    con, f"SELECT count(*) FROM {quote(snapshot_table(mapping))} WHERE is_deleted"
                 )
                 record_attempt(con, mapping, context.run_id, rows=rows)
         except Exception as error:

@@ -16,6 +16,7 @@ from sync_assets.connectors.mappings import Mapping
 from sync_assets.project import current
 from sync_assets.reconcile.diff import DiffResult, comparison_filter
 from sync_assets.reconcile.snapshot import Skipped, snapshot_table
+from sync_assets.security.redact import redact_text
 from sync_assets.warehouse import quote, scalar
 from sync_assets.warehouse.tables import KINDS
 
@@ -72,7 +73,7 @@ def record_skipped(con: duckdb.DuckDBPyConnection, run_id: str, found: list[Skip
     for s in found:
         con.execute(
             "INSERT INTO reconcile_skipped VALUES (?, now(), ?, ?, ?)",
-            [run_id, s.system, s.entity, s.reason],
+            [run_id, s.system, s.entity, redact_text(s.reason)],
         )
 
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sync_assets.connectors.mappings import Field, Mapping, raw_columns, raw_name
 from sync_assets.connectors.sources import DEFAULT_CHUNK_SIZE, stream_batches
 from sync_assets.project import current
+from sync_assets.security.redact import redact_text
 from sync_assets.warehouse import quote, scalar, sql_literal
 
 SNAPSHOT_PREFIX = "snapshot_"
@@ -52,7 +53,7 @@ def record_attempt(
     operator: no values from the system). A taken one goes in the snapshot's own transaction."""
     con.execute(
         "INSERT OR REPLACE INTO snapshot_attempts VALUES (?, ?, ?, now(), ?, ?)",
-        [mapping.system, mapping.entity, run_id, rows, error],
+        [mapping.system, mapping.entity, run_id, rows, redact_text(error) if error else None],
     )
 
 

@@ -21,7 +21,7 @@ from sync_assets import ledger
 from sync_assets.catalog.entities import Entity
 from sync_assets.crashpoints import crash_point
 from sync_assets.project import current
-from sync_assets.warehouse import golden_table_ddl, quote, scalar, sql_list
+from sync_assets.warehouse import golden_table_ddl, quote, scalar, sql_list, sql_literal
 
 LIFECYCLE_ACTIONS = ("created", "reconciled", "deleted")
 LIFECYCLE = "(lifecycle)"
@@ -41,12 +41,12 @@ def newer(candidate: str, current: str) -> str:
 
 def _owned(entity: Entity, attribute: str) -> str:
     owner = entity.owner_of(attribute)
-    return f"(origin = '{owner}' AND list_contains(set_attributes, '{attribute}'))"
+    return f"(origin = {sql_literal(owner)} AND list_contains(set_attributes, {sql_literal(attribute)}))"
 
 
 def _lifecycle(entity: Entity) -> str:
-    actions = ", ".join(f"'{a}'" for a in LIFECYCLE_ACTIONS)
-    return f"(origin = '{entity.lifecycle_owner}' AND action IN ({actions}))"
+    actions = sql_list(list(LIFECYCLE_ACTIONS))
+    return f"(origin = {sql_literal(entity.lifecycle_owner)} AND action IN ({actions}))"
 
 
 def _fold_sql(entity: Entity) -> str:
@@ -124,16 +124,19 @@ def _merge_sql(entity: Entity, target: str) -> list[str]:
 
 
 def _conflicts_sql(entity: Entity) -> str:
-    owners = " ".join(f"WHEN '{a.name}' THEN '{a.owner}'" for a in entity.attributes)
-    actions = ", ".join(f"'{a}'" for a in LIFECYCLE_ACTIONS)
+    owners = " ".join(
+        f"WHEN {sql_literal(a.name)} THEN {sql_literal(a.owner)}" for a in entity.attributes
+    )
+    actions = sql_list(list(LIFECYCLE_ACTIONS))
     return f"""
 INSERT INTO ownership_conflicts
-SELECT source, event_id, batch_id, '{entity.name}', entity_key, attribute, origin, owner, event_time
+SELECT source, event_id, batch_id, {sql_literal(entity.name)}, entity_key, attribute, origin, owner,
+       event_time
 FROM (
     SELECT *, CASE attribute {owners} END AS owner
     FROM (SELECT *, unnest(set_attributes) AS attribute FROM apply_events)
     UNION ALL
-    SELECT *, '{LIFECYCLE}' AS attribute, '{entity.lifecycle_owner}' AS owner
+    SELECT *, {sql_literal(LIFECYCLE)} AS attribute, {sql_literal(entity.lifecycle_owner)} AS owner
     FROM apply_events WHERE action IN ({actions})
 )
 WHERE origin <> owner
