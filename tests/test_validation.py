@@ -164,7 +164,8 @@ def land_and_run(folder: DataFolder, lines: list) -> Landed:
     result = run_core(folder, [batch.batch_id])[batch.batch_id]
     letters = rows(
         folder,
-        "SELECT line_no, event_id, rule, reason, payload FROM dead_letters WHERE batch_id = ?",
+        "SELECT line_no, event_id, rule, reason, pii_open('dead_letters.payload', payload) "
+        "FROM dead_letters WHERE batch_id = ?",
         [batch.batch_id],
     )
     return Landed(folder, batch.batch_id, result, {row[0]: row[1:] for row in letters})
@@ -309,8 +310,8 @@ def test_v1_customer_name_is_upcast_to_full_name(landed):
     ) == [("Ada Byron",)]
     assert rows(
         landed.folder,
-        "SELECT schema_version, full_name, set_attributes FROM validated_customer_events "
-        "WHERE event_id = 'good-v1'",
+        "SELECT schema_version, pii_open('customer.full_name', full_name), set_attributes "
+        "FROM validated_customer_events WHERE event_id = 'good-v1'",
     ) == [(1, "Ada Byron", ["email", "full_name", "country", "status"])]
 
 
