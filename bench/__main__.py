@@ -10,13 +10,14 @@ import argparse
 import sys
 import time
 
-from bench import adopt, deliver, ingest, reconcile
+from bench import adopt, deliver, ingest, pii, reconcile
 
 BENCHMARKS = {
     ingest.NAME: ingest,
     reconcile.NAME: reconcile,
     deliver.NAME: deliver,
     adopt.NAME: adopt,
+    pii.NAME: pii,
 }
 
 

@@ -430,8 +430,8 @@ def check(as_json: bool, fail_on: str) -> None:
     """Snapshot every system, diff it, run the reconciliation checks; exit 1 on failure.
 
     Read-only: it lands no missed event and emits no correction (`syncctl reconcile` does).
-    The JSON output carries the full values of the discrepancies (PII included), for an operator
-    who can read the systems anyway; the Dagster UI shows them masked.
+    The JSON output carries the values of the discrepancies; PII as the keyed fingerprints the
+    warehouse stores (docs/security.md), as the Dagster UI shows them.
     """
     from sync_assets.runner import pipeline
 

@@ -53,10 +53,46 @@ class Sealer:
         return cipher
 
     def seal(self, field_name: str, value: str) -> str:
+        [sealed] = self.seal_many(field_name, [value])
+        assert sealed is not None
+        return sealed
+
+    def seal_many(self, field_name: str, values: list[str | None]) -> list[str | None]:
+        """Values of one field sealed (None stays None): the loop of the SQL function, with the
+        cipher, associated data and prefix looked up once."""
         key_id = self.keyring.current_id
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = self._cipher(key_id).encrypt(nonce, value.encode(), _aad(field_name))
-        return f"{PREFIX}{key_id}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
+        encrypt, aad, prefix = self._cipher(key_id).encrypt, _aad(field_name), f"{PREFIX}{key_id}:"
+        encode, urandom = base64.urlsafe_b64encode, os.urandom
+        out: list[str | None] = []
+        for value in values:
+            if value is None:
+                out.append(None)
+                continue
+            nonce = urandom(NONCE_BYTES)
+            out.append(prefix + encode(nonce + encrypt(nonce, value.encode(), aad)).decode())
+        return out
+
+    def open_many(self, field_name: str, values: list[str | None]) -> list[str | None]:
+        """Values of one field opened (None stays None), the ciphers looked up once per key id."""
+        aad, decode = _aad(field_name), base64.urlsafe_b64decode
+        ciphers: dict[str, AESGCM] = {}
+        out: list[str | None] = []
+        for value in values:
+            if value is None or not value.startswith(PREFIX):
+                out.append(value)
+                continue
+            found = _TOKEN.fullmatch(value)
+            if found is not None:
+                key_id, payload = found.groups()
+                cipher = ciphers.get(key_id) or ciphers.setdefault(key_id, self._cipher(key_id))
+                try:
+                    raw = decode(payload)
+                    out.append(cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad).decode())
+                    continue
+                except (InvalidTag, binascii.Error, ValueError):
+                    pass
+            out.append(self.open(field_name, value))  # raises, saying why
+        return out
 
     def open(self, field_name: str, value: str) -> str:
         if not value.startswith(PREFIX):

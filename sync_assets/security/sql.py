@@ -73,12 +73,12 @@ def install(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> Pii:
         return pii
     varchar = sqltypes.VARCHAR
     con.create_function(
-        "pii_seal", _vectorized(pii, pii.sealer.seal), [varchar, varchar], varchar,
+        "pii_seal", _sealing(pii), [varchar, varchar], varchar,
         type=PythonUDFType.ARROW, side_effects=True,  # a fresh nonce per call: never folded or cached
     )  # fmt: skip
     con.create_function(
         "pii_open",
-        _vectorized(pii, pii.sealer.open),
+        _opening(pii),
         [varchar, varchar],
         varchar,
         type=PythonUDFType.ARROW,
@@ -126,6 +126,31 @@ def _vectorized(pii: Pii, function: Callable[[str, str], str]):
             pii.failure = error
             raise
         return pa.array(out, pa.string())
+
+    return call
+
+
+def _sealing(pii: Pii):
+    return _per_field(pii, pii.sealer.seal_many, pii.sealer.seal)
+
+
+def _opening(pii: Pii):
+    return _per_field(pii, pii.sealer.open_many, pii.sealer.open)
+
+
+def _per_field(pii: Pii, many: Callable[[str, list], list], one: Callable[[str, str], str]):
+    """One field per call in practice (a constant in the SQL): its values go in one loop."""
+    each = _vectorized(pii, one)
+
+    def call(fields: pa.ChunkedArray, values: pa.ChunkedArray) -> pa.Array:
+        names = fields.unique().to_pylist()
+        if len(names) != 1 or names[0] is None:
+            return each(fields, values)
+        try:
+            return pa.array(many(names[0], values.to_pylist()), pa.string())
+        except SyncfabricError as error:
+            pii.failure = error
+            raise
 
     return call
 
