@@ -131,8 +131,10 @@ def key_id_of(value: str) -> str | None:
 
 def _tampered(field_name: str, why: str) -> TamperedToken:
     return TamperedToken(
-        f"a sealed PII value of {field_name} was refused: {why} (altered, or copied from another "
-        "field). Nothing was read from it; fix: restore the warehouse from a backup, or re-land "
-        "the events it came from",
+        f"a sealed PII value of {field_name} was refused: {why} (altered, copied from another "
+        "field, or sealed under another key that had the same key id). Nothing was read from it; "
+        "fix: check that SYNCFABRIC_PII_KEYS holds the keys this warehouse was sealed with "
+        "(`syncctl keys` says where they come from), else restore the warehouse from a backup or "
+        "re-land the events it came from",
         exit_code=EXIT_FAILED,
     )

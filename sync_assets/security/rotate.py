@@ -4,8 +4,9 @@
 place in pages of `batch_size` rows by its natural key, each page in its own short transaction:
 the old key stays in the keyring meanwhile, so readers open old and new tokens alike throughout,
 and a crash leaves every page either re-sealed or not. Values already under the current key are
-left as they are, so running it again re-seals nothing. A clear value (a warehouse written before
-sealing) is sealed on the way.
+left as they are, so running it again re-seals nothing. A clear value in a sealed column (a
+warehouse written before sealing) is sealed on the way; corrections written before sealing keep
+their JSON as it was (they are delivered or superseded by the next reconciliation).
 """
 
 from __future__ import annotations
