@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 
-from bench import adopt, channels, deliver, ingest, reconcile
+from bench import adopt, channels, deliver, ingest, pii, reconcile
 
 BENCHMARKS = {
     ingest.NAME: ingest,
@@ -18,6 +18,7 @@ BENCHMARKS = {
     deliver.NAME: deliver,
     adopt.NAME: adopt,
     channels.NAME: channels,
+    pii.NAME: pii,
 }
 
 

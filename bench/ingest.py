@@ -93,9 +93,10 @@ INVALID_KINDS = [
 
 
 def _allowed(attribute: str) -> tuple[str, ...]:
-    from sync_assets.catalog.entities import CUSTOMER
+    """The demo catalog's allowed values (the events are the demo's customers)."""
+    from sync_assets.project import current
 
-    return CUSTOMER.attribute(attribute).allowed
+    return current().entity("customer").attribute(attribute).allowed
 
 
 class _Maker:

@@ -477,8 +477,8 @@ def check(as_json: bool, fail_on: str) -> None:
     """Snapshot every system, diff it, run the reconciliation checks; exit 1 on failure.
 
     Read-only: it lands no missed event and emits no correction (`syncctl reconcile` does).
-    The JSON output carries the full values of the discrepancies (PII included), for an operator
-    who can read the systems anyway; the Dagster UI shows them masked.
+    The JSON output carries the values of the discrepancies; PII as the keyed fingerprints the
+    warehouse stores (docs/security.md), as the Dagster UI shows them.
     """
     from sync_assets.runner import pipeline
 
@@ -560,6 +560,70 @@ def reconcile(as_json: bool, reviewed: int | None) -> None:
         click.echo("deliver them: syncctl deliver", err=True)
     if reconciled.skipped:
         sys.exit(reconciled.skipped_exit_code)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.pass_context
+def keys(ctx: click.Context, as_json: bool) -> None:
+    """Where the PII keys come from, and how many stored values each key id seals (never a key).
+
+    Production sets SYNCFABRIC_PII_KEYS and SYNCFABRIC_PII_FINGERPRINT_KEY; without them the keys
+    are generated once into the data folder (docs/security.md).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from sync_assets.security.rotate import status
+    from sync_assets.warehouse import connect
+
+    folder = _folder()
+    with connect(folder.warehouse, read_only=True) as con:
+        found = status(con)
+    if as_json:
+        click.echo(json.dumps(found.as_dict()))
+        return
+    click.echo(f"keys from          {found.origin}")
+    click.echo(f"current key id     {found.current_id} (seals new values)")
+    click.echo(f"keyring            {', '.join(found.ring)} (each opens its own tokens)")
+    width = max(len(place) for place in found.by_key)
+    for place, counts in found.by_key.items():
+        shown = ", ".join(f"{kid}: {n:,}" for kid, n in sorted(counts.items())) or "none"
+        click.echo(f"{place:<{width}}  {shown}")
+    if found.origin.startswith("the file"):
+        click.echo(
+            "production must set SYNCFABRIC_PII_KEYS and SYNCFABRIC_PII_FINGERPRINT_KEY "
+            "(keys kept beside the warehouse protect a copy of the warehouse alone)",
+            err=True,
+        )
+
+
+@keys.command("rotate")
+@writes_data_folder
+@click.option(
+    "--batch-size",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Rows a transaction.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def keys_rotate(batch_size: int, as_json: bool) -> None:
+    """Re-seal every stored PII value under the current key (the first of SYNCFABRIC_PII_KEYS).
+
+    Keep the old key in the keyring until this is done: each batch commits on its own, and
+    readers open old and new tokens alike meanwhile. Running it again re-seals nothing.
+    """
+    from sync_assets.security.rotate import rotate
+    from sync_assets.warehouse import connect
+
+    with connect(_folder().warehouse) as con:
+        counts = rotate(con, batch_size)
+    if as_json:
+        click.echo(json.dumps({"resealed": counts}))
+        return
+    width = max(len(place) for place in counts)
+    for place, count in counts.items():
+        click.echo(f"{place:<{width}}  {count:>10,} re-sealed")
 
 
 @main.command()

@@ -25,6 +25,8 @@ from sync_assets.deliver.http import HttpDestination
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.project import current
 from sync_assets.runner import pipeline
+from sync_assets.security.fields import open_values
+from sync_assets.security.sql import Pii
 from sync_assets.settings import DataFolder
 from sync_assets.warehouse import connect
 
@@ -153,10 +155,12 @@ def test_duplicated_and_reordered_deliveries_change_nothing(drifted):
     )
     if not rows:
         pytest.skip("needs the corrections of the chaos test")
+    sealer, customer = Pii(folder.root).sealer, current().entity("customer")
     again = [
-        Delivery(cid, key, "customer", entity_key, "updated", json.loads(values), version, at)
+        Delivery(cid, key, "customer", entity_key, "updated",
+                 open_values(sealer, customer, json.loads(values)), version, at)
         for cid, key, entity_key, values, version, at in rows
-    ]
+    ]  # fmt: skip
     older = [
         Delivery(f"late-{d.correction_id}", f"late-{d.idempotency_key}", "customer",
                  d.entity_key, "updated", {"full_name": "Rolled Back"}, "2000-01-01T00:00:00Z")

@@ -10,7 +10,10 @@ import sqlite3
 from test_reconcile_diff import reconcile
 
 from sync_assets.deliver.corrections import emit_corrections
+from sync_assets.project import current
 from sync_assets.reconcile.missed import missed_events
+from sync_assets.security.fields import open_correction
+from sync_assets.security.sql import pii_of
 from sync_assets.settings import DataFolder
 from sync_assets.warehouse import connect
 
@@ -33,11 +36,16 @@ def a_customer_everywhere(folder: DataFolder) -> str:
     return min(customers_everywhere(folder))
 
 
-def corrections(folder: DataFolder) -> list[dict]:
+def corrections(folder: DataFolder, *, sealed: bool = False) -> list[dict]:
+    """The corrections, their PII opened (as delivery reads them), or as stored (`sealed`)."""
     with connect(folder.warehouse) as con:
         cursor = con.execute("SELECT * FROM corrections ORDER BY target, entity_key")
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        stored = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        sealer = pii_of(con).sealer
+    if sealed:
+        return stored
+    return [open_correction(sealer, current().entity(row["entity"]), row) for row in stored]
 
 
 def test_drift_becomes_one_correction_per_record_with_only_what_the_target_does_not_own(landscape):
@@ -59,6 +67,9 @@ def test_drift_becomes_one_correction_per_record_with_only_what_the_target_does_
     billing, support = corrections(landscape)
     # Only what differs: billing's plan, status and country agree; e-mail is the CRM's.
     assert json.loads(billing["attributes"]) == {"email": golden[0]}
+    stored = corrections(landscape, sealed=True)[0]  # as stored, e-mail (PII) is sealed
+    assert json.loads(stored["attributes"])["email"].startswith("enc:")
+    assert golden[0] not in stored["attributes"] + stored["event"] + stored["seen"]
     assert json.loads(support["attributes"]) == {"full_name": golden[1], "status": golden[2]}
     assert billing["action"] == support["action"] == "updated"
     assert billing["golden_version"] == golden[3] and billing["correlation_id"] == golden[4]

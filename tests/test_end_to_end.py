@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from commands import syncctl
 
+from sync_assets.security.fingerprint import fingerprint
+from sync_assets.security.keys import keyring
+
 pytestmark = pytest.mark.slow
 
 
@@ -112,7 +115,9 @@ def test_syncctl_check_reports_hand_made_drift_and_fails_on_request(demo_home, t
         "missed_event",
         "email",
     )
-    assert finding["actual"] == "by.hand@example.com"  # full values, for the operator
+    # PII as the warehouse stores it: the keyed fingerprint of the value (docs/security.md)
+    key = keyring(drifted).fingerprint_key
+    assert finding["actual"] == fingerprint(key, "by.hand@example.com")
     assert strict.returncode == 1
     assert "crm_customer_in_sync" in strict.stdout
 

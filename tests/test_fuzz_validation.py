@@ -36,6 +36,7 @@ from sync_assets.ingest.validate import validate_batch
 from sync_assets.project import current
 from sync_assets.settings import DEFAULT_MAX_CLOCK_SKEW, DataFolder
 from sync_assets.warehouse import connect, transaction
+from sync_assets.warehouse.tables import opened
 
 PII = "pii\u00b7"
 """Every PII value generated here carries this marker; no dead-letter reason may."""
@@ -348,7 +349,9 @@ def check_batch(
 
     accepted: dict[int, dict[str, Any]] = {}
     for entity in current().entities.values():
-        cursor = con.execute(f"SELECT * FROM {entity.events_table} WHERE batch_id = ?", [batch_id])
+        cursor = con.execute(  # PII opened, as apply reads it (stored sealed)
+            f"SELECT {opened(entity)} FROM {entity.events_table} WHERE batch_id = ?", [batch_id]
+        )
         columns = [d[0] for d in cursor.description]
         for values in cursor.fetchall():
             row = dict(zip(columns, values, strict=True))

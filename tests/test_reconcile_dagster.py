@@ -74,10 +74,12 @@ def test_a_little_drift_warns_and_the_ui_sample_hides_pii(landscape):
     assert record.data["actual"].startswith("pii:")
     assert record.data["views"].startswith("billing=pii:")  # the others' copies, masked too
     assert "mallory" not in str(check.metadata) and "@" not in str(check.metadata)
-    with connect(landscape.warehouse) as con:  # the full value stays in the warehouse
-        assert con.execute(
+    with connect(landscape.warehouse) as con:  # the warehouse keeps the mask, not the value
+        [(stored,)] = con.execute(
             "SELECT actual FROM discrepancies WHERE attribute = 'email' AND system = 'crm'"
-        ).fetchall() == [("mallory@evil.example",)]
+        ).fetchall()
+        assert stored == record.data["actual"]
+        assert stored == con.execute("SELECT pii_mask('mallory@evil.example')").fetchone()[0]
 
 
 def test_broad_drift_is_an_error_that_blocks(landscape):

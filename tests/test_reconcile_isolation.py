@@ -29,6 +29,8 @@ from sync_assets.reconcile.comparisons import (
 )
 from sync_assets.reconcile.diff import DiffResult
 from sync_assets.reconcile.snapshot import Skipped, current_snapshots, record_attempt
+from sync_assets.security.fingerprint import fingerprint
+from sync_assets.security.keys import keyring
 from sync_assets.settings import DataFolder
 from sync_assets.warehouse import connect
 
@@ -113,7 +115,8 @@ def test_check_reconciles_billing_and_says_why_crm_and_support_were_not_checked(
         customer,
         "email",
     )
-    assert finding["actual"] == DRIFTED_EMAIL
+    # e-mail is PII: shown as the keyed fingerprint the warehouse stores (docs/security.md)
+    assert finding["actual"] == fingerprint(keyring(home).fingerprint_key, DRIFTED_EMAIL)
     # the CRM and support hold this email too, but their snapshots are old: not shown as theirs
     assert finding["views"] == {}
     assert checks["billing_order_in_sync"]["found"] == []

@@ -184,7 +184,7 @@ def land_and_run(folder: DataFolder, lines: list) -> Landed:
     results = run_core(folder, batch_ids)
     letters = rows(
         folder,
-        "SELECT b.system, d.line_no, d.event_id, d.rule, d.reason, d.payload "
+        "SELECT b.system, d.line_no, d.event_id, d.rule, d.reason, pii_open('dead_letters.payload', d.payload) "
         "FROM dead_letters d JOIN batches b USING (batch_id)",
     )
     return Landed(
@@ -335,8 +335,8 @@ def test_v1_customer_name_is_upcast_to_full_name(landed):
     ) == [("Ada Byron",)]
     assert rows(
         landed.folder,
-        "SELECT schema_version, full_name, set_attributes FROM validated_customer_events "
-        "WHERE event_id = 'good-v1'",
+        "SELECT schema_version, pii_open('customer.full_name', full_name), set_attributes "
+        "FROM validated_customer_events WHERE event_id = 'good-v1'",
     ) == [(1, "Ada Byron", ["email", "full_name", "country", "status"])]
 
 

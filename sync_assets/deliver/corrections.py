@@ -33,6 +33,9 @@ Nothing is corrected from a golden state that may be wrong:
 - a record with a `missed_event` in the same run is withheld whole: the owner's value must enter
   the golden record first, and the next reconciliation corrects the other systems from it.
 
+PII in `attributes`, `event` and `seen` is sealed field by field, and `previous` whole
+(sync_assets/security/fields.py): the outbox opens them to deliver.
+
 Each correction keeps what the reconciliation saw of the target's record (`seen`: present or not,
 deleted or not, its values in catalog form), so the destination can refuse to overwrite a record
 that changed since (see `deliver/recheck.py`).
@@ -72,6 +75,8 @@ from sync_assets.ledger import pending_batches
 from sync_assets.project import current
 from sync_assets.reconcile.diff import RecordToFix, records_to_fix
 from sync_assets.reconcile.snapshot import snapshot_table
+from sync_assets.security.fields import seal_correction
+from sync_assets.security.sql import pii_of
 from sync_assets.warehouse import quote, registered
 
 RUNBOOK = "docs/runbooks/delivery.md"
@@ -176,6 +181,9 @@ def insert_corrections(con: duckdb.DuckDBPyConnection, rows: Iterable[dict[str, 
     ]  # fmt: skip
     rows = list(rows)
     if rows:
+        # PII sealed as stored (sync_assets/security/fields.py); `due` opens it to deliver.
+        sealer, project = pii_of(con).sealer, current()
+        rows = [seal_correction(sealer, project.entity(row["entity"]), row) for row in rows]
         frame = {c: [row.get(c) for row in rows] for c in columns}
         with registered(con, "corrections_frame", frame) as name:
             con.execute(f"INSERT INTO corrections BY NAME SELECT * FROM {name}")

@@ -34,6 +34,9 @@ from sync_assets.deliver.corrections import (
 from sync_assets.deliver.engine import Delivery, Report, Verdict
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
 from sync_assets.project import current
+from sync_assets.security.crypto import Sealer
+from sync_assets.security.fields import PREVIOUS, open_correction
+from sync_assets.security.sql import pii_of
 from sync_assets.warehouse import quote, registered
 
 Policy = Literal["hold", "compensate"]
@@ -43,12 +46,19 @@ def due(con: duckdb.DuckDBPyConnection, target: str) -> list[Delivery]:
     """The pending corrections for one system, oldest first."""
     rows = con.execute(
         """SELECT correction_id, idempotency_key, entity, entity_key, action, attributes,
-                  golden_version, emitted_at, seen
+                  golden_version, emitted_at, seen, kind
            FROM corrections WHERE status = 'pending' AND target = ?
            ORDER BY emitted_at, correction_id""",
         [target],
     ).fetchall()
-    return [_delivery(*row) for row in rows]
+    sealer, project = pii_of(con).sealer, current()
+    opened = []
+    for row in rows:
+        values = open_correction(
+            sealer, project.entity(row[2]), {"attributes": row[5], "seen": row[8], "kind": row[9]}
+        )
+        opened.append((*row[:5], values["attributes"], *row[6:8], values["seen"]))
+    return [_delivery(*row) for row in opened]
 
 
 def _delivery(
@@ -126,11 +136,12 @@ def record(con: duckdb.DuckDBPyConnection, report: Report, delivery_run: str) ->
 def _record_verdicts(
     con: duckdb.DuckDBPyConnection, verdicts: list[Verdict], destination: str, delivery_run: str
 ) -> None:
+    sealer = pii_of(con).sealer  # the target's row before: its raw columns, sealed whole
     rows: dict[str, list[Any]] = {
         "correction_id": [v.correction_id for v in verdicts],
         "status": [v.status for v in verdicts],
         "attempts": [v.attempts for v in verdicts],
-        "previous": [_json(v.previous) for v in verdicts],
+        "previous": [_sealed(sealer, _json(v.previous)) for v in verdicts],
         "reason": [v.reason for v in verdicts],
         "errors": [v.errors for v in verdicts],
     }
@@ -254,7 +265,11 @@ def compensate(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy]) -> i
         {"entities": entities},
     )
     names = [d[0] for d in applied.description]
-    siblings = [dict(zip(names, row, strict=True)) for row in applied.fetchall()]
+    sealer, project = pii_of(con).sealer, current()
+    siblings = [
+        open_correction(sealer, project.entity(row["entity"]), row)
+        for row in (dict(zip(names, values, strict=True)) for values in applied.fetchall())
+    ]
     insert_corrections(con, [_compensation(sibling) for sibling in siblings])
     con.execute(
         f"""UPDATE corrections SET status = 'compensated'
@@ -353,6 +368,10 @@ def emitted_by(con: duckdb.DuckDBPyConnection, reconcile_run: str) -> int:
 def pending_count(con: duckdb.DuckDBPyConnection) -> int:
     found = con.execute("SELECT count(*) FROM corrections WHERE status = 'pending'").fetchone()
     return int(found[0]) if found else 0
+
+
+def _sealed(sealer: Sealer, value: str | None) -> str | None:
+    return None if value is None else sealer.seal(PREVIOUS, value)
 
 
 def _json(value: Any) -> str | None:

@@ -1,7 +1,8 @@
 """Raw ingest: one landed batch into the append-only `raw_events` table, every line of it.
 
 Every line of the file is kept verbatim, parseable or not, for validation to judge; nothing is
-decided here. Deduplication happens after validation (sync_assets/ingest/validate.py), by
+decided here. A line may hold PII and may be malformed JSON, so it is sealed whole
+(sync_assets/security/fields.py); its size and decode error stay readable beside it. Deduplication happens after validation (sync_assets/ingest/validate.py), by
 (source, id) among valid events, so an invalid copy never hides a valid one. The batch moves from
 `landed` to `raw` in the ledger in the same transaction as its lines.
 """
@@ -16,6 +17,8 @@ import pyarrow as pa
 from sync_assets import ledger
 from sync_assets.crashpoints import crash_point
 from sync_assets.ingest.landing import Batch, digest, parse_batch_id, read_batch
+from sync_assets.security.fields import RAW_LINE
+from sync_assets.security.sql import pii_of
 
 
 @dataclass(frozen=True)
@@ -89,13 +92,14 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> RawCounts:
             "landed); the new content is another batch, which the next scan finds"
         )
     lines = read_lines(data)
+    pii_of(con)
     con.register("batch_lines", lines)
     con.execute(
         """
         INSERT INTO raw_events
-        SELECT ?, line_no, now(), strlen(line), decode_error, line FROM batch_lines
+        SELECT ?, line_no, now(), strlen(line), decode_error, pii_seal(?, line) FROM batch_lines
         """,
-        [batch.batch_id],
+        [batch.batch_id, RAW_LINE],
     )
     con.unregister("batch_lines")
     ledger.mark_raw(con, batch, lines.num_rows)

@@ -24,6 +24,8 @@ import duckdb
 
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
 from sync_assets.ingest.landing import LandingZone
+from sync_assets.security.fields import DEAD_LETTER_PAYLOAD
+from sync_assets.security.sql import pii_of
 from sync_assets.warehouse import registered
 
 NOT_REDRIVABLE = {
@@ -127,6 +129,8 @@ def redrive(
         found = con.execute(
             f"SELECT batch_id, line_no, payload FROM dead_letters JOIN {frame} USING (batch_id, line_no)"
         ).fetchall()
+    sealer = pii_of(con).sealer  # the payloads are sealed (fields.py); the landed file is clear
+    found = [(b, n, sealer.open(DEAD_LETTER_PAYLOAD, payload)) for b, n, payload in found]
     payloads = {(batch_id, line_no): payload for batch_id, line_no, payload in found}
     by_system: dict[str, list[HeldDeadLetter]] = defaultdict(list)
     for letter in letters:

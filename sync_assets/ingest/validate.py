@@ -37,8 +37,12 @@ from sync_assets.crashpoints import crash_point
 from sync_assets.ingest.signatures import unsigned_lines
 from sync_assets.project import current
 from sync_assets.project.model import System
+from sync_assets.security import fields as pii_fields
+from sync_assets.security.fields import DEAD_LETTER_PAYLOAD, RAW_LINE
+from sync_assets.security.sql import pii_of
 from sync_assets.settings import MAX_CLOCK_SKEW_ENV, max_clock_skew
 from sync_assets.warehouse import one, query_frame, quote, sql_literal
+from sync_assets.warehouse.tables import stored_type
 
 
 @dataclass
@@ -644,9 +648,12 @@ def validate_batch(
     if state[0] != "raw":
         return _recorded_counts(con, batch_id)
 
+    pii_of(con)
+    # The lines opened into a temporary table (memory, gone with the transaction's end).
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE batch_raw AS SELECT * FROM raw_events WHERE batch_id = ?",
-        [batch_id],
+        "CREATE OR REPLACE TEMP TABLE batch_raw AS "
+        "SELECT * REPLACE (pii_open(?, line) AS line) FROM raw_events WHERE batch_id = ?",
+        [RAW_LINE, batch_id],
     )
     con.execute("CREATE OR REPLACE TEMP TABLE batch_failures AS " + _LINE_GATE)
     system = current().systems[state[1]]
@@ -814,10 +821,15 @@ def _insert_validated(
     con.register("valid_frame", frame)
     attributes = []
     for attribute in entity.attributes:
-        if attribute.name in frame.columns:
-            attributes.append(f"CAST({quote(attribute.name)} AS {attribute.duckdb_type})")
+        column_type = stored_type(attribute)
+        if attribute.name not in frame.columns:
+            attributes.append(f"NULL::{column_type}")
+        elif attribute.pii:
+            value = f"CAST(CAST({quote(attribute.name)} AS {attribute.duckdb_type}) AS VARCHAR)"
+            field = sql_literal(pii_fields.field_name(entity, attribute.name))
+            attributes.append(f"pii_seal({field}, {value})")
         else:
-            attributes.append(f"NULL::{attribute.duckdb_type}")
+            attributes.append(f"CAST({quote(attribute.name)} AS {attribute.duckdb_type})")
     con.execute(
         f"""
         INSERT INTO {quote(entity.events_table)}
@@ -843,10 +855,10 @@ def _write_dead_letters(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:
                          AND json_type(r.line, '$.source') = 'VARCHAR'
                     THEN json_extract_string(r.line, '$.source') END,
                f.event_id, f.event_type, f.contract, f.rule,
-               'line ' || f.line_no || ': ' || f.reason, r.line, now()
+               'line ' || f.line_no || ': ' || f.reason, pii_seal(?, r.line), now()
         FROM batch_failures f JOIN batch_raw r USING (line_no)
         """,
-        [batch_id],
+        [batch_id, DEAD_LETTER_PAYLOAD],
     )
 
 

@@ -15,7 +15,7 @@ mismatch is the finding, and the other systems' differences with it on the same 
 attribute) are folded into it rather than listed again. Every finding on an attribute carries
 `views`: each other system's value for it, where that system holds the record live (a map system
 -> value, as text), so the golden value (`expected`), the system's (`actual`) and the others' are
-read in one row. Diff the systems against the golden records before the pairs (`diff_entity`).
+read in one row. A PII attribute's values are stored as keyed fingerprints (`display`). Diff the systems against the golden records before the pairs (`diff_entity`).
 
 and who is right (`resolution`):
 
@@ -48,6 +48,7 @@ from sync_assets.catalog.entities import Attribute
 from sync_assets.connectors.mappings import Mapping, shared_attributes
 from sync_assets.project import current
 from sync_assets.reconcile.snapshot import current_snapshots, snapshot_table
+from sync_assets.security.sql import pii_of
 from sync_assets.warehouse import quote, sql_literal
 from sync_assets.warehouse.tables import KINDS
 
@@ -79,6 +80,7 @@ class Summary:
 
 def diff_system(con: duckdb.DuckDBPyConnection, mapping: Mapping, run_id: str) -> DiffResult:
     """Diff a system's snapshot against the golden records; append what differs."""
+    pii_of(con)  # PII values are stored as masks (`display`)
     where, params = comparison_filter(run_id, mapping.entity, mapping.system, None)
     con.execute(f"DELETE FROM discrepancies WHERE {where}", params)
     parts = [_missing(mapping), _extra(mapping, _lifecycle_snapshot(con, mapping))]
@@ -112,6 +114,7 @@ def diff_systems(
     (diff each system first)."""
     if left.entity != right.entity:
         raise ValueError(f"{left.name} and {right.name} hold different entities")
+    pii_of(con)
     where, params = comparison_filter(run_id, left.entity, left.system, right.system)
     con.execute(f"DELETE FROM discrepancies WHERE {where}", params)
     parts = [_divergence(left, right, name) for name in shared_attributes(left, right)]
@@ -129,6 +132,7 @@ def add_views(con: duckdb.DuckDBPyConnection, mappings: Sequence[Mapping], run_i
         return
     entity_name = mappings[0].entity
     catalog = current().entity(entity_name)
+    pii_of(con)
     needed = con.execute(
         "SELECT DISTINCT system, attribute FROM discrepancies "
         "WHERE run_id = ? AND entity = ? AND attribute IS NOT NULL",
@@ -390,7 +394,15 @@ def comparable_text(attribute: Attribute, value: str) -> str:
 
 
 def display(attribute: Attribute, value: str) -> str:
-    """A value as text for the discrepancies table; timestamps in UTC, ISO 8601."""
+    """A value as text for the discrepancies table; timestamps in UTC, ISO 8601; a PII value as
+    its keyed fingerprint (sync_assets/security/fingerprint.py).
+
+    Nothing reads a PII value back from the discrepancies (missed events read the snapshot,
+    corrections the golden record): what people see there only has to tell whether two values
+    are the same, which the fingerprint does without showing either.
+    """
     if attribute.type == "timestamp":
-        return f"strftime(timezone('UTC', {value}), '%Y-%m-%dT%H:%M:%SZ')"
-    return f"CAST({value} AS VARCHAR)"
+        text = f"strftime(timezone('UTC', {value}), '%Y-%m-%dT%H:%M:%SZ')"
+    else:
+        text = f"CAST({value} AS VARCHAR)"
+    return f"pii_mask({text})" if attribute.pii else text

@@ -5,15 +5,20 @@
 - ERROR: more: a broken connector or integration, which must stop the work downstream.
 
 Values of attributes the catalog marks PII never reach UI metadata or logs: they are replaced by a
-short, stable fingerprint, enough to see whether two values are the same without reading them.
+keyed fingerprint (sync_assets/security/fingerprint.py), enough to see whether two values are the
+same without reading them, and not reversible by hashing guessed values without the key. The
+discrepancies table stores PII values masked already (reconcile/diff.py: `display`); a mask is
+shown as it is.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Literal
 
 from sync_assets.project import Thresholds, current
+from sync_assets.security.fingerprint import fingerprint, is_mask
+from sync_assets.security.keys import keyring
+from sync_assets.settings import DataFolder
 
 Verdict = Literal["pass", "warn", "error"]
 
@@ -26,14 +31,20 @@ def verdict(discrepancies: int, rows_compared: int, thresholds: Thresholds) -> V
     return "error"
 
 
-def masked(entity_name: str, attribute: str | None, value: object) -> object:
-    """The value as UI metadata may show it: PII becomes a fingerprint."""
+def masked(
+    entity_name: str, attribute: str | None, value: object, *, key: bytes | None = None
+) -> object:
+    """The value as UI metadata may show it: PII becomes its keyed fingerprint.
+
+    `key`: the fingerprint key; by default the data folder's (sync_assets/security/keys.py).
+    """
     if value is None or attribute is None:
         return value
-    if attribute not in current().entity(entity_name).pii_attributes:
+    if attribute not in current().entity(entity_name).pii_attributes or is_mask(value):
         return value
-    digest = hashlib.sha256(str(value).encode()).hexdigest()[:8]
-    return f"pii:{digest}"
+    if key is None:
+        key = keyring(DataFolder.from_env().root).fingerprint_key
+    return fingerprint(key, value)
 
 
 def masked_row(row: dict[str, object]) -> dict[str, object]:

@@ -1,2 +1,7 @@
-"""Security: what keeps secrets and personal data from leaving the process, and who may write
-what (docs/security.md)."""
+"""Security's home: what keeps secrets and personal data from leaving the process.
+
+redact.py masks secrets in every text that leaves (errors, logs, the console, the warehouse's
+error columns); keys.py says where the PII keys come from, crypto.py seals and opens values,
+fingerprint.py makes keyed fingerprints, fields.py finds the catalog's PII fields in records and
+JSON, sql.py gives the warehouse its SQL functions, rotate.py re-seals under a new key.
+docs/security.md says what is protected and how to run it."""

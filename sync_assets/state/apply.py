@@ -21,7 +21,9 @@ from sync_assets import ledger
 from sync_assets.catalog.entities import Entity
 from sync_assets.crashpoints import crash_point
 from sync_assets.project import current
+from sync_assets.security.sql import pii_of
 from sync_assets.warehouse import golden_table_ddl, quote, scalar, sql_list, sql_literal
+from sync_assets.warehouse.tables import opened
 
 LIFECYCLE_ACTIONS = ("created", "reconciled", "deleted")
 LIFECYCLE = "(lifecycle)"
@@ -172,10 +174,12 @@ def _apply(
     target: str,
     where: str,
 ) -> dict[str, ApplyCounts]:
-    # A view, not a copy: each step below scans only the columns it needs.
+    # A view, not a copy: each step below scans only the columns it needs (and opens only the
+    # sealed PII columns it reads).
+    pii_of(con)
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW apply_events AS "
-        f"SELECT * FROM {quote(entity.events_table)} WHERE {where}"
+        f"SELECT {opened(entity)} FROM {quote(entity.events_table)} WHERE {where}"
     )
     applied = _per_batch(con, "SELECT batch_id, count(*) FROM apply_events GROUP BY batch_id")
     conflicts: dict[str, int] = {}

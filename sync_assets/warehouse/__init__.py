@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from sync_assets.errors import SyncfabricError
 from sync_assets.project import current
+from sync_assets.security import sql as pii
 from sync_assets.warehouse import tables
 from sync_assets.warehouse.sql import quote, sql_list, sql_literal
 from sync_assets.warehouse.tables import golden_table_ddl
@@ -74,9 +75,16 @@ def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.Duc
             create_schema(con)
             _SCHEMA_READY.add(path)
     con.execute("SET TimeZone = 'UTC'")
+    # PII is sealed and opened inside SQL (sync_assets/security/sql.py), with the keys of the
+    # warehouse's data folder.
+    pii.install(con, path.resolve().parent if path.exists() else None)
     try:
         yield con
+    except duckdb.Error as error:
+        pii.raise_failure(con, error)  # an unknown key id, a tampered token: the operator's error
+        raise
     finally:
+        pii.forget(con)
         con.close()
 
 

@@ -18,9 +18,10 @@ EXISTS`, so a warehouse made by an earlier version is brought up to date in plac
 
 from __future__ import annotations
 
-from sync_assets.catalog.entities import Entity
+from sync_assets.catalog.entities import Attribute, Entity
 from sync_assets.project.model import Project
-from sync_assets.warehouse.sql import quote
+from sync_assets.security.fields import field_name
+from sync_assets.warehouse.sql import quote, sql_literal
 
 KINDS = ("missing", "extra", "mismatch", "divergence")
 """What reconciliation finds (sync_assets/reconcile/diff.py); a count each in the comparisons."""
@@ -206,8 +207,26 @@ CREATE TABLE IF NOT EXISTS delivery_dead_letters (
 """
 
 
+def stored_type(attribute: Attribute) -> str:
+    """An attribute's column type in the event log: a PII value is stored sealed, as text
+    (sync_assets/security/fields.py); readers open it and cast it back (`opened`)."""
+    return "VARCHAR" if attribute.pii else attribute.duckdb_type
+
+
+def opened(entity: Entity) -> str:
+    """SQL: `* REPLACE (...)` opening an events table's sealed PII columns, typed as the catalog
+    says; `*` alone when the entity has no PII."""
+    replaced = [
+        f"CAST(pii_open({sql_literal(field_name(entity, a.name))}, {quote(a.name)}) "
+        f"AS {a.duckdb_type}) AS {quote(a.name)}"
+        for a in entity.attributes
+        if a.pii
+    ]
+    return f"* REPLACE ({', '.join(replaced)})" if replaced else "*"
+
+
 def events_table_ddl(entity: Entity) -> str:
-    attributes = ",\n    ".join(f"{quote(a.name)} {a.duckdb_type}" for a in entity.attributes)
+    attributes = ",\n    ".join(f"{quote(a.name)} {stored_type(a)}" for a in entity.attributes)
     return f"""
 CREATE TABLE IF NOT EXISTS {quote(entity.events_table)} (
     event_id       VARCHAR NOT NULL,
