@@ -1,8 +1,9 @@
 """Canaries: secrets in every variable the project reads, PII in the systems' rows, and a hunt
 for them everywhere they must never show, through the installed `syncctl` and the real webserver.
 
-The CRM's URL carries a canary password and token, and answers 500 to every read (a fault, as a
-broken platform would): its errors quote the URL. Billing holds customers whose emails are PII
+The PII keys (from the environment, as in production) are canaries. The CRM's URL carries a
+canary password and token, and answers 500 to every read (a fault, as a broken platform would):
+its errors quote the URL. Billing holds customers whose emails are PII
 canaries (billing does not own emails), so their corrections carry them as the rows they replace.
 `syncctl reconcile` and `syncctl check` run on the command line; then, through GraphQL, the
 read-only check and the delivery run as the UI launches them (run workers, a fresh process each).
@@ -13,6 +14,7 @@ compute logs, op outputs); no secret canary in any file of the data folder.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import http.server
 import secrets
@@ -28,7 +30,17 @@ from webserver import Webserver, webserver
 pytestmark = pytest.mark.slow
 
 TOKEN = secrets.token_hex(6)
-SECRET_CANARIES = [f"pw-{TOKEN}", f"tok-{TOKEN}"]
+KEYS = {
+    "SYNCFABRIC_PII_KEYS": f"k1:{base64.b64encode(secrets.token_bytes(32)).decode()}",
+    "SYNCFABRIC_PII_FINGERPRINT_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+}
+"""The PII keys, from the environment as in production: canaries too."""
+SECRET_CANARIES = [
+    f"pw-{TOKEN}",
+    f"tok-{TOKEN}",
+    KEYS["SYNCFABRIC_PII_KEYS"].partition(":")[2],
+    KEYS["SYNCFABRIC_PII_FINGERPRINT_KEY"],
+]
 PII_CANARIES = [f"canary.pii.{TOKEN}.{n}@example.com" for n in range(2)]
 
 
@@ -63,9 +75,9 @@ def landscape(tmp_path_factory, broken_platform) -> tuple[Path, dict[str, str]]:
     """A small demo, in sync, then billing's copy of two emails replaced by PII canaries; the data
     folder and the environment with the canary secrets."""
     home = tmp_path_factory.mktemp("canaries") / "syncfabric"
-    built = syncctl(home, "demo", "--customers", "300", "--orders", "600", "--drift", "0")
+    built = syncctl(home, "demo", "--customers", "300", "--orders", "600", "--drift", "0", **KEYS)
     assert built.returncode == 0, built.stderr
-    ran = syncctl(home, "run")
+    ran = syncctl(home, "run", **KEYS)
     assert ran.returncode == 0, ran.stderr[-3000:]
     with sqlite3.connect(home / "systems" / "billing.sqlite") as billing:
         refs = [
@@ -79,6 +91,7 @@ def landscape(tmp_path_factory, broken_platform) -> tuple[Path, dict[str, str]]:
                 "UPDATE accounts SET billing_email = ? WHERE customer_ref = ?", [email.upper(), ref]
             )
     env = {
+        **KEYS,
         "SYNCFABRIC_CRM_URL": (
             f"http://svc:{SECRET_CANARIES[0]}@127.0.0.1:{broken_platform}/?token={SECRET_CANARIES[1]}"
         ),
