@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from bench.common import PROJECT_ROOT, format_table, machine_info, write_result
 
@@ -121,29 +122,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     events = args.events
     root = Path(tempfile.mkdtemp(prefix="syncfabric-bench-channels-"))
-    saved = {k: os.environ.get(k) for k in ("SYNCFABRIC_PROJECT", KEY_ENV)}
     try:
-        os.environ["SYNCFABRIC_PROJECT"] = str(PROJECT_ROOT / "examples" / "demo")
-        plain = _lines(events, None)
-        _validate_seconds(root, "warm-up", plain[:1000])
-        channel_errors = validate._channel_errors
-        validate._channel_errors = _check_before_channels  # type: ignore[assignment]
-        try:
-            reference, reference_valid = _best_seconds(root, "reference", plain, args.repeat)
-        finally:
-            validate._channel_errors = channel_errors  # type: ignore[assignment]
-        channel, channel_valid = _best_seconds(root, "channel", plain, args.repeat)
+        with mock.patch.dict(os.environ):  # the variables set here are this run's only
+            os.environ["SYNCFABRIC_PROJECT"] = str(PROJECT_ROOT / "examples" / "demo")
+            plain = _lines(events, None)
+            _validate_seconds(root, "warm-up", plain[:1000])
+            channel_errors = validate._channel_errors
+            validate._channel_errors = _check_before_channels  # type: ignore[assignment]
+            try:
+                reference, reference_valid = _best_seconds(root, "reference", plain, args.repeat)
+            finally:
+                validate._channel_errors = channel_errors  # type: ignore[assignment]
+            channel, channel_valid = _best_seconds(root, "channel", plain, args.repeat)
 
-        os.environ["SYNCFABRIC_PROJECT"] = str(_signing_project(root))
-        os.environ[KEY_ENV] = "bench-key"
-        signed_lines = _lines(events, "bench-key")
-        signed, signed_valid = _best_seconds(root, "signed", signed_lines, args.repeat)
+            os.environ["SYNCFABRIC_PROJECT"] = str(_signing_project(root))
+            os.environ[KEY_ENV] = "bench-key"
+            signed_lines = _lines(events, "bench-key")
+            signed, signed_valid = _best_seconds(root, "signed", signed_lines, args.repeat)
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         shutil.rmtree(root, ignore_errors=True)
     if not reference_valid == channel_valid == signed_valid == events:
         raise RuntimeError(

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from bench.common import format_table, machine_info, peak_rss_mb, write_result
 from bench.ingest import generate_events, land
@@ -55,16 +56,8 @@ def _keys() -> Iterator[None]:
     def key() -> str:
         return base64.b64encode(secrets.token_bytes(32)).decode()
 
-    saved = {name: os.environ.get(name) for name in (KEYS_ENV, FINGERPRINT_ENV)}
-    os.environ[KEYS_ENV], os.environ[FINGERPRINT_ENV] = f"bench:{key()}", key()
-    try:
+    with mock.patch.dict(os.environ, {KEYS_ENV: f"bench:{key()}", FINGERPRINT_ENV: key()}):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextmanager

@@ -573,8 +573,8 @@ def keys(ctx: click.Context, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from sync_assets.security.rotate import status
     from sync_assets.warehouse import connect
+    from sync_assets.warehouse.rotation import status
 
     folder = _folder()
     with connect(folder.warehouse, read_only=True) as con:
@@ -613,8 +613,8 @@ def keys_rotate(batch_size: int, as_json: bool) -> None:
     Keep the old key in the keyring until this is done: each batch commits on its own, and
     readers open old and new tokens alike meanwhile. Running it again re-seals nothing.
     """
-    from sync_assets.security.rotate import rotate
     from sync_assets.warehouse import connect
+    from sync_assets.warehouse.rotation import rotate
 
     with connect(_folder().warehouse) as con:
         counts = rotate(con, batch_size)

@@ -19,6 +19,7 @@ import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import duckdb
 import pytest
@@ -114,17 +115,11 @@ def home(tmp_path_factory) -> Path:
 @contextlib.contextmanager
 def warehouse(home: Path, env: dict[str, str]) -> Iterator[duckdb.DuckDBPyConnection]:
     """The folder's warehouse, read-only, opened in this process with `env`'s keys."""
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        with connect(home / "warehouse.duckdb", read_only=True) as con:
-            yield con
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with (
+        mock.patch.dict(os.environ, env),
+        connect(home / "warehouse.duckdb", read_only=True) as con,
+    ):
+        yield con
 
 
 def tables_holding(home: Path, needle: str, env: dict[str, str] = ONLY_K1) -> list[str]:

@@ -14,6 +14,7 @@ as associated data. Where a text's structure is not the catalog's, it is sealed 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sync_assets.catalog.entities import Entity
@@ -59,56 +60,47 @@ def _text(value: Any) -> str:
 # -- corrections: their JSON columns ---------------------------------------------------------------
 
 
+WHOLE = (("attributes", COMPENSATION_ATTRIBUTES), ("event", COMPENSATION_EVENT))
+"""A compensation's columns, sealed whole: they hold the target's raw columns."""
+
+
 def seal_correction(sealer: Sealer, entity: Entity, row: dict[str, Any]) -> dict[str, Any]:
     """A correction row as stored: PII values sealed in `attributes`, `event` and `seen`."""
     if row.get("kind") == "compensation":
-        return {
-            **row,
-            "attributes": sealer.seal(COMPENSATION_ATTRIBUTES, row["attributes"]),
-            "event": sealer.seal(COMPENSATION_EVENT, row["event"]),
-        }
-    sealed = dict(row)
-    sealed["attributes"] = _dumps(seal_values(sealer, entity, json.loads(row["attributes"])))
-    event = json.loads(row["event"])
-    if isinstance(event.get("data"), dict):
-        event["data"] = seal_values(sealer, entity, event["data"])
-    sealed["event"] = json.dumps(event, separators=(",", ":"))
-    if row.get("seen") is not None:
-        seen = json.loads(row["seen"])
-        if isinstance(seen.get("values"), dict):
-            seen["values"] = seal_values(sealer, entity, seen["values"])
-        sealed["seen"] = _dumps(seen)
-    return sealed
+        return {**row, **{c: sealer.seal(n, row[c]) for c, n in WHOLE if row.get(c) is not None}}
+    return _each_catalog_json(row, lambda values: seal_values(sealer, entity, values))
 
 
 def open_correction(sealer: Sealer, entity: Entity, row: dict[str, Any]) -> dict[str, Any]:
     """A stored correction row with its PII opened (the columns it holds, JSON as text)."""
-    opened = dict(row)
     if row.get("kind") == "compensation":
-        for column, name in (
-            ("attributes", COMPENSATION_ATTRIBUTES),
-            ("event", COMPENSATION_EVENT),
-        ):
-            if row.get(column) is not None:
-                opened[column] = sealer.open(name, row[column])
+        opened = {**row, **{c: sealer.open(n, row[c]) for c, n in WHOLE if row.get(c) is not None}}
     else:
-        if row.get("attributes") is not None:
-            opened["attributes"] = _dumps(
-                open_values(sealer, entity, json.loads(row["attributes"]))
-            )
-        if row.get("event") is not None:
-            event = json.loads(row["event"])
-            if isinstance(event.get("data"), dict):
-                event["data"] = open_values(sealer, entity, event["data"])
-            opened["event"] = json.dumps(event, separators=(",", ":"))
-        if row.get("seen") is not None:
-            seen = json.loads(row["seen"])
-            if isinstance(seen.get("values"), dict):
-                seen["values"] = open_values(sealer, entity, seen["values"])
-            opened["seen"] = _dumps(seen)
+        opened = _each_catalog_json(row, lambda values: open_values(sealer, entity, values))
     if row.get("previous") is not None:
         opened["previous"] = sealer.open(PREVIOUS, row["previous"])
     return opened
+
+
+def _each_catalog_json(
+    row: dict[str, Any], convert: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """The row with `convert` applied to the catalog values its JSON columns hold: the
+    `attributes` to set, the event's `data`, and the values the reconciliation `seen`."""
+    converted = dict(row)
+    if row.get("attributes") is not None:
+        converted["attributes"] = _dumps(convert(json.loads(row["attributes"])))
+    if row.get("event") is not None:
+        event = json.loads(row["event"])
+        if isinstance(event.get("data"), dict):
+            event["data"] = convert(event["data"])
+        converted["event"] = json.dumps(event, separators=(",", ":"))
+    if row.get("seen") is not None:
+        seen = json.loads(row["seen"])
+        if isinstance(seen.get("values"), dict):
+            seen["values"] = convert(seen["values"])
+        converted["seen"] = _dumps(seen)
+    return converted
 
 
 def _dumps(value: Any) -> str:
