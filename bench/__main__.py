@@ -7,10 +7,12 @@ them as JSON to bench/results/<name>.json.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 from bench import adopt, channels, deliver, ingest, pii, reconcile
+from bench.common import PROJECT_ROOT
 
 BENCHMARKS = {
     ingest.NAME: ingest,
@@ -29,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         sub = subparsers.add_parser(name, help=(module.__doc__ or "").splitlines()[0])
         module.add_arguments(sub)
     args = parser.parse_args(argv)
+    # The demo's landscape unless one is named (as `make bench` does).
+    os.environ.setdefault("SYNCFABRIC_PROJECT", str(PROJECT_ROOT / "examples" / "demo"))
     if args.benchmark:
         selected = [(args.benchmark, args)]
     else:  # every benchmark at its default size
