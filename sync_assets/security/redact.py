@@ -24,12 +24,14 @@ SECRET_NAME = re.compile(
     r"(URL|URI|DSN|KEY|KEYS|PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIALS?)$", re.IGNORECASE
 )
 """Names of the environment variables whose values are secret (or, for URLs, hold secrets)."""
-SECRET_QUERY_KEY = re.compile(r"pass|secret|token|key|auth|signature", re.IGNORECASE)
+_SECRET_WORDS = "pass|secret|token|key|auth|signature"
+SECRET_QUERY_KEY = re.compile(_SECRET_WORDS, re.IGNORECASE)
+"""Query parameters whose values are secret (`?token=...`, `&api_key=...`)."""
 MIN_SECRET_LENGTH = 6
 """Shorter values are not replaced: masking every `1` or `on` in a text would hide nothing."""
 _USERINFO_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/@:\s]*:)[^@\s/]*@", re.IGNORECASE)
 _SECRET_QUERY = re.compile(
-    r"([?&;][^=&\s#]*(?:pass|secret|token|key|auth|signature)[^=&\s#]*=)[^&\s#'\"]+",
+    rf"([?&;][^=&\s#]*(?:{_SECRET_WORDS})[^=&\s#]*=)[^&\s#'\"]+",
     re.IGNORECASE,
 )
 
