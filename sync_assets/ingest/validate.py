@@ -312,6 +312,7 @@ def envelope_decode_sql(max_skew: timedelta, system: System) -> str:
         )
     ]
     errors += [_envelope_type_error(name) for name in _TEXT_FIELDS]
+    errors += _channel_errors(system)
     errors += [
         _error(
             "envelope",
@@ -333,7 +334,6 @@ def envelope_decode_sql(max_skew: timedelta, system: System) -> str:
             "sync: an event dated in the future would win every later write'",
         ),
     ]
-    errors[1 + len(_TEXT_FIELDS) : 1 + len(_TEXT_FIELDS)] = _channel_errors(system)
     return f"""
 WITH parsed AS (
     SELECT line_no, arrived_at, from_json(line, {_json_struct(fields)}) AS e,
@@ -669,9 +669,10 @@ def validate_batch(
     good = decoded.join(envelope_failures.select("line_no"), on="line_no", how="anti")
     if system.signing_key_env is not None:
         signature_failures = unsigned_lines(
+            # The lines still good: every failure so far is in batch_failures.
             con.execute(
-                "SELECT line_no, line FROM batch_raw WHERE line_no IN (SELECT unnest(?))",
-                [good["line_no"].to_list()],
+                "SELECT line_no, line FROM batch_raw "
+                "WHERE line_no NOT IN (SELECT line_no FROM batch_failures)"
             ).fetchall(),
             system,
         )

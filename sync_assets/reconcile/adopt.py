@@ -139,11 +139,12 @@ def land_adoption(
             adoption.orphans[system, name] = count
     stem = f"adopted-{now.strftime('%Y%m%dT%H%M%S')}-{run_id[:8]}"
     for owner, lines in by_owner.items():
+        if not lines:
+            continue
         owner_system = current().systems[owner]
-        if lines and owner_system.signing_key_env is not None:  # its channel wants its key
+        if owner_system.signing_key_env is not None:  # its channel wants its key
             lines = sign_lines(owner_system, (json.loads(line) for line in lines))
-        if lines:
-            adoption.batches.append(zone.write_batch(owner, stem, lines).batch_id)
+        adoption.batches.append(zone.write_batch(owner, stem, lines).batch_id)
     return adoption
 
 
