@@ -6,18 +6,22 @@ from sync_assets.deliver.destinations import DestinationSettings
 from sync_assets.deliver.outbox import Policy
 from sync_assets.deliver.retry import RetryPolicy
 from sync_assets.project import current
+from sync_assets.project.files import DeliveryFile
+
+_DEFAULTS = DeliveryFile()
+"""The defaults are the project file's (one home): a system's file that says nothing gets them."""
 
 
 class DestinationConfig(dg.Config):
     """How corrections are delivered to one system: the `delivery:` of its file in the project
-    (sync_assets/project/files.py: DeliveryFile, which has the same fields and defaults)."""
+    (sync_assets/project/files.py: DeliveryFile, whose fields these are)."""
 
-    base_s: float = 0.05
-    cap_s: float = 2.0
-    max_attempts: int = 6
-    batch_size: int = 500
-    concurrency: int = 8
-    timeout_s: float = 10.0
+    base_s: float = _DEFAULTS.base_s
+    cap_s: float = _DEFAULTS.cap_s
+    max_attempts: int = _DEFAULTS.max_attempts
+    batch_size: int = _DEFAULTS.batch_size
+    concurrency: int = _DEFAULTS.concurrency
+    timeout_s: float = _DEFAULTS.timeout_s
 
 
 class DeliveryResource(dg.ConfigurableResource):
