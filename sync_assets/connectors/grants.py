@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -217,16 +218,14 @@ def _postgresql(project: Project, mappings: list[Mapping], roles: Roles, schema:
         f"GRANT USAGE ON SCHEMA {', '.join(q(s) for s in schemas)} TO {reader}, {writer};",
     ]
     lines += ["", "-- The reader: SELECT on the mapped columns, nothing else."]
-    for (where, table), columns in reader_columns(mappings).items():
-        listed = ", ".join(q(c) for c in columns)
-        lines.append(f"GRANT SELECT ({listed}) ON {q(where or schema)}.{q(table)} TO {reader};")
-    lines += ["", "-- The writer: the mapped tables and the bookkeeping tables, nothing else."]
-    for (where, table), privileges in writer_tables(project, mappings).items():
-        lines.append(
-            f"GRANT {', '.join(privileges)} ON {q(where or schema)}.{q(table)} TO {writer};"
-        )
-    for ledger_table, granted in LEDGER_PRIVILEGES.items():
-        lines.append(f"GRANT {', '.join(granted)} ON {q(schema)}.{q(ledger_table)} TO {writer};")
+    lines += _grant_lines(
+        project,
+        mappings,
+        lambda where, table: f"{q(where or schema)}.{q(table)}",
+        q,
+        reader,
+        writer,
+    )
     lines += [
         "",
         "COMMIT;",
@@ -261,21 +260,40 @@ def _mysql(
         f"CREATE USER IF NOT EXISTS {writer} ACCOUNT LOCK;",
         "",
         "-- The reader: SELECT on the mapped columns, nothing else.",
+        *_grant_lines(project, mappings, name, q, reader, writer),
     ]
-    for (where, table), columns in reader_columns(mappings).items():
-        listed = ", ".join(q(c) for c in columns)
-        lines.append(f"GRANT SELECT ({listed}) ON {name(where, table)} TO {reader};")
-    lines += ["", "-- The writer: the mapped tables and the bookkeeping tables, nothing else."]
-    for (where, table), privileges in writer_tables(project, mappings).items():
-        lines.append(f"GRANT {', '.join(privileges)} ON {name(where, table)} TO {writer};")
-    for ledger_table, granted in LEDGER_PRIVILEGES.items():
-        lines.append(f"GRANT {', '.join(granted)} ON {name(None, ledger_table)} TO {writer};")
     lines += [
         "",
         "-- Then give each account a password and unlock it, e.g.",
         f"--   ALTER USER {reader} IDENTIFIED BY '...' ACCOUNT UNLOCK;",
         f"--   ALTER USER {writer} IDENTIFIED BY '...' ACCOUNT UNLOCK;",
         "-- and put them in the system's URLs: url_env (reader) and write_url_env (writer).",
+    ]
+    return lines
+
+
+def _grant_lines(
+    project: Project,
+    mappings: list[Mapping],
+    name: Callable[[str | None, str], str],
+    q: Callable[[str], str],
+    reader: str,
+    writer: str,
+) -> list[str]:
+    """The reader's and the writer's GRANTs, the same in both dialects but for how a table is
+    named (`name(schema or None, table)`) and an identifier quoted (`q`)."""
+    lines = [
+        f"GRANT SELECT ({', '.join(q(c) for c in columns)}) ON {name(where, table)} TO {reader};"
+        for (where, table), columns in reader_columns(mappings).items()
+    ]
+    lines += ["", "-- The writer: the mapped tables and the bookkeeping tables, nothing else."]
+    lines += [
+        f"GRANT {', '.join(privileges)} ON {name(where, table)} TO {writer};"
+        for (where, table), privileges in writer_tables(project, mappings).items()
+    ]
+    lines += [
+        f"GRANT {', '.join(granted)} ON {name(None, ledger_table)} TO {writer};"
+        for ledger_table, granted in LEDGER_PRIVILEGES.items()
     ]
     return lines
 
