@@ -15,6 +15,7 @@ with a `RedactedError` carrying the redacted text and the same traceback.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -42,18 +43,23 @@ class RedactedError(RuntimeError):
 
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
     """The secret strings of the environment, longest first (so a secret containing another is
-    replaced whole)."""
+    replaced whole). Worked out once per state of the environment: a destination that is down
+    makes an error text per correction."""
+    named = (os.environ if environ is None else environ).items()
+    return list(_secrets_of(frozenset((k, v) for k, v in named if v and SECRET_NAME.search(k))))
+
+
+@functools.lru_cache(maxsize=8)
+def _secrets_of(named: frozenset[tuple[str, str]]) -> tuple[str, ...]:
     found: set[str] = set()
-    for name, value in (os.environ if environ is None else environ).items():
-        if not value or not SECRET_NAME.search(name):
-            continue
+    for _, value in named:
         if "://" in value:
             found.update(_url_secrets(value))
         else:
             found.add(value)
             for item in re.split(r"[,;\s]+", value):  # a keyring: `id:key,id:key`
                 found.update((item, item.rpartition(":")[2]))
-    return sorted((s for s in found if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+    return tuple(sorted((s for s in found if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True))
 
 
 def _url_secrets(url: str) -> set[str]:
