@@ -265,9 +265,10 @@ def compensate(con: duckdb.DuckDBPyConnection, policies: dict[str, Policy]) -> i
         {"entities": entities},
     )
     names = [d[0] for d in applied.description]
-    sealer, project = pii_of(con).sealer, current()
+    sealer = pii_of(con).sealer
+    # A compensation reads only the row a correction replaced: that alone is opened.
     siblings = [
-        open_correction(sealer, project.entity(row["entity"]), row)
+        {**row, "previous": sealer.open(PREVIOUS, row["previous"])}
         for row in (dict(zip(names, values, strict=True)) for values in applied.fetchall())
     ]
     insert_corrections(con, [_compensation(sibling) for sibling in siblings])

@@ -73,9 +73,8 @@ class Sealer:
         return out
 
     def open_many(self, field_name: str, values: list[str | None]) -> list[str | None]:
-        """Values of one field opened (None stays None), the ciphers looked up once per key id."""
+        """Values of one field opened (None stays None), each key's cipher made once."""
         aad, decode = _aad(field_name), base64.urlsafe_b64decode
-        ciphers: dict[str, AESGCM] = {}
         out: list[str | None] = []
         for value in values:
             if value is None or not value.startswith(PREFIX):
@@ -84,7 +83,7 @@ class Sealer:
             found = _TOKEN.fullmatch(value)
             if found is not None:
                 key_id, payload = found.groups()
-                cipher = ciphers.get(key_id) or ciphers.setdefault(key_id, self._cipher(key_id))
+                cipher = self._cipher(key_id)
                 try:
                     raw = decode(payload)
                     out.append(cipher.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad).decode())

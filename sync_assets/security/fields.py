@@ -65,10 +65,15 @@ WHOLE = (("attributes", COMPENSATION_ATTRIBUTES), ("event", COMPENSATION_EVENT))
 
 
 def seal_correction(sealer: Sealer, entity: Entity, row: dict[str, Any]) -> dict[str, Any]:
-    """A correction row as stored: PII values sealed in `attributes`, `event` and `seen`."""
+    """A correction row as stored: PII values sealed in `attributes`, `event` and `seen`, and the
+    row it replaced (`previous`) sealed whole."""
     if row.get("kind") == "compensation":
-        return {**row, **{c: sealer.seal(n, row[c]) for c, n in WHOLE if row.get(c) is not None}}
-    return _each_catalog_json(row, lambda values: seal_values(sealer, entity, values))
+        sealed = {**row, **{c: sealer.seal(n, row[c]) for c, n in WHOLE if row.get(c) is not None}}
+    else:
+        sealed = _each_catalog_json(row, lambda values: seal_values(sealer, entity, values))
+    if row.get("previous") is not None:
+        sealed["previous"] = sealer.seal(PREVIOUS, row["previous"])
+    return sealed
 
 
 def open_correction(sealer: Sealer, entity: Entity, row: dict[str, Any]) -> dict[str, Any]:

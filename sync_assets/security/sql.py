@@ -67,7 +67,7 @@ def install(con: duckdb.DuckDBPyConnection, folder: Path | None = None) -> Pii:
     if found is not None and found[0] is con:
         return found[1]
     pii = Pii(folder if folder is not None else _database_folder(con))
-    if _has_functions(con):
+    if folder is None and _has_functions(con):
         # A wrapper of a connection that has them (a test's): the same folder, the same keys.
         _INSTALLED[id(con)] = (con, pii)
         return pii

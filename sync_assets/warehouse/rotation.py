@@ -22,7 +22,6 @@ from sync_assets.project import current
 from sync_assets.security.crypto import PREFIX, TOKEN_KEY_IDS, Sealer, key_id_of
 from sync_assets.security.fields import (
     DEAD_LETTER_PAYLOAD,
-    PREVIOUS,
     RAW_LINE,
     field_name,
     open_correction,
@@ -198,8 +197,6 @@ def _resealed_rows(sealer: Sealer, place: Place, rows: list[tuple]) -> list[dict
         entity = current().entity(entity_name)
         opened = open_correction(sealer, entity, {**stored, "kind": kind})
         sealed = seal_correction(sealer, entity, {**opened, "kind": kind})
-        if opened.get("previous") is not None:
-            sealed["previous"] = sealer.seal(PREVIOUS, opened["previous"])
         updates.append(
             {
                 **dict(zip(place.keys, key, strict=True)),
