@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from bench import adopt, channels, deliver, ingest, pii, reconcile
+from bench import adopt, channels, deliver, ingest, pii, reconcile, run, summary
 from bench.common import PROJECT_ROOT
 
 BENCHMARKS = {
@@ -21,7 +21,11 @@ BENCHMARKS = {
     adopt.NAME: adopt,
     channels.NAME: channels,
     pii.NAME: pii,
+    run.NAME: run,
+    summary.NAME: summary,
 }
+FULL_RUN_ARGS = {reconcile.NAME: ["--with-10m"]}
+"""`python -m bench` (every benchmark): the arguments that make each measure issue 11's rows."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,12 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SYNCFABRIC_PROJECT", str(PROJECT_ROOT / "examples" / "demo"))
     if args.benchmark:
         selected = [(args.benchmark, args)]
-    else:  # every benchmark at its default size
-        selected = [(name, subparsers.choices[name].parse_args([])) for name in BENCHMARKS]
+    else:  # every benchmark at its default size, then the table of them all
+        selected = [
+            (name, subparsers.choices[name].parse_args(FULL_RUN_ARGS.get(name, [])))
+            for name in BENCHMARKS
+            if name != summary.NAME
+        ]
+    results = {}
     for name, benchmark_args in selected:
         started = time.perf_counter()
-        BENCHMARKS[name].run(benchmark_args)
+        results[name] = BENCHMARKS[name].run(benchmark_args)
         print(f"{name}: done in {time.perf_counter() - started:.0f} s", flush=True)
+    if not args.benchmark:
+        print()
+        print(summary.table(results))
     return 0
 
 
