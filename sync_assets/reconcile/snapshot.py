@@ -155,7 +155,7 @@ SELECT
     {system_key} AS system_key,
     {", ".join(values)},
     {deleted_sql(mapping)} AS is_deleted
-FROM {raw} AS raw
+FROM {raw}
 WHERE {key} IS NOT NULL"""
 
 
