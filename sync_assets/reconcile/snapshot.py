@@ -12,7 +12,7 @@ could not be read keeps its old snapshot table, which must not be diffed as if i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -29,6 +29,9 @@ SNAPSHOT_PREFIX = "snapshot_"
 """Every snapshot table, and the Dagster asset (and step) that takes it, is named with it."""
 LOADING_SUFFIX = "__loading"
 """The table a snapshot is built in, renamed to the snapshot's once complete."""
+LOAD_ROWS = 2 * 122_880
+"""Rows normalized per INSERT, at least: two of DuckDB's row groups, which it writes out as they
+fill rather than all at the commit, and normalizes in parallel."""
 
 
 def snapshot_table(mapping: Mapping) -> str:
@@ -96,11 +99,12 @@ def load_snapshot(
 ) -> int:
     """Replace the (system, entity) snapshot with these raw rows, normalized; the row count.
 
-    Each chunk is normalized as it arrives, straight into a typed table (`<snapshot>__loading`),
-    so no copy of the raw rows, all text, is kept: at 10M rows that copy and a window over every
-    column of it took 145 s and a 4.7 GB peak. A key held twice is settled afterwards by
-    `drop_duplicates`, over the key, the columns that order its copies and the row id only. The
-    snapshot itself is replaced at the end, so a read that fails half-way leaves the old one.
+    The chunks are normalized as they arrive (`gathered`, a few hundred thousand rows at a time),
+    straight into a typed table (`<snapshot>__loading`), so no copy of the raw rows, all text, is
+    kept: at 10M rows that copy and a window over every column of it took 145 s and a 4.7 GB
+    peak. A key held twice is settled afterwards by `drop_duplicates`, over the key, the columns
+    that order its copies and the row id only. The snapshot itself is replaced at the end, so a
+    read that fails half-way leaves the old one.
     """
     target = snapshot_table(mapping)
     loading = f"{target}{LOADING_SUFFIX}"
@@ -112,8 +116,8 @@ def load_snapshot(
     try:
         as_text = ", ".join(f"CAST({quote(c)} AS VARCHAR) AS {quote(c)}" for c in columns)
         chunk = normalize_sql(mapping, f"(SELECT {as_text} FROM raw_chunk)")
-        for batch in batches:
-            con.register("raw_chunk", pa.Table.from_batches([batch]))
+        for rows in gathered(batches):
+            con.register("raw_chunk", rows)
             try:
                 con.execute(f"INSERT INTO {quote(loading)} {chunk}")
             finally:
@@ -126,6 +130,24 @@ def load_snapshot(
             con.execute(f"DROP TABLE IF EXISTS {quote(loading)}")
         raise
     return int(scalar(con, f"SELECT count(*) FROM {quote(target)}"))
+
+
+def gathered(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """The batches, `LOAD_ROWS` or more at a time; a batch whose columns are typed otherwise than
+    the one before (a SQLite column read as text in one chunk only) starts a new table."""
+    held: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if held and batch.schema != held[0].schema:
+            yield pa.Table.from_batches(held)
+            held, rows = [], 0
+        held.append(batch)
+        rows += batch.num_rows
+        if rows >= LOAD_ROWS:
+            yield pa.Table.from_batches(held)
+            held, rows = [], 0
+    if held:
+        yield pa.Table.from_batches(held)
 
 
 def snapshot_system(
