@@ -45,6 +45,35 @@ def max_clock_skew() -> timedelta:
     return timedelta(seconds=int(raw))
 
 
+DUCKDB_MEMORY_LIMIT_ENV = "SYNCFABRIC_DUCKDB_MEMORY_LIMIT"
+DUCKDB_TEMP_DIRECTORY_ENV = "SYNCFABRIC_DUCKDB_TEMP_DIRECTORY"
+_MEMORY_SIZE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,3})? ?(%|[KMGT]i?B|B)", re.IGNORECASE)
+
+
+def duckdb_memory_limit() -> str | None:
+    """How much memory DuckDB may use on the warehouse before it spills to its temporary
+    directory (`SYNCFABRIC_DUCKDB_MEMORY_LIMIT`, as DuckDB writes it: `2GB`, `512MiB`, `50%`);
+    None keeps DuckDB's own limit, 80% of the machine's memory. It bounds DuckDB's buffers, not
+    the rows Python holds while reading a system."""
+    raw = os.environ.get(DUCKDB_MEMORY_LIMIT_ENV, "").strip()
+    if not raw:
+        return None
+    if not _MEMORY_SIZE.fullmatch(raw):
+        raise SyncfabricError(
+            f"{DUCKDB_MEMORY_LIMIT_ENV}={raw!r} is not an amount of memory; fix: set it to e.g. "
+            "2GB, 512MiB or 50% (of the machine's memory), or unset it for DuckDB's own 80%",
+            exit_code=EXIT_USAGE,
+        )
+    return raw
+
+
+def duckdb_temp_directory(warehouse: Path) -> Path:
+    """Where DuckDB spills what does not fit its memory limit: `SYNCFABRIC_DUCKDB_TEMP_DIRECTORY`,
+    else `<warehouse file>.tmp` beside the warehouse, in the data folder (made only when used)."""
+    raw = os.environ.get(DUCKDB_TEMP_DIRECTORY_ENV, "").strip()
+    return Path(raw).resolve() if raw else warehouse.with_name(warehouse.name + ".tmp")
+
+
 @dataclass(frozen=True)
 class DataFolder:
     """The layout of the data folder (`SYNCFABRIC_HOME`, `.syncfabric/` by default)."""

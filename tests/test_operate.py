@@ -19,7 +19,11 @@ from sync_assets.errors import EXIT_BUSY, EXIT_USAGE, SyncfabricError
 from sync_assets.operate.lock import hold, holder, is_held_here, warehouse_refusal
 from sync_assets.operate.processes import is_same_process, started_at
 from sync_assets.operate.recovery import RunFacts, why_dead, why_stale
-from sync_assets.settings import DataFolder
+from sync_assets.settings import (
+    DUCKDB_MEMORY_LIMIT_ENV,
+    DUCKDB_TEMP_DIRECTORY_ENV,
+    DataFolder,
+)
 from sync_assets.warehouse import connect
 
 HOLD_IN_A_CHILD = """
@@ -254,3 +258,31 @@ def test_a_missing_data_folder_is_an_error_naming_the_path(tmp_path, monkeypatch
         DataFolder.from_env().require()
     (tmp_path / "elsewhere" / "landing").mkdir()
     assert DataFolder.from_env().require().root == tmp_path / "elsewhere"
+
+
+def duckdb_settings(folder: DataFolder) -> tuple[str, str]:
+    with connect(folder.warehouse) as con:
+        [(limit, temp)] = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+        ).fetchall()
+    return limit, temp
+
+
+def test_the_warehouse_memory_limit_and_temp_directory_are_settings(folder, monkeypatch):
+    monkeypatch.delenv(DUCKDB_MEMORY_LIMIT_ENV, raising=False)
+    monkeypatch.delenv(DUCKDB_TEMP_DIRECTORY_ENV, raising=False)
+    _, temp = duckdb_settings(folder)
+    assert temp == f"{folder.warehouse}.tmp", "spills stay in the data folder"
+    monkeypatch.setenv(DUCKDB_MEMORY_LIMIT_ENV, "512MiB")
+    monkeypatch.setenv(DUCKDB_TEMP_DIRECTORY_ENV, str(folder.root / "spill"))
+    assert duckdb_settings(folder) == ("512.0 MiB", str(folder.root / "spill"))
+
+
+@pytest.mark.parametrize("value", ["lots", "2", "-1GB", "2 GBs"])
+def test_a_bad_memory_limit_is_refused_before_the_warehouse_is_opened(folder, monkeypatch, value):
+    monkeypatch.setenv(DUCKDB_MEMORY_LIMIT_ENV, value)
+    with pytest.raises(SyncfabricError) as raised, connect(folder.warehouse):
+        pass
+    assert raised.value.exit_code == EXIT_USAGE
+    assert DUCKDB_MEMORY_LIMIT_ENV in raised.value.message and "fix:" in raised.value.message
+    assert not folder.warehouse.exists()

@@ -15,6 +15,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from sync_assets import settings
 from sync_assets.errors import SyncfabricError
 from sync_assets.project import current
 from sync_assets.security import sql as pii
@@ -64,6 +65,9 @@ def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.Duc
             "options, not as part of the file name; fix: keep the data folder (SYNCFABRIC_HOME) "
             "on a path without '?'"
         )
+    # Read before the file is opened: a wrong setting is refused with nothing left open.
+    memory_limit = settings.duckdb_memory_limit()
+    temp_directory = settings.duckdb_temp_directory(path.resolve())
     if read_only and not path.exists():
         con = duckdb.connect(":memory:")
         create_schema(con)  # nothing ingested yet: an empty warehouse reads as one
@@ -75,6 +79,7 @@ def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.Duc
             create_schema(con)
             _SCHEMA_READY.add(path)
     con.execute("SET TimeZone = 'UTC'")
+    _limit_memory(con, memory_limit, temp_directory)
     # PII is sealed and opened inside SQL (sync_assets/security/sql.py), with the keys of the
     # warehouse's data folder.
     pii.install(con, path.resolve().parent if path.exists() else None)
@@ -86,6 +91,19 @@ def connect(path: Path | str, *, read_only: bool = False) -> Iterator[duckdb.Duc
     finally:
         pii.forget(con)
         con.close()
+
+
+def _limit_memory(
+    con: duckdb.DuckDBPyConnection, memory_limit: str | None, temp_directory: Path
+) -> None:
+    """DuckDB's memory limit and the folder it spills to (settings.py). A file opened twice in a
+    process is one DuckDB database: its temporary directory cannot be set again, even to the same
+    folder, once it has been spilled to."""
+    if memory_limit is not None:
+        con.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
+    [(current,)] = con.execute("SELECT current_setting('temp_directory')").fetchall()
+    if current != str(temp_directory):
+        con.execute(f"SET temp_directory = {sql_literal(str(temp_directory))}")
 
 
 def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
