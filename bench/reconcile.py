@@ -69,7 +69,7 @@ def bench_schema() -> str:
     return os.environ.setdefault(SCHEMA_ENV, f"sf_bench_{os.getpid()}")
 
 
-DIFF_TO_JOIN_AIM = 2.0
+DIFF_TO_JOIN_AIM = 1.5
 PEAK_RSS_AIM_MB = 3 * 1024
 EXTRACT_MODES = ("syncfabric", "cx_arrow", "cx_stream", "cx_keyset")
 
