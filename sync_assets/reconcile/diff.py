@@ -252,14 +252,15 @@ def _insert(
     entity_name: str,
     findings: Sequence[_Finding],
     joined: str,
-    rows: Sequence[str],
+    rows: dict[str, Sequence[str]],
     resolution: str = "resolution",
     keep: str = "true",
 ) -> str:
     """The INSERT of one comparison's discrepancies, in the column order of the table, from
-    `joined` (a FROM clause whose tables' aliases are `rows`). `resolution` and `keep` (which
-    findings are kept) are SQL over the findings' columns. The views of a finding on an
-    attribute start empty (`add_views` fills them)."""
+    `joined` (a FROM clause): `rows` names, by table alias, the columns the findings read (the
+    rest are not even read). `resolution` and `keep` (which findings are kept) are SQL over the
+    findings' columns. The views of a finding on an attribute start empty (`add_views` fills
+    them)."""
 
     def by_finding(values: Sequence[str]) -> str:
         if len(set(values)) == 1:
@@ -280,6 +281,11 @@ def _insert(
         "other_system": [name(f.other) for f in findings],
     }
     made = ", ".join(f"CASE WHEN {f.condition} THEN {n} END" for n, f in enumerate(findings))
+    # each table's row as a struct of what is read: the same SQL (`s.email`) in both queries
+    read = ", ".join(
+        "{" + ", ".join(f"{sql_literal(c)}: {alias}.{quote(c)}" for c in columns) + f"}} AS {alias}"
+        for alias, columns in rows.items()
+    )
     return f"""INSERT INTO discrepancies
 SELECT $run_id, now(), kind, {resolution}, system, {sql_literal(entity_name)}, entity_key,
        attribute, expected, actual, other_system,
@@ -287,7 +293,7 @@ SELECT $run_id, now(), kind, {resolution}, system, {sql_literal(entity_name)}, e
 FROM (
     SELECT {", ".join(f"{by_finding(values)} AS {column}" for column, values in fields.items())}
     FROM (
-        SELECT unnest(list_filter([{made}], lambda n: n IS NOT NULL)) AS finding, {", ".join(rows)}
+        SELECT unnest(list_filter([{made}], lambda n: n IS NOT NULL)) AS finding, {read}
         FROM {joined}
         WHERE {" OR ".join(f"({f.condition})" for f in findings)}
     ) differing
@@ -367,7 +373,10 @@ def _against_golden(mapping: Mapping, lifecycle: Mapping | None) -> str:
         mapping.entity,
         findings,
         f"{golden} g FULL OUTER JOIN {snapshot} s ON s.{key} = g.{key}",
-        ["g", "s"],
+        {
+            "g": [catalog.key, "lifecycle_state", *mapping.attributes],
+            "s": [catalog.key, *mapping.attributes],
+        },
         resolution=f"coalesce(resolution, CASE WHEN {held} THEN 'drift' ELSE 'orphan' END)",
     )
 
@@ -418,7 +427,7 @@ def _between(left: Mapping, right: Mapping) -> str:
         findings,
         f"""{quote(snapshot_table(left))} a JOIN {quote(snapshot_table(right))} b
         ON b.{key} = a.{key} AND NOT a.is_deleted AND NOT b.is_deleted""",
-        ["a", "b"],
+        {alias: [catalog.key, *shared_attributes(left, right)] for alias in ("a", "b")},
         keep=f"NOT {explained}",
     )
 
