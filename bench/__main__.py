@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from bench import adopt, channels, deliver, ingest, pii, reconcile, run, summary
+from bench import adopt, channels, deliver, ingest, missed, pii, reconcile, run, summary
 from bench.common import PROJECT_ROOT
 
 BENCHMARKS = {
@@ -21,6 +21,7 @@ BENCHMARKS = {
     adopt.NAME: adopt,
     channels.NAME: channels,
     pii.NAME: pii,
+    missed.NAME: missed,
     run.NAME: run,
     summary.NAME: summary,
 }

@@ -83,9 +83,7 @@ def diff_system(con: duckdb.DuckDBPyConnection, mapping: Mapping, run_id: str) -
     pii_of(con)  # PII values are stored as masks (`display`)
     where, params = comparison_filter(run_id, mapping.entity, mapping.system, None)
     con.execute(f"DELETE FROM discrepancies WHERE {where}", params)
-    parts = [_missing(mapping), _extra(mapping, _lifecycle_snapshot(con, mapping))]
-    parts += [_mismatch(mapping, name) for name in mapping.attributes]
-    con.execute("INSERT INTO discrepancies " + "\nUNION ALL\n".join(parts), {"run_id": run_id})
+    con.execute(_against_golden(mapping, _lifecycle_snapshot(con, mapping)), {"run_id": run_id})
     return _result(con, run_id, mapping.entity, mapping.system, None)
 
 
@@ -117,9 +115,8 @@ def diff_systems(
     pii_of(con)
     where, params = comparison_filter(run_id, left.entity, left.system, right.system)
     con.execute(f"DELETE FROM discrepancies WHERE {where}", params)
-    parts = [_divergence(left, right, name) for name in shared_attributes(left, right)]
-    if parts:
-        con.execute("INSERT INTO discrepancies " + "\nUNION ALL\n".join(parts), {"run_id": run_id})
+    if shared_attributes(left, right):
+        con.execute(_between(left, right), {"run_id": run_id})
     pair = sorted([left.system, right.system])
     return _result(con, run_id, left.entity, pair[0], pair[1])
 
@@ -226,61 +223,162 @@ def _result(
     return DiffResult(run_id, entity_name, system, other, {kind: 0 for kind in KINDS} | dict(found))
 
 
-# -- the SQL of each kind --------------------------------------------------------------------------
+# -- the SQL of each comparison --------------------------------------------------------------------
+#
+# A comparison is one join of its two tables (a snapshot and the golden records, or two
+# snapshots) and one INSERT: each joined row where anything differs gives the list of the
+# findings it makes (by number: one per kind, or per attribute, that differs), unnested into one
+# discrepancy row each. The conditions run on every row; the values of a finding are worked out
+# only for the rows that make it.
 
 
-def _row(
-    kind: str,
-    resolution: str,
-    system: str,
-    mapping: Mapping,
-    key: str,
-    attribute: str | None,
-    expected: str,
-    actual: str,
-    other: str | None = None,
+@dataclass(frozen=True)
+class _Finding:
+    """What one condition on a joined row makes: a discrepancy, each field SQL over the row (the
+    tables' aliases name their rows); `kind`, `system`, `attribute`, `other` are names."""
+
+    condition: str
+    kind: str
+    resolution: str
+    system: str
+    key: str
+    attribute: str | None
+    expected: str
+    actual: str
+    other: str | None = None
+
+
+def _insert(
+    entity_name: str,
+    findings: Sequence[_Finding],
+    joined: str,
+    rows: dict[str, Sequence[str]],
+    resolution: str = "resolution",
+    keep: str = "true",
 ) -> str:
-    """The SELECT list of one discrepancy row, in the column order of the table (`resolution`:
-    SQL, a literal or an expression over the joined row); the views of a finding on an attribute
-    start empty (`add_views` fills them)."""
-    values = [
-        "$run_id",
-        "now()",
-        sql_literal(kind),
-        resolution,
-        sql_literal(system),
-        sql_literal(mapping.entity),
-        key,
-        "NULL" if attribute is None else sql_literal(attribute),
-        expected,
-        actual,
-        "NULL" if other is None else sql_literal(other),
-        "NULL" if attribute is None else NO_VIEWS,
-    ]
-    return "SELECT " + ", ".join(values)
+    """The INSERT of one comparison's discrepancies, in the column order of the table, from
+    `joined` (a FROM clause): `rows` names, by table alias, the columns the findings read (the
+    rest are not even read). `resolution` and `keep` (which findings are kept) are SQL over the
+    findings' columns. The views of a finding on an attribute start empty (`add_views` fills
+    them)."""
+
+    def by_finding(values: Sequence[str]) -> str:
+        if len(set(values)) == 1:
+            return values[0]
+        return f"CASE finding {' '.join(f'WHEN {n} THEN {v}' for n, v in enumerate(values))} END"
+
+    def name(value: str | None) -> str:
+        return "NULL::VARCHAR" if value is None else sql_literal(value)
+
+    fields = {
+        "kind": [sql_literal(f.kind) for f in findings],
+        "resolution": [f.resolution for f in findings],
+        "system": [sql_literal(f.system) for f in findings],
+        "entity_key": [f.key for f in findings],
+        "attribute": [name(f.attribute) for f in findings],
+        "expected": [f.expected for f in findings],
+        "actual": [f.actual for f in findings],
+        "other_system": [name(f.other) for f in findings],
+    }
+    made = ", ".join(f"CASE WHEN {f.condition} THEN {n} END" for n, f in enumerate(findings))
+    # each table's row as a struct of what is read: the same SQL (`s.email`) in both queries
+    read = ", ".join(
+        "{" + ", ".join(f"{sql_literal(c)}: {alias}.{quote(c)}" for c in columns) + f"}} AS {alias}"
+        for alias, columns in rows.items()
+    )
+    return f"""INSERT INTO discrepancies
+SELECT $run_id, now(), kind, {resolution}, system, {sql_literal(entity_name)}, entity_key,
+       attribute, expected, actual, other_system,
+       CASE WHEN attribute IS NOT NULL THEN {NO_VIEWS} END
+FROM (
+    SELECT {", ".join(f"{by_finding(values)} AS {column}" for column, values in fields.items())}
+    FROM (
+        SELECT unnest(list_filter([{made}], lambda n: n IS NOT NULL)) AS finding, {read}
+        FROM {joined}
+        WHERE {" OR ".join(f"({f.condition})" for f in findings)}
+    ) differing
+) findings
+WHERE {keep}"""
 
 
 def _owns_lifecycle(mapping: Mapping) -> bool:
     return current().entity(mapping.entity).lifecycle_owner == mapping.system
 
 
-def _tables(mapping: Mapping) -> tuple[str, str, str]:
+def _against_golden(mapping: Mapping, lifecycle: Mapping | None) -> str:
+    """The INSERT of a system's discrepancies against the golden records, from one FULL OUTER
+    JOIN of its snapshot `s` and the golden records `g`:
+
+    - missing: the golden record live and in the system's scope, its row absent or deleted;
+    - extra: a live row, the golden record absent or not live. `lifecycle`: the lifecycle
+      owner's snapshot, if taken; a row it holds live is not an orphan (the owner's missed event
+      brings it into the golden record);
+    - mismatch: both live, per attribute of the mapping that differs.
+    """
     catalog = current().entity(mapping.entity)
-    return quote(catalog.golden_table), quote(snapshot_table(mapping)), quote(catalog.key)
-
-
-def _missing(mapping: Mapping) -> str:
-    golden, snapshot, key = _tables(mapping)
+    golden, snapshot = quote(catalog.golden_table), quote(snapshot_table(mapping))
+    key = quote(catalog.key)
+    live = "g.lifecycle_state = 'live'"
     scope = "".join(f" AND g.{quote(name)} IS NOT NULL" for name in mapping.scope)
-    actual = f"CASE WHEN s.{key} IS NULL THEN 'absent' ELSE 'deleted' END"
-    resolution = "missed_event" if _owns_lifecycle(mapping) else "drift"
-    select = _row(
-        "missing", sql_literal(resolution), mapping.system, mapping, f"g.{key}", None,
-        "'live'", actual,
-    )  # fmt: skip
-    return f"""{select}
-FROM {golden} g LEFT JOIN {snapshot} s ON s.{key} = g.{key}
-WHERE g.lifecycle_state = 'live'{scope} AND (s.{key} IS NULL OR s.is_deleted)"""
+    owner = _owns_lifecycle(mapping)
+    findings = [
+        _Finding(
+            condition=f"{live}{scope} AND (s.{key} IS NULL OR s.is_deleted)",
+            kind="missing",
+            resolution=sql_literal("missed_event" if owner else "drift"),
+            system=mapping.system,
+            key=f"g.{key}",
+            attribute=None,
+            expected="'live'",
+            actual=f"CASE WHEN s.{key} IS NULL THEN 'absent' ELSE 'deleted' END",
+        ),
+        _Finding(
+            condition="NOT s.is_deleted AND g.lifecycle_state IS DISTINCT FROM 'live'",
+            kind="extra",
+            # not the owner: drift when the golden record was deleted, else decided below
+            resolution="'missed_event'"
+            if owner
+            else "CASE WHEN g.lifecycle_state = 'deleted' THEN 'drift' END",
+            system=mapping.system,
+            key=f"s.{key}",
+            attribute=None,
+            expected="coalesce(g.lifecycle_state, 'absent')",
+            actual="'live'",
+        ),
+    ]
+    for name in mapping.attributes:
+        attribute = catalog.attribute(name)
+        g, s = f"g.{quote(name)}", f"s.{quote(name)}"
+        findings.append(
+            _Finding(
+                condition=f"{live} AND NOT s.is_deleted AND NOT {equal(attribute, g, s)}",
+                kind="mismatch",
+                resolution=sql_literal(
+                    "missed_event" if attribute.owner == mapping.system else "drift"
+                ),
+                system=mapping.system,
+                key=f"g.{key}",
+                attribute=name,
+                expected=display(attribute, g),
+                actual=display(attribute, s),
+            )
+        )
+    held = "false"
+    if lifecycle is not None:
+        held = (
+            f"entity_key IN (SELECT {key} FROM {quote(snapshot_table(lifecycle))} "
+            "WHERE NOT is_deleted)"
+        )
+    return _insert(
+        mapping.entity,
+        findings,
+        f"{golden} g FULL OUTER JOIN {snapshot} s ON s.{key} = g.{key}",
+        {
+            "g": [catalog.key, "lifecycle_state", *mapping.attributes],
+            "s": [catalog.key, *mapping.attributes],
+        },
+        resolution=f"coalesce(resolution, CASE WHEN {held} THEN 'drift' ELSE 'orphan' END)",
+    )
 
 
 def _lifecycle_snapshot(con: duckdb.DuckDBPyConnection, mapping: Mapping) -> Mapping | None:
@@ -293,64 +391,45 @@ def _lifecycle_snapshot(con: duckdb.DuckDBPyConnection, mapping: Mapping) -> Map
     return owner if taken else None
 
 
-def _extra(mapping: Mapping, lifecycle: Mapping | None) -> str:
-    """`lifecycle`: the lifecycle owner's snapshot, if taken; a row it holds live is not an
-    orphan (the owner's missed event brings it into the golden record)."""
-    golden, snapshot, key = _tables(mapping)
-    held = "false"
-    if lifecycle is not None:
-        held = (
-            f"EXISTS (SELECT 1 FROM {quote(snapshot_table(lifecycle))} l "
-            f"WHERE l.{key} = s.{key} AND NOT l.is_deleted)"
-        )
-    resolution = (
-        "'missed_event'"
-        if _owns_lifecycle(mapping)
-        else f"CASE WHEN g.lifecycle_state = 'deleted' OR {held} THEN 'drift' ELSE 'orphan' END"
-    )
-    select = _row(
-        "extra", resolution, mapping.system, mapping, f"s.{key}", None,
-        "coalesce(g.lifecycle_state, 'absent')", "'live'",
-    )  # fmt: skip
-    return f"""{select}
-FROM {snapshot} s LEFT JOIN {golden} g ON g.{key} = s.{key}
-WHERE NOT s.is_deleted AND g.lifecycle_state IS DISTINCT FROM 'live'"""
-
-
-def _mismatch(mapping: Mapping, name: str) -> str:
-    golden, snapshot, key = _tables(mapping)
-    attribute = current().entity(mapping.entity).attribute(name)
-    resolution = "missed_event" if attribute.owner == mapping.system else "drift"
-    g, s = f"g.{quote(name)}", f"s.{quote(name)}"
-    select = _row(
-        "mismatch", sql_literal(resolution), mapping.system, mapping, f"g.{key}", name,
-        display(attribute, g), display(attribute, s),
-    )  # fmt: skip
-    return f"""{select}
-FROM {golden} g JOIN {snapshot} s ON s.{key} = g.{key}
-WHERE g.lifecycle_state = 'live' AND NOT s.is_deleted AND NOT {equal(attribute, g, s)}"""
-
-
-def _divergence(left: Mapping, right: Mapping, name: str) -> str:
+def _between(left: Mapping, right: Mapping) -> str:
+    """The INSERT of the divergences of two systems, from one join of their snapshots (`a`,
+    `b`) on the keys live in both: per attribute both hold that differs, the owner's value is
+    the expected one (when neither owns it, `left`'s), unless a mismatch of either system this
+    run already has that (key, attribute)."""
     catalog = current().entity(left.entity)
     key = quote(catalog.key)
-    attribute = catalog.attribute(name)
-    if attribute.owner == right.system:
-        left, right = right, left  # the owner on the left: its value is the expected one
-    resolution = "drift" if attribute.owner == left.system else "unowned"
-    a, b = f"a.{quote(name)}", f"b.{quote(name)}"
-    select = _row(
-        "divergence", sql_literal(resolution), right.system, left, f"a.{key}", name,
-        display(attribute, a), display(attribute, b), other=left.system,
-    )  # fmt: skip
-    explained = f"""SELECT 1 FROM discrepancies f
-    WHERE f.run_id = $run_id AND f.kind = 'mismatch' AND f.entity = {sql_literal(left.entity)}
-      AND f.entity_key = a.{key} AND f.attribute = {sql_literal(name)}
-      AND f.system IN ({sql_literal(left.system)}, {sql_literal(right.system)})"""
-    return f"""{select}
-FROM {quote(snapshot_table(left))} a JOIN {quote(snapshot_table(right))} b ON b.{key} = a.{key}
-WHERE NOT a.is_deleted AND NOT b.is_deleted AND NOT {equal(attribute, a, b)}
-  AND NOT EXISTS ({explained})"""
+    tables = {left.system: "a", right.system: "b"}
+    findings = []
+    for name in shared_attributes(left, right):
+        attribute = catalog.attribute(name)
+        owner, other = (right, left) if attribute.owner == right.system else (left, right)
+        resolution = "drift" if attribute.owner == owner.system else "unowned"
+        expected, actual = (f"{tables[m.system]}.{quote(name)}" for m in (owner, other))
+        findings.append(
+            _Finding(
+                condition=f"NOT {equal(attribute, expected, actual)}",
+                kind="divergence",
+                resolution=sql_literal(resolution),
+                system=other.system,
+                key=f"a.{key}",
+                attribute=name,
+                expected=display(attribute, expected),
+                actual=display(attribute, actual),
+                other=owner.system,
+            )
+        )
+    explained = f"""EXISTS (SELECT 1 FROM discrepancies m
+    WHERE m.run_id = $run_id AND m.kind = 'mismatch' AND m.entity = {sql_literal(left.entity)}
+      AND m.entity_key = findings.entity_key AND m.attribute = findings.attribute
+      AND m.system IN ({sql_literal(left.system)}, {sql_literal(right.system)}))"""
+    return _insert(
+        left.entity,
+        findings,
+        f"""{quote(snapshot_table(left))} a JOIN {quote(snapshot_table(right))} b
+        ON b.{key} = a.{key} AND NOT a.is_deleted AND NOT b.is_deleted""",
+        {alias: [catalog.key, *shared_attributes(left, right)] for alias in ("a", "b")},
+        keep=f"NOT {explained}",
+    )
 
 
 # -- comparing values ------------------------------------------------------------------------------
