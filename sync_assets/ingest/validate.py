@@ -41,7 +41,7 @@ from sync_assets.security import fields as pii_fields
 from sync_assets.security.fields import DEAD_LETTER_PAYLOAD, RAW_LINE
 from sync_assets.security.sql import pii_of
 from sync_assets.settings import MAX_CLOCK_SKEW_ENV, max_clock_skew
-from sync_assets.warehouse import one, query_frame, quote, sql_literal
+from sync_assets.warehouse import one, query_frame, quote, scalar, sql_literal
 from sync_assets.warehouse.tables import stored_type
 
 
@@ -657,50 +657,68 @@ def validate_batch(
     )
     con.execute("CREATE OR REPLACE TEMP TABLE batch_failures AS " + _LINE_GATE)
     system = current().systems[state[1]]
-    envelopes = query_frame(
-        con, envelope_decode_sql(max_clock_skew() if max_skew is None else max_skew, system)
-    )
-    _record_failures(con, _decode_failures(envelopes, ""), None)
-    decoded = envelopes.filter(pl.col("decode_errors").list.len() == 0)
-    envelope_failures = failure_reasons(
-        decoded.drop("decode_errors", "data"), _envelope_schema(), None, frozenset()
-    )
-    _record_failures(con, envelope_failures, None)
-    good = decoded.join(envelope_failures.select("line_no"), on="line_no", how="anti")
-    if system.signing_key_env is not None:
-        signature_failures = unsigned_lines(
-            # The lines still good: every failure so far is in batch_failures.
-            con.execute(
-                "SELECT line_no, line FROM batch_raw "
-                "WHERE line_no NOT IN (SELECT line_no FROM batch_failures)"
-            ).fetchall(),
-            system,
-        )
-        _record_failures(con, signature_failures, None)
-        good = good.join(signature_failures.select("line_no"), on="line_no", how="anti")
-    con.register("batch_envelopes_frame", good)
+    # The decoded envelopes stay in DuckDB: only the failing lines' errors and the envelope
+    # columns pandera checks go to polars, not the payloads (`data`), which the contracts read
+    # from `batch_envelopes` next.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE batch_envelopes AS SELECT * FROM batch_envelopes_frame"
+        "CREATE OR REPLACE TEMP TABLE batch_decoded AS "
+        + envelope_decode_sql(max_clock_skew() if max_skew is None else max_skew, system)
     )
-    con.unregister("batch_envelopes_frame")
+    _record_failures(
+        con,
+        _decode_failures(
+            query_frame(
+                con,
+                "SELECT line_no, event_id, decode_errors FROM batch_decoded "
+                "WHERE len(decode_errors) > 0",
+            ),
+            "",
+        ),
+        None,
+    )
+    decoded = query_frame(
+        con,
+        "SELECT * EXCLUDE (decode_errors, data) FROM batch_decoded WHERE len(decode_errors) = 0",
+    )
+    _record_failures(con, failure_reasons(decoded, _envelope_schema(), None, frozenset()), None)
+    if system.signing_key_env is not None:
+        _record_failures(
+            con,
+            unsigned_lines(
+                # The lines still good: every failure so far is in batch_failures.
+                con.execute(
+                    "SELECT line_no, line FROM batch_raw "
+                    "WHERE line_no NOT IN (SELECT line_no FROM batch_failures)"
+                ).fetchall(),
+                system,
+            ),
+            None,
+        )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE batch_envelopes AS SELECT * EXCLUDE (decode_errors) "
+        "FROM batch_decoded WHERE line_no NOT IN (SELECT line_no FROM batch_failures)"
+    )
+    con.execute("DROP TABLE batch_decoded")
 
     _dead_letter_unknown_contracts(con)
-    valid: list[tuple[Contract, pl.DataFrame]] = []
+    # Each contract's decoded payloads stay in DuckDB, in a temporary table of their own, from
+    # decoding to the insert: polars sees only the columns pandera checks.
+    valid: list[tuple[Contract, str]] = []
     for event_type, version in con.execute(
         "SELECT DISTINCT type, schemaversion FROM batch_envelopes ORDER BY ALL"
     ).fetchall():
         if (event_type, version) in current().contracts:
             contract = current().contracts[(event_type, version)]
-            valid.append((contract, _validate_contract(con, contract)))
+            table = f"batch_contract_{len(valid)}"
+            _validate_contract(con, contract, table)
+            valid.append((contract, table))
 
     counts = ValidationCounts()
-    repeated = _deduplicate(con, batch_id, valid)
-    counts.duplicates = repeated.height
-    for contract, frame in valid:
-        accepted = frame.join(repeated, on="line_no", how="anti")
-        _insert_validated(con, contract, accepted, batch_id)
-        counts.validated += accepted.height
-        counts.by_entity[contract.entity.name] += accepted.height
+    counts.duplicates = _deduplicate(con, batch_id, [table for _, table in valid])
+    for contract, table in valid:
+        accepted = _insert_validated(con, contract, table, batch_id)
+        counts.validated += accepted
+        counts.by_entity[contract.entity.name] += accepted
 
     _write_dead_letters(con, batch_id)
     _resolve_dead_letters(con, batch_id)
@@ -718,27 +736,26 @@ def validate_batch(
     )
     con.execute(
         "DROP TABLE IF EXISTS batch_raw; DROP TABLE IF EXISTS batch_failures; "
-        "DROP TABLE IF EXISTS batch_envelopes; DROP TABLE IF EXISTS batch_valid_ids"
+        "DROP TABLE IF EXISTS batch_envelopes; DROP TABLE IF EXISTS batch_valid_ids; "
+        + "".join(f"DROP TABLE IF EXISTS {quote(table)}; " for _, table in valid)
     )
     crash_point("mid-validation")
     return counts
 
 
-def _deduplicate(
-    con: duckdb.DuckDBPyConnection, batch_id: str, valid: list[tuple[Contract, pl.DataFrame]]
-) -> pl.DataFrame:
+def _deduplicate(con: duckdb.DuckDBPyConnection, batch_id: str, tables: list[str]) -> int:
     """Record the valid events whose (source, id) was accepted before, in an earlier batch or
-    earlier in this one, as duplicates of that first copy; their line numbers.
+    earlier in this one, as duplicates of that first copy; how many.
 
     CloudEvents makes (source, id) an event's identity. Only valid events count: an invalid copy
     is a dead letter and never hides a later valid one, and an event of one system never makes
     another system's event with the same id a duplicate.
     """
-    empty = pl.DataFrame(schema={"line_no": pl.Int64, "source": pl.String, "event_id": pl.String})
-    ids = [frame.select("line_no", "source", "event_id") for _, frame in valid]
-    con.register("valid_ids_frame", pl.concat([empty, *ids]))
-    con.execute("CREATE OR REPLACE TEMP TABLE batch_valid_ids AS SELECT * FROM valid_ids_frame")
-    con.unregister("valid_ids_frame")
+    ids = [f"SELECT line_no, source, event_id FROM ({_valid_rows(table)})" for table in tables] or [
+        "SELECT NULL::BIGINT AS line_no, NULL::VARCHAR AS source, NULL::VARCHAR AS event_id "
+        "WHERE false"
+    ]
+    con.execute("CREATE OR REPLACE TEMP TABLE batch_valid_ids AS " + " UNION ALL ".join(ids))
     con.execute(
         """
         INSERT INTO duplicate_events
@@ -759,9 +776,15 @@ def _deduplicate(
         """,
         {"batch_id": batch_id},
     )
-    return query_frame(
-        con, "SELECT line_no FROM duplicate_events WHERE batch_id = ?", [batch_id]
-    ).with_columns(pl.col("line_no").cast(pl.Int64))
+    return scalar(con, "SELECT count(*) FROM duplicate_events WHERE batch_id = ?", [batch_id])
+
+
+def _valid_rows(table: str) -> str:
+    """SQL: the rows of a contract's decoded payloads that passed every gate so far."""
+    return (
+        f"SELECT * EXCLUDE (decode_errors) FROM {quote(table)} WHERE len(decode_errors) = 0 "
+        "AND line_no NOT IN (SELECT line_no FROM batch_failures)"
+    )
 
 
 def _record_failures(
@@ -796,34 +819,46 @@ def _dead_letter_unknown_contracts(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _validate_contract(con: duckdb.DuckDBPyConnection, contract: Contract) -> pl.DataFrame:
-    decoded = query_frame(
-        con, payload_decode_sql(contract), [contract.event_type, contract.version]
+def _validate_contract(con: duckdb.DuckDBPyConnection, contract: Contract, table: str) -> None:
+    """Decode the contract's payloads into `table` and record the lines that fail its gates."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {quote(table)} AS {payload_decode_sql(contract)}",
+        [contract.event_type, contract.version],
     )
-    _record_failures(con, _decode_failures(decoded, f"{contract.name}: "), contract)
-    candidates = decoded.filter(pl.col("decode_errors").list.len() == 0)
+    failed = query_frame(
+        con,
+        f"SELECT line_no, event_id, decode_errors FROM {quote(table)} WHERE len(decode_errors) > 0",
+    )
+    _record_failures(con, _decode_failures(failed, f"{contract.name}: "), contract)
+    # The columns the schema checks (it is not strict), and the line and event id of a failure.
+    checked = ", ".join(quote(c) for c in ("line_no", "event_id", KEY_COLUMN, *contract.fields))
+    candidates = query_frame(
+        con, f"SELECT {checked} FROM {quote(table)} WHERE len(decode_errors) = 0"
+    )
     failures = failure_reasons(
-        candidates.drop("decode_errors"), contract.schema, contract, contract.entity.pii_attributes
+        candidates, contract.schema, contract, contract.entity.pii_attributes
     )
     failures = failures.with_columns(
         (pl.lit(f"{contract.name} ") + pl.col("reason")).alias("reason")
     )
     _record_failures(con, failures, contract)
-    return candidates.join(failures.select("line_no"), on="line_no", how="anti")
 
 
 def _insert_validated(
-    con: duckdb.DuckDBPyConnection, contract: Contract, valid: pl.DataFrame, batch_id: str
-) -> None:
-    if valid.is_empty():
-        return
+    con: duckdb.DuckDBPyConnection, contract: Contract, table: str, batch_id: str
+) -> int:
+    """Insert the contract's valid events, upcast to the entity's current version, that are not
+    duplicates; how many."""
     entity = contract.entity
-    frame = valid.rename(contract.upcast_renames())
-    con.register("valid_frame", frame)
+    renames = contract.upcast_renames()
+    columns = [
+        renames.get(name, name)
+        for name, *_ in con.execute(f"SELECT * FROM {quote(table)} LIMIT 0").description
+    ]
     attributes = []
     for attribute in entity.attributes:
         column_type = stored_type(attribute)
-        if attribute.name not in frame.columns:
+        if attribute.name not in columns:
             attributes.append(f"NULL::{column_type}")
         elif attribute.pii:
             value = f"CAST(CAST({quote(attribute.name)} AS {attribute.duckdb_type}) AS VARCHAR)"
@@ -831,18 +866,21 @@ def _insert_validated(
             attributes.append(f"pii_seal({field}, {value})")
         else:
             attributes.append(f"CAST({quote(attribute.name)} AS {attribute.duckdb_type})")
-    con.execute(
+    renamed = ", ".join(f"{quote(f)} AS {quote(a)}" for f, a in renames.items())
+    return scalar(
+        con,
         f"""
         INSERT INTO {quote(entity.events_table)}
         SELECT event_id, ?, line_no, ?, {KEY_COLUMN}, time,
                strftime(time AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') || '|' || event_id,
                origin, source, correlationid, causationid, schemaversion, set_attributes,
                {", ".join(attributes)}
-        FROM valid_frame
+        FROM (SELECT *{f" RENAME ({renamed})" if renamed else ""} FROM ({_valid_rows(table)}))
+        WHERE line_no NOT IN (SELECT line_no FROM duplicate_events WHERE batch_id = ?)
+        ORDER BY line_no
         """,
-        [batch_id, contract.action],
+        [batch_id, contract.action, batch_id],
     )
-    con.unregister("valid_frame")
 
 
 def _write_dead_letters(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:

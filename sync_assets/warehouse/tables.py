@@ -213,12 +213,17 @@ def stored_type(attribute: Attribute) -> str:
     return "VARCHAR" if attribute.pii else attribute.duckdb_type
 
 
+def opened_value(entity: Entity, attribute: Attribute, sealed: str) -> str:
+    """SQL: the sealed PII value `sealed` of `attribute` opened, typed as the catalog says."""
+    field = sql_literal(field_name(entity, attribute.name))
+    return f"CAST(pii_open({field}, {sealed}) AS {attribute.duckdb_type})"
+
+
 def opened(entity: Entity) -> str:
     """SQL: `* REPLACE (...)` opening an events table's sealed PII columns, typed as the catalog
     says; `*` alone when the entity has no PII."""
     replaced = [
-        f"CAST(pii_open({sql_literal(field_name(entity, a.name))}, {quote(a.name)}) "
-        f"AS {a.duckdb_type}) AS {quote(a.name)}"
+        f"{opened_value(entity, a, quote(a.name))} AS {quote(a.name)}"
         for a in entity.attributes
         if a.pii
     ]
