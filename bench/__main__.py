@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from bench import adopt, channels, deliver, ingest, pii, reconcile
+from bench import adopt, channels, check, deliver, ingest, pii, reconcile
 from bench.common import PROJECT_ROOT
 
 BENCHMARKS = {
@@ -21,6 +21,7 @@ BENCHMARKS = {
     adopt.NAME: adopt,
     channels.NAME: channels,
     pii.NAME: pii,
+    check.NAME: check,
 }
 
 
