@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     for name, module in BENCHMARKS.items():
-        sub = subparsers.add_parser(name, help=(module.__doc__ or "").splitlines()[0])
+        summary = (module.__doc__ or "").splitlines()[0]
+        sub = subparsers.add_parser(name, help=summary.replace("%", "%%"))  # argparse formats help
         module.add_arguments(sub)
     args = parser.parse_args(argv)
     # The demo's landscape unless one is named (as `make bench` does).
