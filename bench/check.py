@@ -11,10 +11,12 @@ Untimed set-up: `syncctl run` once on a fresh data folder, which adopts the land
 records (they are empty) and corrects the drift; then the tables are generated again, so the drift
 is back. Then, `--repeat` times, in turn:
 
-- `syncctl check --json` as a subprocess: wall seconds and the process's peak RSS (wait4);
+- `syncctl check --json` as a subprocess: wall seconds, CPU seconds and peak RSS (wait4);
 - the reference, in this process: an independent DuckDB diff of the same two tables, each read
   whole into Arrow through connectorx (load), then normalized and FULL OUTER JOINed in DuckDB
-  (diff).
+  (diff). Its CPU seconds are this process's (all threads).
+
+Neither side's CPU seconds include the servers' own work. The aim is on wall seconds.
 
     python -m bench check                 # 100,000 customers
     python -m bench check --rows 20000 --repeat 1
@@ -293,6 +295,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "set-up, untimed: `syncctl run` once adopts the landscape into golden records and "
             "corrects the drift, then both tables are generated again with the drift; the "
             "support desk is the demo's empty SQLite file",
+            "the reference does less than check by design (issue 11's independent diff of two "
+            "tables): no support desk, no golden records, no Dagster, no discrepancy rows kept",
             "figures are, for each side, the run of median wall seconds among --repeat check + "
             "reference pairs run in turn (so its parts add up); peak RSS is the highest",
         ],
