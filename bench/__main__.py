@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from bench import adopt, channels, deliver, ingest, missed, pii, reconcile, run, summary
+from bench import adopt, channels, check, deliver, ingest, missed, pii, reconcile, run, summary
 from bench.common import PROJECT_ROOT
 
 BENCHMARKS = {
@@ -21,6 +21,7 @@ BENCHMARKS = {
     adopt.NAME: adopt,
     channels.NAME: channels,
     pii.NAME: pii,
+    check.NAME: check,
     missed.NAME: missed,
     run.NAME: run,
     summary.NAME: summary,
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     for name, module in BENCHMARKS.items():
-        sub = subparsers.add_parser(name, help=(module.__doc__ or "").splitlines()[0])
+        summary = (module.__doc__ or "").splitlines()[0]
+        sub = subparsers.add_parser(name, help=summary.replace("%", "%%"))  # argparse formats help
         module.add_arguments(sub)
     args = parser.parse_args(argv)
     # The demo's landscape unless one is named (as `make bench` does).
