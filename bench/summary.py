@@ -110,12 +110,37 @@ def _run(r: dict[str, Any]) -> Figure | None:
     )
 
 
+def _check(r: dict[str, Any]) -> Figure:
+    return Figure(
+        now=f"{_seconds(r['check_seconds'])} at {r['rows']:,} customers",
+        reference=f"independent DuckDB diff {_seconds(r['reference_seconds'])}",
+        ratio=r["ratio_check_to_reference"],
+        met=r["ratio_check_to_reference"] <= r["aims"]["ratio_check_to_reference_at_most"],
+    )
+
+
+def _missed(r: dict[str, Any]) -> Figure | None:
+    largest = r["runs"][-1]
+    if largest["records"] < 100_000:
+        return None
+    seconds = largest["missed_events_seconds"]
+    return Figure(
+        now=f"{_seconds(seconds)} for {largest['records']:,}; per record x{r['growth_per_record']:.2f}"
+        f" from {r['runs'][0]['records']:,}",
+        reference=f"one SELECT {_seconds(largest['reference_seconds'])}",
+        ratio=largest["ratio_missed_to_reference"],
+        met=seconds < r["aims"]["missed_events_100k_seconds_below"],
+    )
+
+
 ROWS = [
     Row("ingest 1M events (validate + apply)", "ingest", "<= 2.5x read_json", _ingest),
     Row("diff step, 1M rows PostgreSQL vs MariaDB", "reconcile", "<= 1.5x join", _diff),
     Row("reconcile 1M end to end", "reconcile", "<= 0.1x reladiff", _reconcile_1m),
     Row("reconcile 10M end to end", "reconcile", "< 60 s, < 3 GB", _reconcile_10m),
     Row("syncctl run on the demo (1x)", "run", "< 10 s", _run),
+    Row("syncctl check --json, PostgreSQL vs MariaDB", "check", "<= 2x", _check),
+    Row("missed events for 100k records", "missed", "linear, < 5 s", _missed),
 ]
 
 
