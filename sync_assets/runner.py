@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -251,11 +251,18 @@ class Pipeline:
             report.ingested = self.ingest_pending()
         return report
 
-    def reconcile(self, *, emit: bool = True, reviewed: int | None = None) -> ReconcileReport:
+    def reconcile(
+        self,
+        *,
+        emit: bool = True,
+        reviewed: int | None = None,
+        fresh: Collection[tuple[str, str]] | None = None,
+    ) -> ReconcileReport:
         """Fresh snapshots of every system, the diff and the checks, as one run; with `emit`,
         also the owners' missed events and the corrections (each refusing on its own terms:
         pending batches, an ERROR check, a `reviewed` count that does not match), else nothing
-        is landed or emitted.
+        is landed or emitted. `fresh` names the (system, entity) snapshots to take again (the
+        others are diffed as last taken); None: all of them.
 
         A system whose snapshot fails is not checked; the others are: the snapshot's failure is
         reported in `skipped` (not raised), and the diff onwards runs again in a run of its own,
@@ -263,8 +270,9 @@ class Pipeline:
         import dagster as dg
 
         from sync_assets.jobs import CHECK_JOB, RECONCILE_JOB
+        from sync_assets.project import current
         from sync_assets.reconcile.comparisons import skipped
-        from sync_assets.reconcile.snapshot import SNAPSHOT_PREFIX
+        from sync_assets.reconcile.snapshot import SNAPSHOT_PREFIX, snapshot_table
         from sync_assets.warehouse import connect
 
         def is_snapshot(failure: StepFailure) -> bool:
@@ -275,7 +283,19 @@ class Pipeline:
             review = {"config": {"i_have_reviewed": reviewed}}
             run_config["ops"] = {"missed_events": review, "corrections": review}
         job = self.defs.resolve_job_def(RECONCILE_JOB if emit else CHECK_JOB)
-        run = self._execute(job, run_config=run_config, isolated=is_snapshot)
+        selection = None
+        if fresh is not None:
+            project = current()
+            retaken = {snapshot_table(project.mapping(*pair)) for pair in fresh}
+            selection = [
+                key
+                for key in job.asset_layer.executable_asset_keys
+                if not key.to_user_string().startswith(SNAPSHOT_PREFIX)
+                or key.to_user_string() in retaken
+            ]
+        run = self._execute(
+            job, run_config=run_config, isolated=is_snapshot, asset_selection=selection
+        )
         failed = [f for f in step_failures(job.name, run.all_events) if is_snapshot(f)]
         if failed:
             after_snapshots = [
@@ -513,7 +533,9 @@ class RunOnce:
 def run_once(folder: DataFolder) -> RunOnce:
     """The pipeline once, as `syncctl run` does it: ingest what landed (resuming what stopped),
     adopt the landscape where golden records are empty, reconcile, absorb the owners' missed
-    events (ingest, reconcile again), deliver the corrections, and reconcile again to confirm."""
+    events (ingest, reconcile again), deliver the corrections, and reconcile again to confirm,
+    snapshotting again only what the delivery wrote to and what could not be read (everything,
+    if the delivery failed)."""
     started = time.perf_counter()
     delivered = None
     with pipeline(folder) as runs:
@@ -535,7 +557,13 @@ def run_once(folder: DataFolder) -> RunOnce:
             emitted += _emitted(folder, reconciled.run_id)
         if reconciled.success and runs.pending_corrections():
             delivered = runs.deliver()
-            reconciliations.append(runs.reconcile())
+            # confirmed where it wrote, and tried again where it could not read; the other
+            # systems were snapshotted moments ago
+            fresh = None
+            if delivered.success:
+                fresh = _written(folder, delivered.run_id)
+                fresh |= {(s.system, s.entity) for s in reconciled.skipped}
+            reconciliations.append(runs.reconcile(fresh=fresh))
     return RunOnce(
         ingested=report,
         adopted=adopted,
@@ -553,6 +581,14 @@ def _emitted(folder: DataFolder, reconcile_run: str) -> int:
 
     with connect(folder.warehouse, read_only=True) as con:
         return emitted_by(con, reconcile_run)
+
+
+def _written(folder: DataFolder, delivery_run: str) -> set[tuple[str, str]]:
+    from sync_assets.deliver.outbox import written_by
+    from sync_assets.warehouse import connect
+
+    with connect(folder.warehouse, read_only=True) as con:
+        return written_by(con, delivery_run)
 
 
 def _landed(folder: DataFolder, batch_ids: list[str]) -> int:

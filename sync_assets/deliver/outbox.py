@@ -358,6 +358,17 @@ def delivery_counts(con: duckdb.DuckDBPyConnection, delivery_run: str) -> dict[s
     return counts | {"compensations": compensations, "attempts": attempts, "retries": retries}
 
 
+def written_by(con: duckdb.DuckDBPyConnection, delivery_run: str) -> set[tuple[str, str]]:
+    """The (system, entity) pairs one delivery run tried to write: corrections and compensations
+    it attempted, whatever their verdict."""
+    found = con.execute(
+        """SELECT DISTINCT c.target, c.entity FROM corrections c
+           JOIN delivery_attempts a USING (correction_id) WHERE a.delivery_run = ?""",
+        [delivery_run],
+    ).fetchall()
+    return {(target, entity) for target, entity in found}
+
+
 def emitted_by(con: duckdb.DuckDBPyConnection, reconcile_run: str) -> int:
     found = con.execute(
         "SELECT count(*) FROM corrections WHERE reconcile_run_id = ? AND kind = 'correction'",
