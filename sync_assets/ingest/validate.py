@@ -615,9 +615,13 @@ def _empty_failures() -> pl.DataFrame:
     return pl.DataFrame(schema=_FAILURE_SCHEMA)
 
 
-def _decode_failures(frame: pl.DataFrame, prefix: str) -> pl.DataFrame:
-    """The lines with decode errors: the first error's rule, and every error's reason."""
-    failed = frame.filter(pl.col("decode_errors").list.len() > 0)
+def _decode_failures(con: duckdb.DuckDBPyConnection, table: str, prefix: str) -> pl.DataFrame:
+    """The lines of a decoded `table` with decode errors: the first error's rule, and every
+    error's reason."""
+    failed = query_frame(
+        con,
+        f"SELECT line_no, event_id, decode_errors FROM {quote(table)} WHERE len(decode_errors) > 0",
+    )
     reasons = pl.col("decode_errors").list.eval(pl.element().struct.field("reason"))
     return failed.select(
         pl.col("line_no").cast(pl.Int64),
@@ -664,18 +668,7 @@ def validate_batch(
         "CREATE OR REPLACE TEMP TABLE batch_decoded AS "
         + envelope_decode_sql(max_clock_skew() if max_skew is None else max_skew, system)
     )
-    _record_failures(
-        con,
-        _decode_failures(
-            query_frame(
-                con,
-                "SELECT line_no, event_id, decode_errors FROM batch_decoded "
-                "WHERE len(decode_errors) > 0",
-            ),
-            "",
-        ),
-        None,
-    )
+    _record_failures(con, _decode_failures(con, "batch_decoded", ""), None)
     decoded = query_frame(
         con,
         "SELECT * EXCLUDE (decode_errors, data) FROM batch_decoded WHERE len(decode_errors) = 0",
@@ -825,11 +818,7 @@ def _validate_contract(con: duckdb.DuckDBPyConnection, contract: Contract, table
         f"CREATE OR REPLACE TEMP TABLE {quote(table)} AS {payload_decode_sql(contract)}",
         [contract.event_type, contract.version],
     )
-    failed = query_frame(
-        con,
-        f"SELECT line_no, event_id, decode_errors FROM {quote(table)} WHERE len(decode_errors) > 0",
-    )
-    _record_failures(con, _decode_failures(failed, f"{contract.name}: "), contract)
+    _record_failures(con, _decode_failures(con, table, f"{contract.name}: "), contract)
     # The columns the schema checks (it is not strict), and the line and event id of a failure.
     checked = ", ".join(quote(c) for c in ("line_no", "event_id", KEY_COLUMN, *contract.fields))
     candidates = query_frame(
