@@ -283,27 +283,26 @@ class Pipeline:
             review = {"config": {"i_have_reviewed": reviewed}}
             run_config["ops"] = {"missed_events": review, "corrections": review}
         job = self.defs.resolve_job_def(RECONCILE_JOB if emit else CHECK_JOB)
-        selection = None
-        if fresh is not None:
-            project = current()
-            retaken = {snapshot_table(project.mapping(*pair)) for pair in fresh}
-            selection = [
+
+        def without_snapshots(but: Collection[str] = ()) -> list[dg.AssetKey]:
+            """The job's assets but its snapshots, except the snapshot tables named in `but`."""
+            return [
                 key
                 for key in job.asset_layer.executable_asset_keys
                 if not key.to_user_string().startswith(SNAPSHOT_PREFIX)
-                or key.to_user_string() in retaken
+                or key.to_user_string() in but
             ]
+
+        selection = None
+        if fresh is not None:
+            project = current()
+            selection = without_snapshots({snapshot_table(project.mapping(*p)) for p in fresh})
         run = self._execute(
             job, run_config=run_config, isolated=is_snapshot, asset_selection=selection
         )
         failed = [f for f in step_failures(job.name, run.all_events) if is_snapshot(f)]
         if failed:
-            after_snapshots = [
-                key
-                for key in job.asset_layer.executable_asset_keys
-                if not key.to_user_string().startswith(SNAPSHOT_PREFIX)
-            ]
-            run = self._execute(job, run_config=run_config, asset_selection=after_snapshots)
+            run = self._execute(job, run_config=run_config, asset_selection=without_snapshots())
         report = ReconcileReport(run_id=run.run_id, success=run.success, snapshot_failures=failed)
         for evaluation in run.get_asset_check_evaluations():
             if evaluation.asset_key == dg.AssetKey("discrepancies"):
