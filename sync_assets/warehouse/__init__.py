@@ -146,11 +146,12 @@ def registered(
 
 
 def one(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> tuple:
-    """The single row an aggregate query returns."""
-    row = con.execute(sql, params or []).fetchone()
-    if row is None:
+    """The single row an aggregate query returns, the result read to its end (DuckDB refuses to
+    register a table on a connection whose last result is unfinished)."""
+    rows = con.execute(sql, params or []).fetchall()
+    if not rows:
         raise LookupError(f"expected one row from: {sql}")
-    return row
+    return rows[0]
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None):
