@@ -181,7 +181,7 @@ def adoption_worker(systems: Path, home: Path) -> dict[str, Any]:
     for batch in zone.pending():
         step("adoption: ingest", lambda con, b=batch: ingest_batch(con, b))
         zone.archive(batch)
-        step("adoption: validate", lambda con, b=batch: validate_batch(con, b.batch_id))
+        step("adoption: validate", lambda con, b=batch: validate_batch(con, b.batch_id, zone=zone))
     step("adoption: apply", apply_pending_batches)
     after = step("adoption: diff", lambda con: diff_everything(con, "after"))
     with connect(folder.warehouse, read_only=True) as con:

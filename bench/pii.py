@@ -105,7 +105,7 @@ def _pipeline(landing: Path, warehouse: Path) -> dict[str, float]:
     for batch in zone.pending():
         step("ingest", lambda con, b=batch: ingest_batch(con, b))
         zone.archive(batch)
-        step("validate", lambda con, b=batch: validate_batch(con, b.batch_id))
+        step("validate", lambda con, b=batch: validate_batch(con, b.batch_id, zone=zone))
     step("apply", apply_pending_batches)
     with connect(warehouse, read_only=True) as con:
         applied = con.execute("SELECT sum(applied) FROM batches").fetchone()[0]

@@ -55,10 +55,10 @@ def test_a_batch_that_fails_validation_does_not_hold_back_the_others(
             ingest_batch(con, batch)
     real = validate_module.validate_batch
 
-    def validate(con, batch_id):
+    def validate(con, batch_id, **options):
         if batch_id == bad.batch_id:
             raise RuntimeError("a bug meets this batch")
-        return real(con, batch_id)
+        return real(con, batch_id, **options)
 
     monkeypatch.setattr(validate_module, "validate_batch", validate)
     monkeypatch.setattr("sync_assets.ingest.assets.validate_batch", validate)

@@ -13,7 +13,7 @@ from conftest import at, customer_created, event, land, rows, run_core
 from sync_assets.catalog.events import MAX_EVENT_BYTES, to_line
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
 from sync_assets.ingest.landing import LandingZone
-from sync_assets.ingest.raw import ingest_batch
+from sync_assets.ingest.raw import ingest_batch, landed_lines
 from sync_assets.ingest.validate import validate_batch
 from sync_assets.settings import (
     DEFAULT_MAX_CLOCK_SKEW,
@@ -691,4 +691,52 @@ def test_a_batch_of_many_failures_without_an_event_id_is_dead_lettered(data_fold
     ) == [
         ("isin", 1),
         ("not_nullable", 100),
+    ]
+
+
+@pytest.mark.parametrize("file_after_ingest", ["kept", "altered", "removed"])
+def test_validation_reads_the_landed_file_only_while_it_holds_the_batch(
+    tmp_path, file_after_ingest
+):
+    """With the landing zone, validation reads the lines from the batch's archived file instead of
+    opening each sealed raw line; a file altered or removed since is not read, and the verdicts
+    are those of the sealed lines either way."""
+    lines = [
+        customer_created("C-000001", event_id="a"),
+        "{oops",
+        b"\xff\xfe not UTF-8",
+        bad_customer("b", {"status": "weird"}),
+    ]
+
+    def verdicts(folder: DataFolder) -> tuple[list, list]:
+        return (
+            rows(folder, "SELECT event_id, line_no, entity_key FROM validated_customer_events"),
+            rows(folder, "SELECT line_no, rule, reason FROM dead_letters ORDER BY line_no"),
+        )
+
+    def validated(folder: DataFolder, use_zone: bool) -> tuple[list, list]:
+        batch = land(folder, "0001", lines)
+        zone = LandingZone(folder.landing)
+        with connect(folder.warehouse) as con, transaction(con):
+            ingest_batch(con, batch)
+        archived = zone.archive(batch)
+        if file_after_ingest == "altered":  # same lengths, another customer
+            archived.write_bytes(archived.read_bytes().replace(b"C-000001", b"C-000002"))
+        elif file_after_ingest == "removed":
+            archived.unlink()
+        read_from_file = landed_lines(zone, batch.batch_id) is not None
+        assert read_from_file == (file_after_ingest == "kept")
+        with connect(folder.warehouse) as con, transaction(con):
+            validate_batch(con, batch.batch_id, zone=zone if use_zone else None)
+        return verdicts(folder)
+
+    sealed = validated(DataFolder(tmp_path / "sealed"), use_zone=False)
+    landed = validated(DataFolder(tmp_path / "landed"), use_zone=True)
+
+    assert landed == sealed
+    assert [key for _, _, key in landed[0]] == ["C-000001"]
+    assert [(line_no, rule) for line_no, rule, _ in landed[1]] == [
+        (2, "json"),
+        (3, "utf8"),
+        (4, "isin"),
     ]

@@ -147,16 +147,21 @@ def _batches_to_ingest(
         ),
     ],
 )
-def validate_events(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def validate_events(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    landing_zone: LandingZoneResource,
+):
     """Validates every batch in the `raw` state, the run's own and any a stopped run left."""
     counts = ValidationCounts()
+    zone = landing_zone.zone()
     with warehouse.connect() as con:
         waiting = ledger.in_state(con, "raw")
         step = ledger.run_step(
             con,
             "validation",
             waiting,
-            lambda con, ids: {i: validate_batch(con, i) for i in ids},
+            lambda con, ids: {i: validate_batch(con, i, zone=zone) for i in ids},
         )
     resumed = sorted(set(step.done) - set(context.partition_keys))
     if resumed:

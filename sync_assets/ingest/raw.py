@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from sync_assets import ledger
 from sync_assets.crashpoints import crash_point
-from sync_assets.ingest.landing import Batch, digest, parse_batch_id, read_batch
+from sync_assets.ingest.landing import Batch, LandingZone, digest, parse_batch_id, read_batch
 from sync_assets.security.fields import RAW_LINE
 from sync_assets.security.sql import pii_of
 
@@ -71,6 +71,20 @@ def _decode_line_by_line(raw_lines: list[bytes]) -> tuple[list[str], list[str | 
             lines.append(raw.decode("utf-8", errors="backslashreplace"))
             errors.append(f"invalid UTF-8 byte 0x{raw[exc.start]:02x} at offset {exc.start}")
     return lines, errors
+
+
+def landed_lines(zone: LandingZone, batch_id: str) -> pa.Table | None:
+    """A batch's lines read again from its landed file, if the file still holds exactly the content
+    its id names (the digest is in the id); None when it cannot say (gone, changed, an id from
+    before digests). The same lines `raw_events` holds sealed, without opening each of them."""
+    _, _, expected = parse_batch_id(batch_id)
+    if expected is None:
+        return None
+    try:
+        data = read_batch(zone.locate(batch_id).path)
+    except OSError:  # gone, or a symbolic link now: read the sealed lines instead
+        return None
+    return read_lines(data) if digest(data) == expected else None
 
 
 def ingest_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> RawCounts:
