@@ -6,10 +6,11 @@ by the CRM, plan changes from billing and support-tier changes from support, sch
 part and/or as --batches parts (each part a file per system's channel, landing/<system>/), and
 times, each in a fresh process on a fresh warehouse:
 
-- the pipeline, each step in its own connection and transaction as the Dagster assets run it:
-  `ingest_batch` per batch, `validate_batch` per batch, `apply_pending_batches` (--order phases,
-  the default: all batches through each phase in turn; --order job: per batch ingest, validate,
-  apply, as the ingest_batch job does for each landed batch);
+- the pipeline, each step in its own connection as the Dagster assets run it: `ingest_batch`,
+  `validate_batch`, `apply_pending_batches` (--order phases, the default: a backfill, all batches
+  through each phase in turn in one connection and transaction, as the asset's step runs them;
+  --order job: per batch ingest, validate, apply, as the ingest_batch job does for each batch the
+  sensor lands);
 - DuckDB's own `read_json` of the same file(s) into a table on a fresh file: the floor. Plain
   `read_json` fails on the invalid lines, so it is timed with `ignore_errors = true`; a second
   floor declares the envelope's typed columns (`records = true, columns = {...}`).
@@ -365,12 +366,15 @@ _SOURCE = re.compile(r'"source":"/systems/([a-z0-9_]+)"')
 def pipeline_worker(landing: Path, warehouse: Path, order: str) -> dict[str, Any]:
     """Ingest, validate and apply every pending batch the way the Dagster assets do.
 
-    Each step opens its own connection and transaction, as the assets do. `order` is `phases`
-    (every batch ingested, then every batch validated, then all applied at once: a backfill) or
-    `job` (per batch ingest, validate, apply, as the ingest_batch job runs a landed batch).
+    Each step opens its own connection, as the assets do. `order` is `phases` (a backfill: every
+    batch ingested, then every batch validated, then all applied, each phase in one connection and
+    `ledger.run_step`'s one transaction, as the asset's step runs the backfill's batches) or `job`
+    (per batch ingest, validate, apply, each in its own connection and transaction, as the
+    ingest_batch job runs each batch the sensor lands).
     """
     import pandera.polars  # noqa: F401  (validate imports it lazily: keep import time out)
 
+    from sync_assets import ledger
     from sync_assets.ingest.landing import LandingZone
     from sync_assets.ingest.raw import ingest_batch
     from sync_assets.ingest.validate import validate_batch
@@ -400,16 +404,39 @@ def pipeline_worker(landing: Path, warehouse: Path, order: str) -> dict[str, Any
         per_batch[batch.batch_id]["landed"] = counts.landed
 
     def validate(batch) -> None:
-        counts = step("validate", batch.batch_id, lambda con: validate_batch(con, batch.batch_id))
+        counts = step(
+            "validate", batch.batch_id, lambda con: validate_batch(con, batch.batch_id, zone=zone)
+        )
         per_batch[batch.batch_id]["validated"] = counts.validated
+
+    def phase(name: str, step_name: str, work) -> dict[str, Any]:
+        """Every batch through one phase as the asset's step runs a backfill's batches."""
+        started = time.perf_counter()
+        with connect(warehouse) as con:
+            result = ledger.run_step(con, step_name, list(per_batch), work)
+        phases[name] += time.perf_counter() - started
+        rss[name] = peak_rss_mb()
+        if result.failed:
+            raise RuntimeError(f"{step_name} failed: {result.failed}")
+        return result.done
 
     step("setup", None, lambda con: None)  # the schema
     applied: dict[str, Any] = {}
     if order == "phases":
+        by_id = {batch.batch_id: batch for batch in batches}
+        raw = phase(
+            "ingest", "raw ingest", lambda con, ids: {i: ingest_batch(con, by_id[i]) for i in ids}
+        )
         for batch in batches:
-            ingest(batch)
-        for batch in batches:
-            validate(batch)
+            zone.archive(batch)
+            per_batch[batch.batch_id]["landed"] = raw[batch.batch_id].landed
+        valid = phase(
+            "validate",
+            "validation",
+            lambda con, ids: {i: validate_batch(con, i, zone=zone) for i in ids},
+        )
+        for batch_id, counts in valid.items():
+            per_batch[batch_id]["validated"] = counts.validated
         applied = step("apply", None, apply_pending_batches)
     else:
         for batch in batches:
@@ -875,7 +902,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
             for batch in pending:
                 with _timed_connect(warehouse, log) as timed_con, transaction(timed_con):
                     profiler.enable()
-                    validate_batch(timed_con, batch.batch_id)
+                    validate_batch(timed_con, batch.batch_id, zone=zone)
                     profiler.disable()
 
         def apply(log: dict[str, list[float]]) -> None:
