@@ -856,6 +856,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
 
     import pandera.polars  # noqa: F401
 
+    from sync_assets import ledger
     from sync_assets.ingest.landing import LandingZone
     from sync_assets.ingest.raw import ingest_batch
     from sync_assets.ingest.validate import validate_batch
@@ -893,17 +894,28 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
                 ],
             }
 
+        # Each phase as the pipeline runs it (--order phases): a backfill's step.
+        by_id = {batch.batch_id: batch for batch in pending}
+
         def ingest(log: dict[str, list[float]]) -> None:
-            for batch in pending:
-                with _timed_connect(warehouse, log) as timed_con, transaction(timed_con):
-                    ingest_batch(timed_con, batch)
+            with _timed_connect(warehouse, log) as timed_con:
+                ledger.run_step(
+                    timed_con,
+                    "raw ingest",
+                    list(by_id),
+                    lambda con, ids: {i: ingest_batch(con, by_id[i]) for i in ids},
+                )
 
         def validate(log: dict[str, list[float]]) -> None:
-            for batch in pending:
-                with _timed_connect(warehouse, log) as timed_con, transaction(timed_con):
-                    profiler.enable()
-                    validate_batch(timed_con, batch.batch_id, zone=zone)
-                    profiler.disable()
+            with _timed_connect(warehouse, log) as timed_con:
+                profiler.enable()
+                ledger.run_step(
+                    timed_con,
+                    "validation",
+                    list(by_id),
+                    lambda con, ids: {i: validate_batch(con, i, zone=zone) for i in ids},
+                )
+                profiler.disable()
 
         def apply(log: dict[str, list[float]]) -> None:
             with _timed_connect(warehouse, log) as timed_con, transaction(timed_con):
