@@ -151,3 +151,18 @@ def test_a_key_held_twice_keeps_the_live_row_and_rows_without_key_are_dropped(co
 def test_comparison_rules_of_the_catalog(con, attribute, left, right, same):
     a = current().entity(attribute[0]).attribute(attribute[1])
     assert con.execute(f"SELECT {equal(a, left, right)}").fetchone() == (same,)
+
+
+def test_a_failing_read_leaves_the_old_snapshot(con):
+    def chunk(*rows):
+        return to_batch(("no", "cents", "placed", "cur", "voided"), list(rows))
+
+    assert load_snapshot(con, ORDERS, [chunk(("O-0000001", 1, "04/10/2026 16:07", "eur", 0))]) == 1
+
+    def broken():
+        yield chunk(("O-0000002", 2, "04/10/2026 16:07", "eur", 0))
+        raise ConnectionError("the system went away")
+
+    with pytest.raises(ConnectionError):
+        load_snapshot(con, ORDERS, broken())
+    assert con.execute("SELECT order_id FROM snapshot_billing_order").fetchall() == [("O-0000001",)]
