@@ -34,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     for name, module in BENCHMARKS.items():
-        summary = (module.__doc__ or "").splitlines()[0]
-        sub = subparsers.add_parser(name, help=summary.replace("%", "%%"))  # argparse formats help
+        first_line = (module.__doc__ or "").splitlines()[0]
+        sub = subparsers.add_parser(
+            name, help=first_line.replace("%", "%%")
+        )  # argparse formats help
         module.add_arguments(sub)
     args = parser.parse_args(argv)
     # The demo's landscape unless one is named (as `make bench` does).
