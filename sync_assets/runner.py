@@ -605,11 +605,16 @@ def _landed(folder: DataFolder, batch_ids: list[str]) -> int:
 
 @contextlib.contextmanager
 def open_instance(folder: DataFolder) -> Iterator[Any]:
-    """The data folder's Dagster instance (runs, event log, pool claims), as it is."""
+    """The data folder's Dagster instance (runs, event log, pool claims), as it is; on SQLite,
+    its event log keeps its connections open for the command (sync_assets/operate/event_log.py)."""
     use_data_folder(folder)
     import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
 
-    with dg.DagsterInstance.get() as instance:
+    from sync_assets.operate.event_log import keep_open
+
+    ref = keep_open(InstanceRef.from_dir(os.environ["DAGSTER_HOME"]))
+    with dg.DagsterInstance.from_ref(ref) as instance:
         yield instance
 
 
