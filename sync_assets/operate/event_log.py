@@ -15,6 +15,7 @@ dagster.yaml is not changed.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +38,8 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
         self._engines: dict[str, Engine] = {}
         """Open engines by file (shard), the most recently used last."""
+        self._engines_lock = threading.Lock()
+        """Not Dagster's `_db_lock`: `has_table` is asked while a `_connect` holds that."""
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -56,19 +59,26 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn, conn.begin():
                 yield conn
 
+    def has_table(self, table_name: str) -> bool:
+        """As Dagster's (asked of the index before each asset check event), on its open engine."""
+        engine = self._engine(INDEX_SHARD_NAME)
+        with engine.connect() as conn:
+            return bool(engine.dialect.has_table(conn, table_name))
+
     def _engine(self, shard: str) -> Engine:
-        engine = self._engines.pop(shard, None) or create_engine(
-            self.conn_string_for_shard(shard),
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
-        )
-        self._engines[shard] = engine
-        runs = [name for name in self._engines if name != INDEX_SHARD_NAME]
-        for name in runs[:-RUN_FILES_KEPT_OPEN]:
-            self._engines.pop(name).dispose()
-        return engine
+        with self._engines_lock:
+            engine = self._engines.pop(shard, None) or create_engine(
+                self.conn_string_for_shard(shard),
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+            )
+            self._engines[shard] = engine
+            runs = [name for name in self._engines if name != INDEX_SHARD_NAME]
+            for name in runs[:-RUN_FILES_KEPT_OPEN]:
+                self._engines.pop(name).dispose()
+            return engine
 
     def dispose(self) -> None:
-        with self._db_lock:
+        with self._engines_lock:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
