@@ -74,7 +74,9 @@ def _clear() -> Iterator[None]:
         con.execute("CREATE OR REPLACE TEMP MACRO pii_seal(f, v) AS v")
         con.execute("CREATE OR REPLACE TEMP MACRO pii_open(f, v) AS v")
         con.execute("CREATE OR REPLACE TEMP MACRO pii_mask(v) AS v")
-        return shipped(con, folder)  # finds the functions there: registers the keys only
+        # No folder: `install` then looks for the functions (the macros) and registers the keys
+        # only; given the folder, as `connect` gives it, it would create them over the macros.
+        return shipped(con)
 
     pii.install = install
     try:

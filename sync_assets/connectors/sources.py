@@ -20,7 +20,9 @@ import sqlalchemy as sa
 from sync_assets.connectors.mappings import Lookup, Mapping, raw_name
 from sync_assets.connectors.problems import retrying
 
-DEFAULT_CHUNK_SIZE = 50_000
+DEFAULT_CHUNK_SIZE = 200_000
+"""Rows per batch read from a system. 1M PostgreSQL + MariaDB customers end to end (python -m
+bench reconcile): 3.70-3.85 s at 200,000, 4.27-4.94 s at 50,000 (connectorx's stream)."""
 CONNECT_TIMEOUT_S = 10
 """A server that does not accept a connection in 10 s is down (PyMySQL's default; PostgreSQL's
 driver would wait for the operating system's TCP timeout, minutes)."""
