@@ -144,7 +144,7 @@ def adoption_worker(systems: Path, home: Path) -> dict[str, Any]:
     from sync_assets.reconcile.snapshot import snapshot_system, snapshot_table
     from sync_assets.settings import DataFolder
     from sync_assets.state.apply import apply_pending_batches
-    from sync_assets.warehouse import connect, transaction
+    from sync_assets.warehouse import connect, scalar, transaction
 
     project = current()
     folder = DataFolder(home)
@@ -191,8 +191,8 @@ def adoption_worker(systems: Path, home: Path) -> dict[str, Any]:
                 "UNION ALL SELECT 'order', count(*) FROM golden_order"
             ).fetchall()
         )
-        dead_letters = con.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
-        conflicts = con.execute("SELECT count(*) FROM ownership_conflicts").fetchone()[0]
+        dead_letters = scalar(con, "SELECT count(*) FROM dead_letters")
+        conflicts = scalar(con, "SELECT count(*) FROM ownership_conflicts")
     peak = peak_rss_mb()
 
     # The floors, in this process: DuckDB reading the same events, and joining the same rows.
@@ -235,9 +235,10 @@ def adoption_worker(systems: Path, home: Path) -> dict[str, Any]:
         "adoption": adopted.as_dict() | {"landed": adopted.landed},
         "events_read_by_duckdb": len(files)
         and int(
-            duckdb.connect(str(home / "floor.duckdb"), read_only=True)
-            .execute("SELECT count(*) FROM events")
-            .fetchone()[0]
+            scalar(
+                duckdb.connect(str(home / "floor.duckdb"), read_only=True),
+                "SELECT count(*) FROM events",
+            )
         ),
         "golden": golden,
         "dead_letters": dead_letters,

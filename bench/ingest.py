@@ -379,13 +379,13 @@ def pipeline_worker(landing: Path, warehouse: Path, order: str) -> dict[str, Any
     from sync_assets.ingest.raw import ingest_batch
     from sync_assets.ingest.validate import validate_batch
     from sync_assets.state.apply import apply_pending_batches
-    from sync_assets.warehouse import connect, transaction
+    from sync_assets.warehouse import connect, one, scalar, transaction
 
     zone = LandingZone(landing)
     batches = zone.pending()
     phases: dict[str, float] = {"setup": 0.0, "ingest": 0.0, "validate": 0.0, "apply": 0.0}
     rss: dict[str, float] = {"start": peak_rss_mb()}
-    per_batch = {b.batch_id: {"batch_id": b.batch_id} for b in batches}
+    per_batch: dict[str, dict[str, Any]] = {b.batch_id: {"batch_id": b.batch_id} for b in batches}
 
     def step(phase: str, batch_id: str | None, work) -> Any:
         started = time.perf_counter()
@@ -445,19 +445,20 @@ def pipeline_worker(landing: Path, warehouse: Path, order: str) -> dict[str, Any
             applied |= step("apply", batch.batch_id, apply_pending_batches)
 
     with connect(warehouse, read_only=True) as con:
-        totals = con.execute(
+        totals = one(
+            con,
             "SELECT sum(landed), sum(duplicates), sum(validated), sum(dead_lettered), sum(applied),"
-            " count(*) FILTER (WHERE landed <> duplicates + validated + dead_lettered) FROM batches"
-        ).fetchone()
+            " count(*) FILTER (WHERE landed <> duplicates + validated + dead_lettered) FROM batches",
+        )
         rules = dict(
             con.execute(
                 "SELECT rule, count(*) FROM dead_letters GROUP BY ALL ORDER BY 1"
             ).fetchall()
         )
-        golden = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE plan IS NOT NULL) FROM golden_customer"
-        ).fetchone()
-        conflicts = con.execute("SELECT count(*) FROM ownership_conflicts").fetchone()[0]
+        golden = one(
+            con, "SELECT count(*), count(*) FILTER (WHERE plan IS NOT NULL) FROM golden_customer"
+        )
+        conflicts = scalar(con, "SELECT count(*) FROM ownership_conflicts")
     return {
         "phases": phases,
         "peak_rss_mb": peak_rss_mb(),
@@ -513,7 +514,7 @@ def duckdb_worker(files: list[Path], database: Path, variant: str) -> dict[str, 
         con.close()
     seconds = time.perf_counter() - started
     con = duckdb.connect(str(database), read_only=True)
-    rows = con.execute("SELECT count(*) FROM t").fetchone()[0]
+    [(rows,)] = con.execute("SELECT count(*) FROM t").fetchall()
     columns = con.execute("DESCRIBE t").fetchall()
     con.close()
     return {

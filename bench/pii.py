@@ -90,7 +90,7 @@ def _pipeline(landing: Path, warehouse: Path) -> dict[str, float]:
     from sync_assets.ingest.raw import ingest_batch
     from sync_assets.ingest.validate import validate_batch
     from sync_assets.state.apply import apply_pending_batches
-    from sync_assets.warehouse import connect, transaction
+    from sync_assets.warehouse import connect, scalar, transaction
 
     zone = LandingZone(landing)
     phases = {"ingest": 0.0, "validate": 0.0, "apply": 0.0}
@@ -110,10 +110,11 @@ def _pipeline(landing: Path, warehouse: Path) -> dict[str, float]:
         step("validate", lambda con, b=batch: validate_batch(con, b.batch_id, zone=zone))
     step("apply", apply_pending_batches)
     with connect(warehouse, read_only=True) as con:
-        applied = con.execute("SELECT sum(applied) FROM batches").fetchone()[0]
-        sealed = con.execute(
-            "SELECT count(*) FILTER (WHERE starts_with(line, 'enc:')) / count(*) FROM raw_events"
-        ).fetchone()[0]
+        applied = scalar(con, "SELECT sum(applied) FROM batches")
+        sealed = scalar(
+            con,
+            "SELECT count(*) FILTER (WHERE starts_with(line, 'enc:')) / count(*) FROM raw_events",
+        )
     phases["total"] = sum(phases.values())
     phases["applied"] = float(applied)
     phases["sealed_share"] = float(sealed)  # 1 when sealed, 0 for the reference: what was measured

@@ -450,7 +450,7 @@ def syncfabric_worker(mode: str, warehouse: Path, chunk: int) -> dict[str, Any]:
     from sync_assets.reconcile import snapshot as snapshot_module
     from sync_assets.reconcile.diff import diff_systems
     from sync_assets.reconcile.snapshot import load_snapshot, snapshot_system, snapshot_table
-    from sync_assets.warehouse import connect, transaction
+    from sync_assets.warehouse import connect, scalar, transaction
 
     urls = bench_urls()
     crm, billing = bench_mappings()
@@ -505,11 +505,11 @@ def syncfabric_worker(mode: str, warehouse: Path, chunk: int) -> dict[str, Any]:
     with connect(warehouse) as con:
         for _ in range(3):
             started = time.perf_counter()
-            join_count = con.execute(_join_sql(a, b)).fetchone()[0]
+            join_count = scalar(con, _join_sql(a, b))
             joins.append(time.perf_counter() - started)
         for _ in range(2):
             started = time.perf_counter()
-            single_count = con.execute(_single_join_diff_sql(crm, billing)).fetchone()[0]
+            single_count = scalar(con, _single_join_diff_sql(crm, billing))
             single.append(time.perf_counter() - started)
         by_attribute = dict(
             con.execute(
@@ -517,8 +517,8 @@ def syncfabric_worker(mode: str, warehouse: Path, chunk: int) -> dict[str, Any]:
                 " GROUP BY ALL ORDER BY 1"
             ).fetchall()
         )
-        memory_limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-        threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+        memory_limit = scalar(con, "SELECT current_setting('memory_limit')")
+        threads = scalar(con, "SELECT current_setting('threads')")
     return {
         "mode": mode,
         "phases": phases,
@@ -712,7 +712,7 @@ def _summarize(
         and c["single_join_diff_count"] == expected["divergences"]
         for mode, c in configurations.items()
     }
-    if rela_seconds is not None:
+    if rela is not None and rela_seconds is not None:
         checks["reladiff"] = rela["differing_keys"] == (
             expected["divergences"] + expected["missing_in_billing"]
         )

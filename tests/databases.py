@@ -319,7 +319,7 @@ def _mysql_literal(value: Any, driver: Any) -> str:
     return driver.escape(value)
 
 
-_IDENTITY_WHEN = {_to_text: str, _to_int: int, _to_float: float}
+_IDENTITY_WHEN: dict[Converter, type] = {_to_text: str, _to_int: int, _to_float: float}
 
 
 def _convert_rows(data: list[tuple], converters: list[Converter]) -> Iterator[tuple]:
@@ -366,7 +366,7 @@ def _bulk_insert(
         # literals are the same for the types a copy produces, several times faster.
         preparer = connection.dialect.identifier_preparer
         head = f"INSERT INTO {preparer.format_table(table)} ({', '.join(map(preparer.quote, names))}) VALUES "
-        with driver.cursor() as cursor:
+        with driver.cursor() as cursor:  # type: ignore[union-attr]
             values: list[str] = []
             size = 0
             for row in rows:
