@@ -43,7 +43,7 @@ from sync_assets.security import fields as pii_fields
 from sync_assets.security.fields import DEAD_LETTER_PAYLOAD, RAW_LINE
 from sync_assets.security.sql import pii_of
 from sync_assets.settings import MAX_CLOCK_SKEW_ENV, max_clock_skew
-from sync_assets.warehouse import one, query_frame, quote, scalar, sql_literal
+from sync_assets.warehouse import one, query_frame, quote, registered, scalar, sql_literal
 from sync_assets.warehouse.tables import stored_type
 
 
@@ -745,15 +745,13 @@ def _open_lines(con: duckdb.DuckDBPyConnection, batch_id: str, zone: LandingZone
     and agrees line by line in number and size, else by opening each sealed line."""
     lines = None if zone is None else landed_lines(zone, batch_id)
     if lines is not None:
-        con.register("batch_landed", lines)
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE batch_raw AS "
-            "SELECT r.* REPLACE (l.line AS line) FROM raw_events AS r "
-            "JOIN batch_landed AS l ON l.line_no = r.line_no AND strlen(l.line) = r.size_bytes "
-            "WHERE r.batch_id = ?",
-            [batch_id],
-        )
-        con.unregister("batch_landed")
+        with registered(con, "batch_landed", lines) as landed_table:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE batch_raw AS "
+                f"SELECT r.* REPLACE (l.line AS line) FROM raw_events AS r JOIN {landed_table} AS l "
+                "ON l.line_no = r.line_no AND strlen(l.line) = r.size_bytes WHERE r.batch_id = ?",
+                [batch_id],
+            )
         landed = scalar(con, "SELECT landed FROM batches WHERE batch_id = ?", [batch_id])
         if scalar(con, "SELECT count(*) FROM batch_raw") == landed == lines.num_rows:
             return

@@ -134,11 +134,12 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 @contextlib.contextmanager
 def registered(
-    con: duckdb.DuckDBPyConnection, name: str, columns: Mapping[str, Sequence[Any]]
+    con: duckdb.DuckDBPyConnection, name: str, columns: Mapping[str, Sequence[Any]] | pa.Table
 ) -> Iterator[str]:
-    """Python rows as a table DuckDB reads in one statement, for the `with` block: a row at a
-    time (executemany, or a statement per row) costs about 0.4 ms a row, 8 s for 20,000."""
-    con.register(name, pa.table(columns))
+    """Python rows (or an Arrow table) as a table DuckDB reads in one statement, for the `with`
+    block: a row at a time (executemany, or a statement per row) costs about 0.4 ms a row, 8 s
+    for 20,000."""
+    con.register(name, columns if isinstance(columns, pa.Table) else pa.table(columns))
     try:
         yield name
     finally:
