@@ -238,6 +238,132 @@ def catalog(out: str | None) -> None:
         click.echo(text, nl=False)
 
 
+@main.group()
+def schema() -> None:
+    """The schema registry: every event type's versions against the signed-off change log
+    (contracts/changelog.yaml)."""
+
+
+@schema.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print every subject's verdict as JSON.")
+def schema_check(as_json: bool) -> None:
+    """Compares the contracts with the last approved ones: per event type, the verdict and each
+    incompatible change in words. Exits 1 on an incompatible or unapproved change."""
+    from datetime import UTC, datetime
+
+    from sync_assets.govern import changelog, deprecation, registry
+    from sync_assets.project import current
+
+    project = current()
+    verdicts = registry.judge(project, changelog.read(project.root))
+    deprecations = deprecation.judge(
+        project, datetime.now(UTC).date(), _deprecated_senders(project)
+    )
+    ok = all(v.ok for v in verdicts) and all(d.ok for d in deprecations)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "subjects": [v.to_json() for v in verdicts],
+                    "deprecations": [d.to_json() for d in deprecations],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for verdict in verdicts:
+            click.echo(_verdict_text(verdict))
+        for d in deprecations:
+            click.echo(d.text)
+        waiting = [v.subject.name for v in verdicts if not v.ok]
+        click.echo(
+            f"{len(verdicts) - len(waiting)} of {len(verdicts)} event types approved"
+            + (f"; not landing: {', '.join(waiting)}" if waiting else "")
+        )
+    if not ok:
+        sys.exit(1)
+
+
+def _deprecated_senders(project: Any) -> dict[tuple[str, str], dict[str, int]] | None:
+    """Who still sends a deprecated field, from the data folder's event log; None when there is
+    no event log to read (no data folder yet, or another process writing it)."""
+    import duckdb
+
+    from sync_assets.govern.deprecation import still_sent
+    from sync_assets.warehouse import connect
+
+    if not any(p.deprecated for p in project.contract_policies.values()):
+        return {}
+    folder = DataFolder.from_env()
+    if not folder.warehouse.is_file():
+        return None
+    try:
+        with connect(folder.warehouse, read_only=True) as con:
+            return still_sent(con, project)
+    except (duckdb.IOException, SyncfabricError):
+        click.echo("producers not checked: the warehouse is busy; only mappings count", err=True)
+        return None
+
+
+@schema.command("approve")
+@click.option("--by", required=True, help="Who signs off (a consumer, with approvals_required).")
+@click.option("--note", required=True, help="Why the change is made, for the change log.")
+def schema_approve(by: str, note: str) -> None:
+    """Signs off every compatible change still unapproved: appends who, when, the event types,
+    their versions, content hashes and the changes in words to contracts/changelog.yaml."""
+    from datetime import UTC, datetime
+
+    from sync_assets.errors import EXIT_FAILED
+    from sync_assets.govern import changelog, registry
+    from sync_assets.project import current
+
+    if not by.strip() or not note.strip():
+        raise SyncfabricError("--by and --note must say something: the change log keeps them")
+    project = current()
+    verdicts = registry.judge(project, changelog.read(project.root))
+    try:
+        entry, signed = registry.signoff(verdicts, by.strip(), note.strip(), datetime.now(UTC))
+    except ValueError as error:
+        raise SyncfabricError(str(error), exit_code=EXIT_FAILED) from None
+    if not signed:
+        click.echo("nothing to sign: every event type's contract is approved, or signed by you")
+        return
+    path = changelog.append(project.root, entry)
+    after = {v.subject.name: v for v in registry.judge(project, changelog.read(project.root))}
+    for verdict in signed:
+        waits = after[verdict.subject.name].missing
+        still = f"; still waiting for {', '.join(waits)}" if waits else ""
+        click.echo(f"signed {verdict.subject.name} ({'; '.join(verdict.changes)}){still}")
+    click.echo(f"change log: {path}")
+
+
+def _verdict_text(verdict: Any) -> str:
+    subject = verdict.subject
+    versions = ", ".join(
+        f"{v} (retired)" if v in subject.retired else str(v) for v in sorted(subject.versions)
+    )
+    head = f"{subject.name}: {subject.compatibility}, versions {versions}"
+    if verdict.ok:
+        return f"{head}: approved (signed by {', '.join(verdict.signed_by)})"
+    lines = [f"{head}: {verdict.status.upper()}"]
+    lines += [f"  change: {c}" for c in verdict.changes]
+    for f in verdict.findings:
+        lines += [
+            f"  - version {f.version}, {f.field}: {f.old} -> {f.new}",
+            f"    rule broken: {f.rule}",
+            f"    what to do: {f.fix}",
+        ]
+    if verdict.status == "unapproved":
+        who = (
+            f"from {', '.join(verdict.missing)}"
+            if verdict.missing
+            else "(syncctl schema approve --by NAME --note TEXT)"
+        )
+        lines.append(f"  compatible; waiting for a sign-off {who}")
+    return "\n".join(lines)
+
+
 @main.command()
 @writes_data_folder
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from datetime import date
 
 import polars as pl
 
@@ -30,9 +32,36 @@ class PayloadVersion:
     version: int
     fields: dict[str, str]
     """Payload field name in this version -> catalog attribute it holds."""
+    overrides: dict[str, Attribute] = dataclass_field(default_factory=dict)
+    """Attribute -> its definition in this version, where it differs from the catalog's."""
+    defaults: dict[str, object] = dataclass_field(default_factory=dict)
+    """Attribute -> the value created events of earlier versions, lacking it, take on upcast."""
+    retired: bool = False
+    """Events of a retired version are dead letters; it stays in the registry's history."""
 
     def attribute(self, field_name: str) -> Attribute:
-        return self.entity.attribute(self.fields[field_name])
+        """The attribute a field holds, as this version defines it."""
+        name = self.fields[field_name]
+        return self.overrides.get(name) or self.entity.attribute(name)
+
+
+@dataclass(frozen=True)
+class Deprecation:
+    attribute: str
+    removal_version: int | None
+    after: date | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ContractPolicy:
+    """What governs changes to an entity's event schemas (`contracts/<entity>.yaml`)."""
+
+    compatibility: dict[str, str]
+    """Action -> the compatibility mode its event type's new versions are held to."""
+    approvers: tuple[str, ...] = ()
+    """Consumers who must each sign off a change (empty: one sign-off by anyone)."""
+    deprecated: tuple[Deprecation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,10 +93,10 @@ class Contract:
     def required_fields(self) -> tuple[str, ...]:
         if self.action != "created":
             return ()
-        return tuple(f for f, a in self.fields.items() if self.entity.attribute(a).required)
+        return tuple(f for f in self.fields if self.payload.attribute(f).required)
 
     def non_nullable_fields(self) -> tuple[str, ...]:
-        return tuple(f for f, a in self.fields.items() if self.entity.attribute(a).required)
+        return tuple(f for f in self.fields if self.payload.attribute(f).required)
 
     def upcast_renames(self) -> dict[str, str]:
         return {f: a for f, a in self.fields.items() if f != a}
@@ -113,8 +142,8 @@ def build_payload_schema(contract: Contract):
             description=f"The {entity_.name}'s canonical key ({entity_.key}).",
         )
     }
-    for field_name, attribute_name in contract.fields.items():
-        attribute = entity_.attribute(attribute_name)
+    for field_name in contract.fields:
+        attribute = contract.payload.attribute(field_name)
         columns[field_name] = pa.Column(
             POLARS_TYPES[attribute.type],
             _attribute_checks(attribute),

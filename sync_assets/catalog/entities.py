@@ -63,6 +63,8 @@ class Entity:
     lifecycle_owner: str
     """The system whose create and delete events decide whether the entity exists."""
     description: str
+    consumers: tuple[str, ...] = ()
+    """The teams or systems that read the entity's events (who signs off a schema change)."""
     attributes: tuple[Attribute, ...] = field(default_factory=tuple)
     on_undeliverable: Literal["hold", "compensate"] = "hold"
     """When a correction cannot reach one system: hold the others and alert, or put them back

@@ -172,6 +172,11 @@ def validate_events(
                 f"batch {batch_id}: {batch_counts.dead_lettered} dead letters by rule "
                 f"{dict(batch_counts.by_rule)}; see {RUNBOOK}"
             )
+        if batch_counts.deprecated:
+            context.log.warning(
+                f"batch {batch_id}: events still carry deprecated fields "
+                f"{dict(batch_counts.deprecated)}; `syncctl schema check` says until when"
+            )
         counts.add(batch_counts)
     for batch_id, error in step.failed.items():
         context.log.error(
@@ -186,6 +191,7 @@ def validate_events(
             "validated": counts.validated,
             "duplicates": counts.duplicates,
             **{f"validated_{entity}": n for entity, n in sorted(counts.by_entity.items())},
+            **{f"deprecated_{field}": n for field, n in sorted(counts.deprecated.items())},
         },
     )
     yield dg.MaterializeResult(

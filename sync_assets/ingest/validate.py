@@ -34,6 +34,7 @@ from sync_assets.catalog.contracts import KEY_COLUMN, Contract, build_envelope_s
 from sync_assets.catalog.entities import DECIMAL_DIGITS, DECIMAL_PLACES, Attribute
 from sync_assets.catalog.events import ENVELOPE_FIELDS, MAX_EVENT_BYTES, RECONCILER_SOURCE
 from sync_assets.crashpoints import crash_point
+from sync_assets.govern.deprecation import deprecated_in_batch
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.ingest.raw import landed_lines
 from sync_assets.ingest.signatures import unsigned_lines
@@ -54,6 +55,8 @@ class ValidationCounts:
     dead_lettered: int = 0
     by_rule: Counter[str] = field(default_factory=Counter)
     by_entity: Counter[str] = field(default_factory=Counter)
+    deprecated: Counter[str] = field(default_factory=Counter)
+    """`<entity>_<attribute>` -> validated events still carrying a deprecated field."""
 
     def add(self, other: ValidationCounts) -> None:
         self.validated += other.validated
@@ -61,6 +64,7 @@ class ValidationCounts:
         self.dead_lettered += other.dead_lettered
         self.by_rule.update(other.by_rule)
         self.by_entity.update(other.by_entity)
+        self.deprecated.update(other.deprecated)
 
 
 def _error(rule: str, condition: str, reason: str) -> str:
@@ -500,7 +504,7 @@ def payload_decode_sql(contract: Contract) -> str:
     ]
     columns, present = [], []
     for field_name, attribute_name in contract.fields.items():
-        attribute = contract.entity.attribute(attribute_name)
+        attribute = contract.payload.attribute(field_name)
         value = f"p.{quote(field_name)}"
         columns.append(f"{_typed_value(value, attribute)} AS {quote(field_name)}")
         errors.extend(_decode_errors(field_name, value, attribute, contract))
@@ -590,7 +594,7 @@ def failure_reasons(
     ).iter_rows():
         attribute = None
         if contract is not None and column in contract.fields:
-            attribute = contract.entity.attribute(contract.fields[column])
+            attribute = contract.payload.attribute(column)
         attribute_name = contract.fields.get(column, column) if contract else column
         shown = "withheld (PII)" if attribute_name in pii else repr(value)
         rule = check.split("(")[0]
@@ -716,6 +720,7 @@ def validate_batch(
         counts.validated += accepted
         counts.by_entity[contract.entity.name] += accepted
 
+    counts.deprecated.update(deprecated_in_batch(con, current(), batch_id))
     _write_dead_letters(con, batch_id)
     _resolve_dead_letters(con, batch_id)
     for rule, count in con.execute(
@@ -825,14 +830,36 @@ def _record_failures(
 
 
 def _dead_letter_unknown_contracts(con: duckdb.DuckDBPyConnection) -> None:
-    known = ", ".join(f"({sql_literal(t)}, {int(v)})" for (t, v) in current().contracts)
+    """An event of a version the registry does not know, or has retired, is a dead letter naming
+    the versions its type supports; the batch goes on."""
+    project = current()
+    known = ", ".join(f"({sql_literal(t)}, {int(v)})" for (t, v) in project.contracts)
+    supported = []
+    for event_type in project.event_types:
+        entity = event_type.split(".")[0]
+        versions = [p.version for p in project.versions_of(entity) if not p.retired]
+        retired = [p.version for p in project.versions_of(entity) if p.retired]
+        words = ", ".join(map(str, versions)) + f" (current {project.current_version[entity]})"
+        supported.append(
+            f"({sql_literal(event_type)}, {sql_literal(words)}, "
+            f"{project.current_version[entity]}, {sql_literal(entity)}, "
+            f"[{', '.join(map(str, retired))}]::BIGINT[])"
+        )
     con.execute(
         f"""
         INSERT INTO batch_failures
         SELECT line_no, event_id, type, NULL, 'contract',
-               'no contract for ' || type || ' schema version ' || schemaversion
-               || '; fix: send a version the catalog knows, or register the new version first'
+               CASE WHEN list_contains(s.retired, schemaversion)
+                    THEN type || ' schema version ' || schemaversion || ' is retired'
+                    ELSE 'no contract for ' || type || ' schema version ' || schemaversion END
+               || '; supported versions: ' || s.supported || '; fix: '
+               || CASE WHEN list_contains(s.retired, schemaversion)
+                       THEN 'upgrade the producer to schema version ' || s.current
+                       ELSE 'send a supported version, or register version ' || schemaversion
+                            || ' in contracts/' || s.entity || '.yaml first' END
         FROM batch_envelopes
+        JOIN (VALUES {", ".join(supported)}) AS s(type, supported, current, entity, retired)
+            USING (type)
         WHERE (type, schemaversion) NOT IN (SELECT * FROM (VALUES {known}))
         """
     )
@@ -870,17 +897,29 @@ def _insert_validated(
         renames.get(name, name)
         for name, *_ in con.execute(f"SELECT * FROM {quote(table)} LIMIT 0").description
     ]
+    # A created event of an older version takes the defaults later versions declare for what it
+    # lacks (an update's missing field means 'unchanged', so it takes none).
+    defaults = current().upcast_defaults(contract.payload) if contract.action == "created" else {}
     attributes = []
     for attribute in entity.attributes:
         column_type = stored_type(attribute)
-        if attribute.name not in columns:
+        if attribute.name in columns:
+            value = quote(attribute.name)
+        elif attribute.name in defaults:
+            value = sql_literal(str(defaults[attribute.name]))
+        else:
             attributes.append(f"NULL::{column_type}")
-        elif attribute.pii:
-            value = f"CAST(CAST({quote(attribute.name)} AS {attribute.duckdb_type}) AS VARCHAR)"
+            continue
+        if attribute.pii:
+            value = f"CAST(CAST({value} AS {attribute.duckdb_type}) AS VARCHAR)"
             field = sql_literal(pii_fields.field_name(entity, attribute.name))
             attributes.append(f"pii_seal({field}, {value})")
         else:
-            attributes.append(f"CAST({quote(attribute.name)} AS {attribute.duckdb_type})")
+            attributes.append(f"CAST({value} AS {attribute.duckdb_type})")
+    set_attributes = "set_attributes"
+    if defaults:
+        defaulted = ", ".join(sql_literal(a) for a in defaults)
+        set_attributes = f"list_concat(set_attributes, [{defaulted}])"
     renamed = ", ".join(f"{quote(f)} AS {quote(a)}" for f, a in renames.items())
     return scalar(
         con,
@@ -888,7 +927,7 @@ def _insert_validated(
         INSERT INTO {quote(entity.events_table)}
         SELECT event_id, ?, line_no, ?, {KEY_COLUMN}, time,
                strftime(time AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') || '|' || event_id,
-               origin, source, correlationid, causationid, schemaversion, set_attributes,
+               origin, source, correlationid, causationid, schemaversion, {set_attributes},
                {", ".join(attributes)}
         FROM (SELECT *{f" RENAME ({renamed})" if renamed else ""} FROM ({_valid_rows(table)}))
         WHERE line_no NOT IN (SELECT line_no FROM duplicate_events WHERE batch_id = ?)

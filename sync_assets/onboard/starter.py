@@ -71,4 +71,6 @@ Next steps:
        syncctl {project} validate
   4. Reconcile, read-only, and see what differs between your systems:
        syncctl {project} check
+  5. Sign off the event versions, so no later change to them lands unseen (docs/governance.md):
+       syncctl {project} schema approve --by <your name> --note "first versions"
 See docs/onboarding.md."""

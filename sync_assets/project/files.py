@@ -9,6 +9,7 @@ runtime shapes the pipeline reads (`Entity`, `Mapping`, `PayloadVersion`).
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -21,6 +22,8 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from sync_assets.catalog.compatibility import DEFAULT_MODE, MODES
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 """Entity, system and attribute names: they become table names, asset keys and variable names."""
@@ -132,6 +135,9 @@ class EntityFile(Strict):
     key: Name
     key_pattern: str
     lifecycle_owner: Name
+    consumers: tuple[Name, ...] = ()
+    """The teams or systems that read the entity's events: with `approvals_required` in its
+    contract, each must sign off a schema change (`syncctl schema approve --by`)."""
     description: str
     attributes: dict[Name, AttributeFile] = Field(min_length=1)
     on_undeliverable: Literal["hold", "compensate"] = "hold"
@@ -246,13 +252,63 @@ class SystemFile(Strict):
 # --- contracts/<entity>.yaml -------------------------------------------------------------------
 
 
+def _mode(text: str) -> str:
+    if text not in MODES:
+        raise ValueError(f"unknown compatibility mode {text!r}; use one of: {', '.join(MODES)}")
+    return text
+
+
+Compatibility = Annotated[str, AfterValidator(_mode)]
+"""One of Confluent's compatibility modes (`sync_assets/catalog/compatibility.py`)."""
+Action = Literal["created", "updated", "deleted", "reconciled"]
+
+
+class OverrideFile(Strict):
+    """How an attribute read in an older version differs from the catalog's current definition,
+    so that version keeps meaning what was approved when the catalog moves on."""
+
+    type: Literal["string", "enum", "decimal", "timestamp", "boolean"] | None = None
+    required: bool | None = None
+    allowed: tuple[str, ...] | None = None
+    pattern: str | None = None
+    minimum: float | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        return value if value is None else check_pattern(value)
+
+
 class VersionFile(Strict):
     version: int = Field(ge=1)
     renamed: dict[str, Name] = {}
     """Payload field in this version -> the catalog attribute it holds."""
     absent: tuple[Name, ...] = ()
     """Catalog attributes events of this version do not carry."""
+    overrides: dict[Name, OverrideFile] = {}
+    """Attribute -> how this version's field differs from the catalog's current attribute."""
+    defaults: dict[Name, str | float | bool] = {}
+    """Attribute -> the value a created event of an earlier version, which lacks it, takes when
+    upcast to this version (an update's missing field means 'unchanged' and takes none)."""
+    retired: bool = False
+    """Events of a retired version are dead letters; the version stays in the history."""
+
+
+class DeprecationFile(Strict):
+    removal_version: int | None = Field(None, ge=2)
+    """The version that no longer carries the field."""
+    after: date | None = None
+    """The end of the window: from this day, a producer still sending the field fails the check."""
+    note: str = ""
 
 
 class ContractFile(Strict):
+    compatibility: Compatibility = DEFAULT_MODE
+    """What a new version must stay compatible with (Confluent's modes)."""
+    compatibility_by_action: dict[Action, Compatibility] = {}
+    """A mode for one event type of the entity (e.g. `deleted: NONE`), else `compatibility`."""
+    approvals_required: bool = False
+    """A change needs the sign-off of every consumer the catalog lists for the entity."""
+    deprecated: dict[Name, DeprecationFile] = {}
+    """Attribute -> its deprecation window."""
     versions: tuple[VersionFile, ...] = Field(min_length=1)

@@ -13,6 +13,7 @@ collected and raised together as one `ProjectError`: file, line, field, what is 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +22,18 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from sync_assets.catalog.contracts import PayloadVersion
+from sync_assets.catalog.compatibility import DEFAULT_MODE
+from sync_assets.catalog.contracts import ContractPolicy, Deprecation, PayloadVersion
 from sync_assets.catalog.entities import Attribute, Entity
+from sync_assets.catalog.events import ACTIONS
 from sync_assets.connectors.mappings import Field, Lookup, Mapping, SoftDelete, Stamp
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
 from sync_assets.project import files
 from sync_assets.project.model import Project, Settings, System, Thresholds
 
 SETTINGS_FILE = "syncfabric.yaml"
+CHANGELOG = Path("contracts") / "changelog.yaml"
+"""The sign-offs of the contracts (`sync_assets/govern/changelog.py`), beside them."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -215,10 +220,11 @@ def _explain(error: Any, model: type[BaseModel]) -> tuple[str, str]:
 
 
 def _load_folder(
-    c: _Collector, folder: Path, model: type[M]
+    c: _Collector, folder: Path, model: type[M], *, besides: str | None = None
 ) -> tuple[dict[str, tuple[_File, M]], set[str]]:
     """Every `<name>.yaml` of a folder read and checked by its model: those that loaded, and the
-    names of all found (a `.yml` is reported as ignored)."""
+    names of all found (a `.yml` is reported as ignored). `besides` names a file of another kind
+    that lives there too (the contracts' change log)."""
     loaded: dict[str, tuple[_File, M]] = {}
     found: set[str] = set()
     if not folder.is_dir():
@@ -231,7 +237,7 @@ def _load_folder(
                 "is ignored: project files end in .yaml",
                 f"rename it to {path.stem}.yaml",
             )
-        elif path.suffix == ".yaml" and path.is_file():
+        elif path.suffix == ".yaml" and path.is_file() and path.name != besides:
             found.add(path.stem)
             if (f := c.read(path)) and (checked := c.model(f, model)):
                 loaded[path.stem] = (f, checked)
@@ -255,10 +261,18 @@ def load_project(root: Path | str) -> Project:
 
     systems, system_files = _load_folder(c, root / "systems", files.SystemFile)
     entities, entity_files = _load_folder(c, root / "catalog", files.EntityFile)
-    contracts, _ = _load_folder(c, root / "contracts", files.ContractFile)
+    contracts, _ = _load_folder(c, root / "contracts", files.ContractFile, besides=CHANGELOG.name)
 
     _check_names(c, systems, "systems")
     _check_names(c, entities, "catalog")
+    if CHANGELOG.stem in entities:
+        c.add(
+            entities[CHANGELOG.stem][0],
+            (),
+            f"the entity name {CHANGELOG.stem!r} is taken: contracts/{CHANGELOG.name} is the "
+            "change log of the contracts",
+            "name the entity otherwise",
+        )
     # Files that exist but did not load: named by their own problems, not again by every
     # reference to them.
     broken_systems = system_files - set(systems)
@@ -305,6 +319,7 @@ def load_project(root: Path | str) -> Project:
                 f"add entities.{entity.name} to systems/{entity.lifecycle_owner}.yaml",
             )
     payload_versions = {}
+    policies = {}
     for name, (f, contract_file) in contracts.items():
         if name in broken_entities:
             continue
@@ -317,11 +332,13 @@ def load_project(root: Path | str) -> Project:
             )
             continue
         payload_versions.update(_versions(c, f, built_entities[name], contract_file))
+        policies[name] = _policy(c, f, built_entities[name], contract_file)
     for name, entity in built_entities.items():
         if name not in contracts:  # no history yet: version 1 carries every attribute as named
             payload_versions[name, 1] = PayloadVersion(
                 entity, 1, {a: a for a in entity.attribute_names}
             )
+            policies[name] = ContractPolicy({a: DEFAULT_MODE for a in ACTIONS})
     if (
         settings is not None
         and settings.seed
@@ -349,6 +366,7 @@ def load_project(root: Path | str) -> Project:
         entities=built_entities,
         mappings=mappings,
         payload_versions=dict(sorted(payload_versions.items())),
+        contract_policies=policies,
     )
 
 
@@ -474,6 +492,7 @@ def _entity(
         key=m.key,
         key_pattern=m.key_pattern,
         lifecycle_owner=m.lifecycle_owner,
+        consumers=m.consumers,
         description=m.description,
         attributes=tuple(attributes),
         on_undeliverable=m.on_undeliverable,
@@ -622,7 +641,82 @@ def _versions(
                     f"{entity.name} has no attribute {attr!r}",
                     f"use one of: {', '.join(entity.attribute_names)}",
                 )
+        if v.retired and i == len(m.versions) - 1:
+            c.add(
+                f,
+                (*loc, "retired"),
+                "the current (last) version cannot be retired",
+                "add the version that replaces it first",
+            )
         by_attribute = {attr: name for name, attr in v.renamed.items()}
         fields = {by_attribute.get(a, a): a for a in entity.attribute_names if a not in v.absent}
-        found[entity.name, v.version] = PayloadVersion(entity, v.version, fields)
+        overrides = {}
+        for attr, override in v.overrides.items():
+            if attr not in fields.values():
+                c.add(
+                    f,
+                    (*loc, "overrides", attr),
+                    f"version {v.version} does not carry {attr!r}",
+                    f"override one of: {', '.join(fields.values())}",
+                )
+                continue
+            changed = override.model_dump(exclude_none=True)
+            overrides[attr] = dataclasses.replace(entity.attribute(attr), **changed)
+        for attr, value in v.defaults.items():
+            if attr not in fields.values():
+                c.add(
+                    f,
+                    (*loc, "defaults", attr),
+                    f"version {v.version} does not carry {attr!r}",
+                    "declare a default in the version that carries the attribute",
+                )
+                continue
+            problem = _default_problem(overrides.get(attr) or entity.attribute(attr), value)
+            if problem:
+                c.add(f, (*loc, "defaults", attr), problem, "give a value the attribute can hold")
+        found[entity.name, v.version] = PayloadVersion(
+            entity, v.version, fields, overrides, dict(v.defaults), v.retired
+        )
+    for attr in m.deprecated:
+        if attr not in entity.attribute_names:
+            c.add(
+                f,
+                ("deprecated", attr),
+                f"{entity.name} has no attribute {attr!r}",
+                f"use one of: {', '.join(entity.attribute_names)}",
+            )
     return found
+
+
+def _default_problem(attribute: Attribute, value: object) -> str | None:
+    """Why `value` cannot be the attribute's default (None when it can)."""
+    if attribute.type == "boolean" and not isinstance(value, bool):
+        return f"the default of boolean {attribute.name!r} must be true or false, not {value!r}"
+    if attribute.type == "decimal" and (
+        isinstance(value, bool) or not isinstance(value, int | float)
+    ):
+        return f"the default of decimal {attribute.name!r} must be a number, not {value!r}"
+    if attribute.type in ("string", "enum", "timestamp") and not isinstance(value, str):
+        return f"the default of {attribute.type} {attribute.name!r} must be text, not {value!r}"
+    if attribute.allowed and value not in attribute.allowed:
+        return f"the default {value!r} is not one of {', '.join(attribute.allowed)}"
+    return None
+
+
+def _policy(c: _Collector, f: _File, entity: Entity, m: files.ContractFile) -> ContractPolicy:
+    if m.approvals_required and not entity.consumers:
+        c.add(
+            f,
+            ("approvals_required",),
+            f"the catalog lists no consumers of {entity.name} to approve a change",
+            f"list them under consumers: in catalog/{entity.name}.yaml",
+        )
+    by_action: dict[str, str] = {str(a): mode for a, mode in m.compatibility_by_action.items()}
+    return ContractPolicy(
+        compatibility={a: by_action.get(a, m.compatibility) for a in ACTIONS},
+        approvers=entity.consumers if m.approvals_required else (),
+        deprecated=tuple(
+            Deprecation(attr, d.removal_version, d.after, d.note)
+            for attr, d in m.deprecated.items()
+        ),
+    )

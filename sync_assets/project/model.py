@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sync_assets.catalog.contracts import Contract, PayloadVersion
+from sync_assets.catalog.contracts import Contract, ContractPolicy, PayloadVersion
 from sync_assets.catalog.entities import Entity
 from sync_assets.catalog.events import ACTIONS, RECONCILER_SOURCE
 from sync_assets.connectors.mappings import Mapping
@@ -88,6 +88,9 @@ class Project:
     mappings: dict[tuple[str, str], Mapping]
     """(system, entity) -> how that system stores that entity."""
     payload_versions: dict[tuple[str, int], PayloadVersion]
+    """(entity, version) -> the payload version; retired ones included (the registry's history)."""
+    contract_policies: dict[str, ContractPolicy] = field(default_factory=dict)
+    """Entity -> what governs changes to its event schemas (compatibility, approvers, deprecations)."""
 
     @property
     def name(self) -> str:
@@ -135,15 +138,30 @@ class Project:
         return {
             (f"{payload.entity.name}.{action}", payload.version): Contract(payload, action)
             for payload in self.payload_versions.values()
+            if not payload.retired
             for action in ACTIONS
         }
 
     @functools.cached_property
     def current_version(self) -> dict[str, int]:
-        """Entity -> the schema version Syncfabric writes and upcasts to."""
+        """Entity -> the schema version Syncfabric writes and upcasts to (the last one)."""
         return {
             name: max(v for (e, v) in self.payload_versions if e == name) for name in self.entities
         }
+
+    def versions_of(self, entity_name: str) -> list[PayloadVersion]:
+        """The entity's schema versions, oldest first, retired ones included."""
+        return [p for (e, _), p in sorted(self.payload_versions.items()) if e == entity_name]
+
+    def upcast_defaults(self, payload: PayloadVersion) -> dict[str, object]:
+        """Attribute -> the value a created event of `payload`'s version takes for an attribute
+        it does not carry: a later version's declared default (the latest one's, the reader's)."""
+        carried = set(payload.fields.values())
+        found: dict[str, object] = {}
+        for later in self.versions_of(payload.entity.name):
+            if later.version > payload.version:
+                found |= {a: v for a, v in later.defaults.items() if a not in carried}
+        return found
 
     def contract_for(self, event_type: str, version: int) -> Contract:
         try:
