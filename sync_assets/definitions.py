@@ -11,6 +11,7 @@ from sensors.deliver import pending_corrections_sensor
 from sensors.ingest import landed_batches_sensor
 from sync_assets.deliver.assets import corrections
 from sync_assets.deliver.ops import build_deliver_corrections
+from sync_assets.govern.assets import registry_assets
 from sync_assets.ingest.assets import build_raw_events, validate_events
 from sync_assets.ingest.ops import redrive_ingest_dead_letters
 from sync_assets.jobs import check_job, ingest_batch_job, reconcile_job, reconcile_schedule
@@ -43,6 +44,7 @@ def build_definitions(
             missed_events,
             build_adoption(project),
             corrections,
+            *registry_assets(project),
         ],
         asset_checks=[
             every_event_accounted_for,

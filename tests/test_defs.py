@@ -60,7 +60,20 @@ def test_the_assets_are_the_projects_systems_entities_and_mappings(project, repo
         *(f"system_{system}" for system in project.systems),
         *(f"golden_{entity}" for entity in project.entities),
         *(f"snapshot_{system}_{entity}" for system, entity in project.mappings),
+        *(f"registry/{event_type.replace('.', '_')}" for event_type in project.event_types),
     }
+
+
+def test_the_registry_shows_each_event_types_versions_and_sign_offs(project, repository):
+    for event_type in project.event_types:
+        key = dg.AssetKey(["registry", event_type.replace(".", "_")])
+        metadata = repository.asset_graph.get(key).metadata
+        assert metadata["compatibility"] == "BACKWARD_TRANSITIVE"
+        assert metadata["status"] == "approved"
+        columns = {c.name for c in metadata["dagster/column_schema"].columns}
+        if not event_type.endswith(".deleted"):
+            assert columns == set(project.entity(event_type.split(".")[0]).attribute_names)
+        assert "| data-platform |" in metadata["change_log"].value
 
 
 def test_the_checks_judge_each_mapping_each_pair_and_each_entity(project, repository):
