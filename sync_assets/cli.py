@@ -222,20 +222,33 @@ def grants(
 
 
 @main.command()
-@click.option("--out", type=click.Path(dir_okay=False), help="Write it to this file.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Write README.md, a page per entity and catalog.html into this folder.",
+)
 def catalog(out: str | None) -> None:
-    """The project's catalog as Markdown: systems, entities, attributes, owners, rules, PII and
-    the column each system keeps them in, from the same files the pipeline runs on."""
-    from sync_assets.project import current
-    from sync_assets.project.docs import catalog_markdown
+    """The project's catalog for people: systems, entities, attributes, owners, rules, PII, the
+    column each system keeps them in, the event versions and their change log; Markdown on the
+    terminal, or a folder of pages and one static HTML page with --out."""
+    from pathlib import Path
 
-    text = catalog_markdown(current())
-    if out:
-        with open(out, "w", encoding="utf-8") as file:
-            file.write(text)
-        click.echo(f"catalog written to {out}")
-    else:
-        click.echo(text, nl=False)
+    from sync_assets.govern import changelog
+    from sync_assets.govern.docs import HTML_PAGE, catalog_html, catalog_markdown, catalog_pages
+    from sync_assets.project import current
+
+    project = current()
+    signoffs = changelog.read(project.root)
+    if not out:
+        click.echo(catalog_markdown(project, signoffs), nl=False)
+        return
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    pages = catalog_pages(project, signoffs)
+    pages[HTML_PAGE] = catalog_html(project, signoffs)
+    for name, text in pages.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    click.echo(f"catalog written to {folder}: {', '.join(pages)}")
 
 
 @main.group()

@@ -39,7 +39,7 @@ def build_definitions(
             validate_events,
             build_golden_records(project),
             build_batch_ledger(project),
-            *(snapshot_asset(mapping) for mapping in project.mappings.values()),
+            *(snapshot_asset(m, project.entity(m.entity)) for m in project.mappings.values()),
             build_discrepancies(project),
             missed_events,
             build_adoption(project),

@@ -214,3 +214,17 @@ def test_the_demos_systems_and_entities_are_nowhere_in_another_examples_definiti
     demo = _landscape(Path(__file__).parents[1] / "examples" / "demo")
     shown = _names(repository) + _words(repository)
     assert not {name for name in demo if _shows(shown, name)}
+
+
+def test_snapshots_describe_each_column_from_the_catalog_and_the_mapping(project, repository):
+    for (system, entity_name), mapping in project.mappings.items():
+        key = dg.AssetKey(f"snapshot_{system}_{entity_name}")
+        schema = repository.asset_graph.get(key).metadata["dagster/column_schema"]
+        described = {c.name: c.description for c in schema.columns}
+        entity = project.entity(entity_name)
+        assert set(described) == {entity.key, *mapping.attributes}
+        for field in mapping.fields:
+            assert described[field.attribute].startswith(
+                entity.attribute(field.attribute).description
+            )
+            assert f"({field.rule})." in described[field.attribute]

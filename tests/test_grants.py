@@ -16,8 +16,8 @@ from conftest import DEMO_PROJECT
 from sync_assets.connectors.grants import Roles, grants_script, reader_columns, writer_tables
 from sync_assets.connectors.resource import SystemsResource, system_write_urls
 from sync_assets.errors import SyncfabricError
+from sync_assets.govern.docs import catalog_markdown
 from sync_assets.project import current, load_project
-from sync_assets.project.docs import catalog_markdown
 
 ROLES = Roles("r", "w")
 

@@ -14,7 +14,7 @@ from sync_assets.resources import default_resources
 from sync_assets.warehouse import connect
 
 PROJECT = current()
-snapshot_assets = [snapshot_asset(m) for m in PROJECT.mappings.values()]
+snapshot_assets = [snapshot_asset(m, PROJECT.entity(m.entity)) for m in PROJECT.mappings.values()]
 discrepancies = build_discrepancies(PROJECT)
 reconciliation_checks = build_reconciliation_checks(PROJECT)
 

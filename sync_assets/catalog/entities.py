@@ -40,6 +40,12 @@ class Attribute:
     """Reconciliation compares timestamps truncated to this unit (e.g. 'minute'), if set."""
 
     @property
+    def described(self) -> str:
+        """The catalog's description with its owner and PII mark: what every column of this
+        attribute says in Dagster (golden records, snapshots, the registry)."""
+        return f"{self.description} Owned by {self.owner}.{' PII.' if self.pii else ''}"
+
+    @property
     def nullable(self) -> bool:
         return not self.required
 

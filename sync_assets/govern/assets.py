@@ -27,11 +27,12 @@ def registry_assets(project: Project) -> list[dg.AssetSpec]:
     for verdict in registry.judge(project, signoffs):
         subject = verdict.subject
         current = subject.versions[subject.current]
+        entity = project.entity(subject.entity)
         columns = [
             dg.TableColumn(
                 name,
                 f.type,
-                description=f"one of {', '.join(f.allowed)}" if f.allowed else None,
+                description=entity.attribute(name).described,
                 constraints=dg.TableColumnConstraints(nullable=not f.required),
             )
             for name, f in current.fields.items()

@@ -14,7 +14,8 @@ import time
 
 import dagster as dg
 
-from sync_assets.connectors.mappings import Mapping
+from sync_assets.catalog.entities import Entity
+from sync_assets.connectors.mappings import Lookup, Mapping, raw_name
 from sync_assets.connectors.resource import SystemsResource
 from sync_assets.deliver.assets import ReviewConfig
 from sync_assets.deliver.corrections import require_complete_golden
@@ -53,7 +54,23 @@ def source_system(system: System) -> dg.AssetSpec:
     )
 
 
-def snapshot_asset(mapping: Mapping) -> dg.AssetsDefinition:
+def snapshot_asset(mapping: Mapping, entity: Entity) -> dg.AssetsDefinition:
+    columns = [
+        dg.TableColumn(entity.key, "VARCHAR", description=f"Canonical key ({entity.key_pattern})")
+    ]
+    for field in mapping.fields:
+        attribute = entity.attribute(field.attribute)
+        source = raw_name(field.source)
+        if not isinstance(field.source, Lookup):
+            source = f"{mapping.table}.{source}"
+        columns.append(
+            dg.TableColumn(
+                attribute.name,
+                attribute.duckdb_type,
+                description=f"{attribute.described} From {source} ({field.rule}).",
+            )
+        )
+
     @dg.asset(
         name=snapshot_table(mapping),
         deps=[f"system_{mapping.system}"],
@@ -66,6 +83,7 @@ def snapshot_asset(mapping: Mapping) -> dg.AssetsDefinition:
             f"{mapping.system}'s {mapping.entity} records ({mapping.table}), normalized to the "
             f"catalog's canonical form: {mapping.description} Read read-only, in chunks."
         ),
+        metadata={"dagster/column_schema": dg.TableSchema(columns=columns)},
     )
     def _snapshot(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, systems: SystemsResource

@@ -19,12 +19,11 @@ def column_schema(entity: Entity) -> dg.TableSchema:
         dg.TableColumn(entity.key, "VARCHAR", description=f"Canonical key ({entity.key_pattern})")
     ]
     for attribute in entity.attributes:
-        pii = " PII." if attribute.pii else ""
         columns.append(
             dg.TableColumn(
                 attribute.name,
                 attribute.duckdb_type,
-                description=f"{attribute.description} Owned by {attribute.owner}.{pii}",
+                description=attribute.described,
                 tags={"owner": attribute.owner, **({"pii": "true"} if attribute.pii else {})},
             )
         )
