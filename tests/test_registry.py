@@ -15,7 +15,9 @@ import pytest
 from commands import assert_no_traceback, syncctl
 from conftest import DEMO_PROJECT, at, event, land, rows, run_core
 
+from sync_assets.catalog import compatibility
 from sync_assets.govern import changelog, deprecation, registry
+from sync_assets.govern.docs import catalog_pages
 from sync_assets.project import ProjectError, load_project
 from sync_assets.project.active import PROJECT_ENV
 from sync_assets.warehouse import connect
@@ -204,6 +206,14 @@ def test_a_broken_change_log_is_named_with_the_fix(project):
             "the current (last) version cannot be retired",
         ),
         ("approvals_required: true\nversions:\n  - version: 1\n", "lists no consumers"),
+        (
+            "versions:\n  - version: 1\n    split: {who: {into: [full_name, plan]}}\n  - version: 2\n",
+            "'plan' is not a string attribute",
+        ),
+        (
+            "versions:\n  - version: 1\n    split: {email: {into: [full_name, nick]}}\n  - version: 2\n",
+            "customer has no attribute 'nick'",
+        ),
         ("compatibility: SIDEWAYS\nversions:\n  - version: 1\n", "compatibility"),
     ],
 )
@@ -393,3 +403,77 @@ def test_check_fails_on_an_expired_deprecation_still_mapped(project):
         "expired_in_use",
         ["crm"],
     )
+
+
+# -- a split: one field of an older version holds two of today's attributes ---------------------
+
+
+@pytest.fixture
+def club(tmp_path, monkeypatch) -> Path:
+    """The fitness example, whose member version 1 sent the whole name in one field."""
+    copy = tmp_path / "club"
+    shutil.copytree(DEMO_PROJECT.parent / "fitness", copy, ignore=shutil.ignore_patterns("seed", "__*"))  # fmt: skip
+    edit(copy / "syncfabric.yaml", "seed: seed", "")
+    (copy / "contracts" / "member.yaml").write_text(
+        "versions:\n"
+        "  - version: 1\n"
+        "    split: {name: {into: [first_name, last_name]}}\n"
+        "    absent: [joined_on]\n"
+        "  - version: 2\n"
+        "    renamed: {surname: last_name}\n"
+        "    absent: [joined_on]\n"
+        "  - version: 3\n"
+    )
+    monkeypatch.setenv(PROJECT_ENV, str(copy))
+    return copy
+
+
+def member(key: str, version: int, **names: str) -> dict:
+    data = {"home_club": "riverside", **names}
+    return event("member.created", key, data, origin="frontdesk", schema_version=version)
+
+
+def test_a_split_field_is_cut_into_its_attributes_and_applied_like_today(club, data_folder):
+    batch = land(
+        data_folder,
+        "0001",
+        [
+            member("RF00001", 1, name="Ada King"),
+            member("RF00002", 2, first_name="Ada", surname="King"),
+            member("RF00003", 3, first_name="Ada", last_name="King"),
+            member("RF00004", 1, name="Bram van der Berg"),  # the last part takes the rest
+            member("RF00005", 1, name="Cher"),  # a required part missing
+        ],
+    )
+    run_core(data_folder, [batch.batch_id])
+
+    assert rows(
+        data_folder, "SELECT member_id, first_name, last_name FROM golden_member ORDER BY 1"
+    ) == [
+        ("RF00001", "Ada", "King"),
+        ("RF00002", "Ada", "King"),
+        ("RF00003", "Ada", "King"),
+        ("RF00004", "Bram", "van der Berg"),
+    ]
+    assert rows(data_folder, "SELECT rule, reason FROM dead_letters") == [
+        (
+            "payload",
+            "line 5: member.created/v1: field 'name' must hold first_name, last_name separated by "
+            "' ', got withheld (PII); fix: send every part, or the current version",
+        )
+    ]
+    assert rows(
+        data_folder,
+        "SELECT list_sort(set_attributes) FROM validated_member_events WHERE entity_key = 'RF00001'",
+    ) == [(["first_name", "home_club", "last_name"],)]
+
+
+def test_a_declared_split_is_compatible_backward_and_documented(club):
+    loaded = load_project(club)
+    [created] = [s for s in registry.subjects(loaded) if s.name == "member.created"]
+    v1, v2, v3 = (created.versions[v] for v in (1, 2, 3))
+    assert compatibility.check("BACKWARD_TRANSITIVE", [v1, v2], v3) == []
+    assert v3.fields["first_name"].aliases == ("name",)
+    assert v1.fields["name"].required and "first_name" not in v1.fields
+    page = catalog_pages(loaded, [])["member.md"]
+    assert "| 1 | `name` is first_name, last_name joined by ' '; lacks joined_on |" in page

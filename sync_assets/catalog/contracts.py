@@ -27,22 +27,46 @@ KEY_COLUMN = "subject"
 
 
 @dataclass(frozen=True)
+class Split:
+    """A field of an older version that holds several of today's attributes joined: upcast, its
+    text is cut at `separator` into `into`, in order, the last taking the rest (`name` 'Ada
+    King' into first and last name). Parts it does not have are missing (null)."""
+
+    into: tuple[str, ...]
+    separator: str = " "
+
+
+@dataclass(frozen=True)
 class PayloadVersion:
     entity: Entity
     version: int
     fields: dict[str, str]
-    """Payload field name in this version -> catalog attribute it holds."""
+    """Payload field name in this version -> catalog attribute it holds (a split field: itself,
+    defined in `overrides`)."""
     overrides: dict[str, Attribute] = dataclass_field(default_factory=dict)
     """Attribute -> its definition in this version, where it differs from the catalog's."""
     defaults: dict[str, object] = dataclass_field(default_factory=dict)
     """Attribute -> the value created events of earlier versions, lacking it, take on upcast."""
     retired: bool = False
     """Events of a retired version are dead letters; it stays in the registry's history."""
+    splits: dict[str, Split] = dataclass_field(default_factory=dict)
+    """Field -> the attributes it is cut into when upcast."""
 
     def attribute(self, field_name: str) -> Attribute:
         """The attribute a field holds, as this version defines it."""
         name = self.fields[field_name]
         return self.overrides.get(name) or self.entity.attribute(name)
+
+    @property
+    def carried(self) -> set[str]:
+        """The catalog attributes this version's events carry, split ones included."""
+        whole = {a for f, a in self.fields.items() if f not in self.splits}
+        return whole | {a for split in self.splits.values() for a in split.into}
+
+    def attributes_of(self, field_name: str) -> tuple[str, ...]:
+        """The catalog attributes a field sets: one, or the parts of a split."""
+        split = self.splits.get(field_name)
+        return split.into if split else (self.fields[field_name],)
 
 
 @dataclass(frozen=True)

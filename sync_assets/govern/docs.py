@@ -183,12 +183,19 @@ def _versions(project: Project, entity: Entity, hh: str) -> list[str]:
         "| --- | --- |",
     ]
     for payload in project.versions_of(entity.name):
-        how = [f"`{f}` is {a}" for f, a in payload.fields.items() if f != a]  # renamed fields
-        carried = set(payload.fields.values())
-        absent = [a for a in entity.attribute_names if a not in carried]
+        how = [
+            f"`{f}` is {a}" for f, a in payload.fields.items() if f != a and f not in payload.splits
+        ]
+        how += [
+            f"`{f}` is {', '.join(s.into)} joined by {s.separator!r}"
+            for f, s in payload.splits.items()
+        ]
+        absent = [a for a in entity.attribute_names if a not in payload.carried]
         if absent:
             how.append("lacks " + ", ".join(absent))
-        how += [f"{a}: {_rules(o)}" for a, o in payload.overrides.items()]
+        how += [
+            f"{a}: {_rules(o)}" for a, o in payload.overrides.items() if a not in payload.splits
+        ]
         how += [f"older created events take {a} = `{v}`" for a, v in payload.defaults.items()]
         if payload.retired:
             how.append("**retired**: its events are dead letters")

@@ -62,8 +62,14 @@ def version_schema(project: Project, payload: PayloadVersion, action: str) -> Ve
     fields = {}
     for name, attribute_name in contract.fields.items():
         attribute = payload.attribute(name)
+        # Earlier names of the same attribute, and earlier fields it was split out of: a reader
+        # of this version finds its value there (a declared rename or split).
         aliases = sorted(
-            {f for p in earlier for f, a in p.fields.items() if a == attribute_name} - {name}
+            (
+                {f for p in earlier for f, a in p.fields.items() if a == attribute_name}
+                | {f for p in earlier for f, s in p.splits.items() if attribute_name in s.into}
+            )
+            - {name}
         )
         fields[name] = FieldSchema(
             type=attribute.type,

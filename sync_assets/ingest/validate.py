@@ -454,6 +454,20 @@ def _decode_errors(
                 _timestamp_reason(f"field {field_name!r}", _shown(value, attribute)),
             )
         )
+    split = contract.payload.splits.get(field_name)
+    if split and attribute.required:
+        # Cut short, a split would leave a required part missing once upcast.
+        parts = f"len(string_split({_text(value)}, {sql_literal(split.separator)}))"
+        errors.append(
+            _error(
+                "payload",
+                f"json_type({value}) = 'VARCHAR' AND {parts} < {len(split.into)}",
+                f"{sql_literal(f'field {field_name!r} must hold ' + ', '.join(split.into))} || "
+                f"{sql_literal(f' separated by {split.separator!r}, got ')} || "
+                f"{_shown(value, attribute)} || "
+                f"{sql_literal('; fix: send every part, or the current version')}",
+            )
+        )
     if attribute.required and contract.action != "created":
         errors.append(
             _error(
@@ -503,15 +517,15 @@ def payload_decode_sql(contract: Contract) -> str:
         ),
     ]
     columns, present = [], []
-    for field_name, attribute_name in contract.fields.items():
+    for field_name in contract.fields:
         attribute = contract.payload.attribute(field_name)
         value = f"p.{quote(field_name)}"
         columns.append(f"{_typed_value(value, attribute)} AS {quote(field_name)}")
         errors.extend(_decode_errors(field_name, value, attribute, contract))
-        present.append(
-            f"CASE WHEN list_contains(keys, {sql_literal(field_name)}) "
-            f"THEN {sql_literal(attribute_name)} END"
-        )
+        present += [
+            f"CASE WHEN list_contains(keys, {sql_literal(field_name)}) THEN {sql_literal(a)} END"
+            for a in contract.payload.attributes_of(field_name)
+        ]
     set_attributes = (
         "list_filter([" + ", ".join(present) + "]::VARCHAR[], lambda x: x IS NOT NULL)"
         if present
@@ -596,7 +610,8 @@ def failure_reasons(
         if contract is not None and column in contract.fields:
             attribute = contract.payload.attribute(column)
         attribute_name = contract.fields.get(column, column) if contract else column
-        shown = "withheld (PII)" if attribute_name in pii else repr(value)
+        secret = attribute.pii if attribute is not None else attribute_name in pii
+        shown = "withheld (PII)" if secret else repr(value)
         rule = check.split("(")[0]
         label = f"field {column!r}" if contract else f"envelope field {column!r}"
         rows.append(
@@ -900,11 +915,23 @@ def _insert_validated(
     # A created event of an older version takes the defaults later versions declare for what it
     # lacks (an update's missing field means 'unchanged', so it takes none).
     defaults = current().upcast_defaults(contract.payload) if contract.action == "created" else {}
+    parts = {}  # attribute -> SQL cutting its part out of a split field
+    for field_name, split in contract.payload.splits.items():
+        cut = f"string_split({quote(field_name)}, {sql_literal(split.separator)})"
+        last = len(split.into)
+        for i, part in enumerate(split.into, 1):
+            parts[part] = (
+                f"{cut}[{i}]"
+                if i < last
+                else f"nullif(array_to_string({cut}[{last}:], {sql_literal(split.separator)}), '')"
+            )
     attributes = []
     for attribute in entity.attributes:
         column_type = stored_type(attribute)
         if attribute.name in columns:
             value = quote(attribute.name)
+        elif attribute.name in parts:
+            value = parts[attribute.name]
         elif attribute.name in defaults:
             value = sql_literal(str(defaults[attribute.name]))
         else:

@@ -279,6 +279,11 @@ class OverrideFile(Strict):
         return value if value is None else check_pattern(value)
 
 
+class SplitFile(Strict):
+    into: tuple[Name, ...] = Field(min_length=2)
+    separator: str = Field(" ", min_length=1)
+
+
 class VersionFile(Strict):
     version: int = Field(ge=1)
     renamed: dict[str, Name] = {}
@@ -292,6 +297,8 @@ class VersionFile(Strict):
     upcast to this version (an update's missing field means 'unchanged' and takes none)."""
     retired: bool = False
     """Events of a retired version are dead letters; the version stays in the history."""
+    split: dict[Name, SplitFile] = {}
+    """Field of this version -> the catalog text attributes it holds joined (cut when upcast)."""
 
 
 class DeprecationFile(Strict):

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from sync_assets.catalog.compatibility import DEFAULT_MODE
-from sync_assets.catalog.contracts import ContractPolicy, Deprecation, PayloadVersion
+from sync_assets.catalog.contracts import ContractPolicy, Deprecation, PayloadVersion, Split
 from sync_assets.catalog.entities import Attribute, Entity
 from sync_assets.catalog.events import ACTIONS
 from sync_assets.connectors.mappings import Field, Lookup, Mapping, SoftDelete, Stamp
@@ -651,6 +651,16 @@ def _versions(
         by_attribute = {attr: name for name, attr in v.renamed.items()}
         fields = {by_attribute.get(a, a): a for a in entity.attribute_names if a not in v.absent}
         overrides = {}
+        splits = {}
+        for field_name, split in v.split.items():
+            joined = _split_field(c, f, (*loc, "split", field_name), entity, field_name, split)
+            if joined is None:
+                continue
+            for part in split.into:
+                fields.pop(by_attribute.get(part, part), None)
+            fields[field_name] = field_name
+            overrides[field_name] = joined
+            splits[field_name] = Split(split.into, split.separator)
         for attr, override in v.overrides.items():
             if attr not in fields.values():
                 c.add(
@@ -675,7 +685,7 @@ def _versions(
             if problem:
                 c.add(f, (*loc, "defaults", attr), problem, "give a value the attribute can hold")
         found[entity.name, v.version] = PayloadVersion(
-            entity, v.version, fields, overrides, dict(v.defaults), v.retired
+            entity, v.version, fields, overrides, dict(v.defaults), v.retired, splits
         )
     for attr in m.deprecated:
         if attr not in entity.attribute_names:
@@ -686,6 +696,43 @@ def _versions(
                 f"use one of: {', '.join(entity.attribute_names)}",
             )
     return found
+
+
+def _split_field(
+    c: _Collector,
+    f: _File,
+    loc: tuple[str | int, ...],
+    entity: Entity,
+    field_name: str,
+    split: files.SplitFile,
+) -> Attribute | None:
+    """The text attribute a split field is validated as (required when a part is, PII when a
+    part is), or None after naming what is wrong with the split."""
+    problems = []
+    if field_name in entity.attribute_names:
+        problems.append(
+            (f"{field_name!r} is an attribute's own name", "split a field the version used")
+        )
+    for part in split.into:
+        if part not in entity.attribute_names:
+            problems.append((f"{entity.name} has no attribute {part!r}", "split into attributes"))
+        elif entity.attribute(part).type != "string":
+            problems.append((f"{part!r} is not a string attribute", "split text into text only"))
+    if len(set(split.into)) != len(split.into):
+        problems.append(("an attribute appears twice in into", "name each part once"))
+    for message, fix in problems:
+        c.add(f, loc, message, fix)
+    if problems:
+        return None
+    parts = [entity.attribute(p) for p in split.into]
+    return Attribute(
+        name=field_name,
+        type="string",
+        owner=parts[0].owner,
+        description=f"{', '.join(split.into)} joined by {split.separator!r}",
+        required=any(p.required for p in parts),
+        pii=any(p.pii for p in parts),
+    )
 
 
 def _default_problem(attribute: Attribute, value: object) -> str | None:

@@ -156,7 +156,7 @@ class Project:
     def upcast_defaults(self, payload: PayloadVersion) -> dict[str, object]:
         """Attribute -> the value a created event of `payload`'s version takes for an attribute
         it does not carry: a later version's declared default (the latest one's, the reader's)."""
-        carried = set(payload.fields.values())
+        carried = payload.carried
         found: dict[str, object] = {}
         for later in self.versions_of(payload.entity.name):
             if later.version > payload.version:
