@@ -15,7 +15,7 @@ import duckdb
 
 from sync_assets.catalog.contracts import Deprecation
 from sync_assets.project.model import Project
-from sync_assets.warehouse import quote, scalar
+from sync_assets.warehouse import quote
 
 
 @dataclass(frozen=True)
@@ -116,23 +116,3 @@ def still_sent(
             ).fetchall()
             found[entity, d.attribute] = dict(rows)
     return found
-
-
-def deprecated_in_batch(
-    con: duckdb.DuckDBPyConnection, project: Project, batch_id: str
-) -> dict[str, int]:
-    """`<entity>_<attribute>` -> how many of the batch's validated events carry a deprecated
-    field: the warning metric while the window runs."""
-    counts = {}
-    for entity, policy in project.contract_policies.items():
-        table = project.entity(entity).events_table
-        for d in policy.deprecated:
-            n = scalar(
-                con,
-                f"SELECT count(*) FROM {quote(table)} "
-                "WHERE batch_id = ? AND list_contains(set_attributes, ?)",
-                [batch_id, d.attribute],
-            )
-            if n:
-                counts[f"{entity}_{d.attribute}"] = n
-    return counts

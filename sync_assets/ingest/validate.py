@@ -34,7 +34,6 @@ from sync_assets.catalog.contracts import KEY_COLUMN, Contract, build_envelope_s
 from sync_assets.catalog.entities import DECIMAL_DIGITS, DECIMAL_PLACES, Attribute
 from sync_assets.catalog.events import ENVELOPE_FIELDS, MAX_EVENT_BYTES, RECONCILER_SOURCE
 from sync_assets.crashpoints import crash_point
-from sync_assets.govern.deprecation import deprecated_in_batch
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.ingest.raw import landed_lines
 from sync_assets.ingest.signatures import unsigned_lines
@@ -735,7 +734,7 @@ def validate_batch(
         counts.validated += accepted
         counts.by_entity[contract.entity.name] += accepted
 
-    counts.deprecated.update(deprecated_in_batch(con, current(), batch_id))
+    counts.deprecated.update(_deprecated_in_batch(con, batch_id))
     _write_dead_letters(con, batch_id)
     _resolve_dead_letters(con, batch_id)
     for rule, count in con.execute(
@@ -1015,3 +1014,22 @@ def _envelope_schema():
     """The envelope's schema for the current project (built once per project by the cache)."""
     project = current()
     return build_envelope_schema(project.sources, project.event_types, project.system_names)
+
+
+def _deprecated_in_batch(con: duckdb.DuckDBPyConnection, batch_id: str) -> dict[str, int]:
+    """`<entity>_<attribute>` -> how many of the batch's validated events carry a deprecated
+    field: the warning metric while the window runs."""
+    counts = {}
+    project = current()
+    for entity, policy in project.contract_policies.items():
+        table = project.entity(entity).events_table
+        for d in policy.deprecated:
+            n = scalar(
+                con,
+                f"SELECT count(*) FROM {quote(table)} "
+                "WHERE batch_id = ? AND list_contains(set_attributes, ?)",
+                [batch_id, d.attribute],
+            )
+            if n:
+                counts[f"{entity}_{d.attribute}"] = n
+    return counts
