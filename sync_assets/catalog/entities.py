@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sync_assets.catalog.rules import Rule
+
 AttributeType = Literal["string", "enum", "decimal", "timestamp", "boolean"]
 
 DECIMAL_DIGITS, DECIMAL_PLACES = 18, 2
@@ -77,6 +79,8 @@ class Entity:
     (see sync_assets/deliver/outbox.py). Delivery config can override it per entity."""
     business_rules: tuple[str, ...] = ()
     """The rules the business holds the entity to, in words, for the people reading the catalog."""
+    rules: tuple[Rule, ...] = ()
+    """The business rules written as data, which the asset checks run (catalog/rules.py)."""
 
     def attribute(self, name: str) -> Attribute:
         for attribute in self.attributes:

@@ -17,8 +17,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -131,6 +133,44 @@ class AttributeFile(Strict):
         return value if value is None else check_pattern(value)
 
 
+class RuleFile(Strict):
+    """A business rule written as data (sync_assets/catalog/rules.py). Which fields go with which
+    kind, and the names they give, are checked against the entity in load.py."""
+
+    name: Name
+    kind: Literal["unique", "allowed", "format", "range", "references", "compare"]
+    severity: Literal["warn", "error"] = "warn"
+    description: str = ""
+    attributes: tuple[Name, ...] = ()
+    attribute: Name | None = None
+    values: tuple[str, ...] = ()
+    pattern: str | None = None
+    min: float | None = None
+    max: float | None = None
+    entity: Name | None = None
+    left: Name | None = None
+    operator: Literal["<", "<=", ">", ">=", "=", "!="] | None = None
+    right: Name | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        return value if value is None else check_pattern(value)
+
+
+def _rule_or_sentence(value: object) -> str:
+    return "[rule]" if isinstance(value, dict) else "[sentence]"
+
+
+BusinessRule = Annotated[
+    Annotated[str, Tag("[sentence]")] | Annotated[RuleFile, Tag("[rule]")],
+    Discriminator(_rule_or_sentence),
+]
+"""A plain sentence (documentation) or a mapping (a rule the checks run). The tags are bracketed
+like pydantic's own steps in an error's location, which the loader leaves out of the field it
+names (business_rules.0.kind, not business_rules.0.[rule].kind)."""
+
+
 class EntityFile(Strict):
     key: Name
     key_pattern: str
@@ -141,7 +181,7 @@ class EntityFile(Strict):
     description: str
     attributes: dict[Name, AttributeFile] = Field(min_length=1)
     on_undeliverable: Literal["hold", "compensate"] = "hold"
-    business_rules: tuple[str, ...] = ()
+    business_rules: tuple[BusinessRule, ...] = ()
 
     @field_validator("key_pattern")
     @classmethod

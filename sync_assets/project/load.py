@@ -26,6 +26,7 @@ from sync_assets.catalog.compatibility import DEFAULT_MODE
 from sync_assets.catalog.contracts import ContractPolicy, Deprecation, PayloadVersion, Split
 from sync_assets.catalog.entities import Attribute, Entity
 from sync_assets.catalog.events import ACTIONS
+from sync_assets.catalog.rules import Rule
 from sync_assets.connectors.mappings import Field, Lookup, Mapping, SoftDelete, Stamp
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
 from sync_assets.project import files
@@ -290,6 +291,9 @@ def load_project(root: Path | str) -> Project:
     built_entities = {
         name: _entity(c, name, f, m, systems, known_systems) for name, (f, m) in entities.items()
     }
+    for name, (f, m) in entities.items():
+        rules = _rules(c, f, built_entities[name], m, built_entities, broken_entities)
+        built_entities[name] = dataclasses.replace(built_entities[name], rules=rules)
     mappings = {}
     for system in system_order:
         f, system_file = systems[system]
@@ -496,8 +500,144 @@ def _entity(
         description=m.description,
         attributes=tuple(attributes),
         on_undeliverable=m.on_undeliverable,
-        business_rules=m.business_rules,
+        business_rules=tuple(rule for rule in m.business_rules if isinstance(rule, str)),
     )
+
+
+_RULE_FIELDS: dict[str, tuple[str, ...]] = {
+    "unique": ("attributes",),
+    "allowed": ("attribute", "values"),
+    "format": ("attribute", "pattern"),
+    "range": ("attribute",),
+    "references": ("attribute", "entity"),
+    "compare": ("left", "operator", "right"),
+}
+"""The fields each kind of rule needs (a range needs min, max or both besides)."""
+_EVERY_RULE = ("name", "kind", "severity", "description")
+_COMPARABLE = {"string": "text", "enum": "text", "decimal": "number", "timestamp": "time"}
+"""Attribute types a `compare` rule may put side by side: the same family on both sides."""
+
+
+def _rules(
+    c: _Collector,
+    f: _File,
+    entity: Entity,
+    m: files.EntityFile,
+    entities: dict[str, Entity],
+    broken: set[str],
+) -> tuple[Rule, ...]:
+    """The entity's structured business rules, each checked against the catalog: the fields of
+    its kind, attributes the entity has and of a type the rule fits, an entity that exists."""
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for i, r in enumerate(m.business_rules):
+        if isinstance(r, str):
+            continue
+        loc: tuple[str | int, ...] = ("business_rules", i)
+        problems = len(c.problems)
+        if r.name in seen:
+            c.add(f, (*loc, "name"), f"a rule {r.name!r} is declared twice", "name each rule once")
+        seen.add(r.name)
+        takes = _RULE_FIELDS[r.kind] + (("min", "max") if r.kind == "range" else ())
+        for extra in sorted(r.model_fields_set - set(takes) - set(_EVERY_RULE)):
+            c.add(
+                f,
+                (*loc, extra),
+                f"is not a field of a {r.kind} rule",
+                f"remove it; a {r.kind} rule takes {', '.join(takes)}",
+            )
+        for needed in _RULE_FIELDS[r.kind]:
+            if needed not in r.model_fields_set:
+                c.add(f, loc, f"a {r.kind} rule needs {needed}:", f"add {needed}:")
+        if r.kind == "range" and r.min is None and r.max is None:
+            c.add(f, loc, "a range rule needs min:, max: or both", "add the plausible bounds")
+        if r.kind == "range" and r.min is not None and r.max is not None and r.min > r.max:
+            c.add(f, (*loc, "min"), f"min {r.min:g} is above max {r.max:g}", "swap them")
+        if r.kind == "allowed" and "values" in r.model_fields_set and not r.values:
+            c.add(f, (*loc, "values"), "lists no value", "list the values the attribute may take")
+        if r.kind == "unique" and "attributes" in r.model_fields_set and not r.attributes:
+            c.add(f, (*loc, "attributes"), "lists no attribute", "list one attribute, or several")
+        named: list[tuple[tuple[str | int, ...], str | None]] = (
+            [((*loc, "attributes", j), a) for j, a in enumerate(r.attributes)]
+            if r.kind == "unique"
+            else [((*loc, side), getattr(r, side)) for side in ("left", "right")]
+            if r.kind == "compare"
+            else [((*loc, "attribute"), r.attribute)]
+        )
+        attributes = []
+        for where, name in named:
+            if name is None:
+                continue  # missing: said above
+            if name not in entity.attribute_names:
+                c.add(
+                    f,
+                    where,
+                    f"{entity.name} has no attribute {name!r}",
+                    f"use one of: {', '.join(entity.attribute_names)}",
+                )
+                continue
+            attributes.append(entity.attribute(name))
+        if named and len(attributes) == len(named):
+            _check_rule_types(c, f, loc, r, attributes)
+        unknown = r.entity is not None and r.entity not in entities and r.entity not in broken
+        if r.kind == "references" and unknown:
+            c.add(
+                f,
+                (*loc, "entity"),
+                f"{r.entity!r} is no entity of the catalog",
+                f"use one of: {_names(entities)}, or add catalog/{r.entity}.yaml",
+            )
+        if len(c.problems) > problems:
+            continue
+        rules.append(
+            Rule(
+                name=r.name, kind=r.kind, attributes=tuple(a.name for a in attributes),
+                severity=r.severity, description=r.description, values=r.values,
+                pattern=r.pattern, minimum=r.min, maximum=r.max, entity=r.entity,
+                operator=r.operator,
+            )
+        )  # fmt: skip
+    return tuple(rules)
+
+
+def _check_rule_types(
+    c: _Collector, f: _File, loc: tuple[str | int, ...], r: files.RuleFile, attributes: list
+) -> None:
+    """Whether the rule fits its attributes' types: text for allowed, format and references,
+    a decimal for a range, the same family on both sides of a compare."""
+    first = attributes[0]
+    text = ("string", "enum")
+    if r.kind in ("allowed", "format", "references") and first.type not in text:
+        c.add(
+            f,
+            (*loc, "attribute"),
+            f"a {r.kind} rule reads text, and {first.name} is a {first.type}",
+            "name a string or enum attribute",
+        )
+    if r.kind == "range" and first.type != "decimal":
+        c.add(
+            f,
+            (*loc, "attribute"),
+            f"a range rule reads numbers, and {first.name} is a {first.type}",
+            "name a decimal attribute",
+        )
+    if r.kind == "compare":
+        left, right = attributes
+        families = {_COMPARABLE.get(left.type, left.type), _COMPARABLE.get(right.type, right.type)}
+        if len(families) > 1:
+            c.add(
+                f,
+                (*loc, "right"),
+                f"{left.name} is a {left.type} and {right.name} a {right.type}: they do not compare",
+                "compare two text, two decimal or two timestamp attributes",
+            )
+        elif "boolean" in families and r.operator not in ("=", "!="):
+            c.add(
+                f,
+                (*loc, "operator"),
+                f"booleans have no order, so {r.operator} does not apply",
+                "use = or !=",
+            )
 
 
 def _mapping(c: _Collector, f: _File, system: str, entity: Entity, m: files.MappingFile) -> Mapping:
