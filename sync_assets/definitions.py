@@ -6,6 +6,7 @@ import dagster as dg
 from checks.deliver import no_dead_letters_held
 from checks.ingest import dead_letter_rate, every_event_accounted_for
 from checks.reconcile import build_reconciliation_checks
+from checks.rules import golden_rule_checks, snapshot_rule_checks
 from checks.state import golden_checks
 from sensors.deliver import pending_corrections_sensor
 from sensors.ingest import landed_batches_sensor
@@ -50,6 +51,8 @@ def build_definitions(
             every_event_accounted_for,
             dead_letter_rate,
             *golden_checks(project),
+            *golden_rule_checks(project),
+            *snapshot_rule_checks(project),
             build_reconciliation_checks(project),
             no_dead_letters_held,
         ],

@@ -28,13 +28,18 @@ through `mask` (the data folder's keyed fingerprint), never as it is.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from sync_assets.catalog.entities import Entity
 from sync_assets.catalog.rules import Rule
+from sync_assets.connectors.mappings import Mapping
+from sync_assets.security.sql import pii_of
+from sync_assets.warehouse.sql import quote
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas as pd
 
 SAMPLE_SIZE = 5
@@ -45,7 +50,8 @@ SAMPLE_SIZE = 5
 class Sample:
     """A row that broke a rule: its key and the values the rule read (PII masked)."""
 
-    key: str
+    key: str | None
+    """None: the row has no key (a system's row that names no canonical key)."""
     values: dict[str, str | None]
 
 
@@ -59,6 +65,85 @@ class RuleResult:
     samples: tuple[Sample, ...] = ()
 
 
+LIVE_GOLDEN = "lifecycle_state = 'live'"
+"""The golden records the rules hold: a deleted record is history, not business."""
+LIVE_SNAPSHOT = "NOT is_deleted"
+"""A system's rows the rules hold: those it has not (soft-)deleted."""
+
+
+def check_records(
+    con: duckdb.DuckDBPyConnection,
+    entity: Entity,
+    table: str,
+    rules: Sequence[Rule],
+    *,
+    live: str,
+    entities: dict[str, Entity],
+    sample_size: int = SAMPLE_SIZE,
+) -> list[RuleResult]:
+    """Run `rules` over the rows of a warehouse table of `entity`'s records (its golden records or
+    a system's snapshot) that match `live` (LIVE_GOLDEN, LIVE_SNAPSHOT).
+
+    Only the key and the columns the rules read are loaded, decimals as doubles (pandas compares
+    floats natively; two decimal places survive the trip). A `references` rule's keys are every
+    golden record of the entity it names, deleted ones too: an order keeps its customer after the
+    customer is deleted, as history. Samples mask PII with the warehouse's keyed fingerprint, as
+    the reconciliation checks do (sync_assets/security/fingerprint.py).
+    """
+    if not rules:
+        return []
+    read = sorted({a for rule in rules for a in rule.attributes})
+    columns = [quote(entity.key)]
+    for name in read:
+        attribute = entity.attribute(name)
+        column = quote(name)
+        columns.append(
+            f"CAST({column} AS DOUBLE) AS {column}" if attribute.type == "decimal" else column
+        )
+    frame = con.execute(f"SELECT {', '.join(columns)} FROM {quote(table)} WHERE {live}").df()
+    references: dict[str, Collection[str]] = {}
+    for rule in rules:
+        if rule.kind == "references" and rule.entity is not None:
+            other = entities[rule.entity]
+            found = con.execute(f"SELECT {quote(other.key)} FROM {quote(other.golden_table)}")
+            references[rule.entity] = {key for (key,) in found.fetchall()}
+    return run_rules(
+        frame,
+        entity.key,
+        rules,
+        pii=entity.pii_attributes,
+        mask=pii_of(con).mask,
+        references=references,
+        sample_size=sample_size,
+    )
+
+
+def snapshot_rules(entity: Entity, mapping: Mapping) -> list[Rule]:
+    """The entity's rules a system's snapshot is held to: those whose attributes it holds.
+
+    A system word that stands for several catalog values (a vocabulary's lossy word) is snapshotted
+    as those values joined by '|' (sync_assets/reconcile/snapshot.py), so an `allowed` rule over
+    such a column also accepts each of the system's words whose values are all allowed; a word
+    outside the vocabulary is still caught.
+    """
+    held = set(mapping.attributes)
+    rules = []
+    for rule in entity.rules:
+        if not set(rule.attributes) <= held:
+            continue
+        field = mapping.field_for(rule.attribute)
+        if rule.kind == "allowed" and field.rule == "vocabulary":
+            joined = {
+                "|".join(sorted(values))
+                for meaning in field.vocabulary.values()
+                if len(values := (meaning,) if isinstance(meaning, str) else tuple(meaning)) > 1
+                and set(values) <= set(rule.values)
+            }
+            rule = replace(rule, values=(*rule.values, *sorted(joined)))
+        rules.append(rule)
+    return rules
+
+
 def run_rules(
     frame: pd.DataFrame,
     key: str,
@@ -66,7 +151,7 @@ def run_rules(
     *,
     pii: Collection[str],
     mask: Callable[[object], str],
-    references: Mapping[str, Collection[str]] | None = None,
+    references: dict[str, Collection[str]] | None = None,
     sample_size: int = SAMPLE_SIZE,
 ) -> list[RuleResult]:
     """Run `rules` over `frame` (one row per record, `key` its key column) as one suite.
@@ -104,7 +189,6 @@ def run_rules(
         for r in validation.results
         if r.expectation_config is not None and r.expectation_config.meta
     }
-    rows = frame.set_index(key, drop=False)
     found = []
     for rule in rules:
         outcome = by_rule[rule.name]
@@ -114,20 +198,20 @@ def run_rules(
                 f"{outcome.exception_info.get('exception_message')}"
             )
         result = outcome.result
-        keys = _sample_keys(result.get("partial_unexpected_index_list") or [], key, sample_size)
+        reported = result.get("partial_unexpected_index_list") or []
         found.append(
             RuleResult(
                 rule=rule,
                 passed=bool(outcome.success),
                 unexpected=int(result.get("unexpected_count") or 0),
                 rows_checked=int(result.get("element_count", len(frame))),
-                samples=tuple(_sample(rows, k, rule, pii, mask) for k in keys),
+                samples=tuple(_sample(r, key, rule, pii, mask) for r in reported[:sample_size]),
             )
         )
     return found
 
 
-def _expectation(rule: Rule, references: Mapping[str, Collection[str]]) -> Any:
+def _expectation(rule: Rule, references: dict[str, Collection[str]]) -> Any:
     """The great-expectations expectation that says `rule`, tagged with its name."""
     import great_expectations.expectations as gxe
 
@@ -170,30 +254,19 @@ def _expectation(rule: Rule, references: Mapping[str, Collection[str]]) -> Any:
     )
 
 
-def _sample_keys(found: list[dict[str, Any]], key: str, size: int) -> list[str]:
-    keys: list[str] = []
-    for row in found:
-        k = str(row[key])
-        if k not in keys:
-            keys.append(k)
-    return keys[:size]
-
-
 def _sample(
-    rows: pd.DataFrame, key: str, rule: Rule, pii: Collection[str], mask: Callable[[object], str]
+    found: dict[str, Any], key: str, rule: Rule, pii: Collection[str], mask: Callable[[object], str]
 ) -> Sample:
-    """The values `rule` read in the record `key`: PII through `mask`, NULL as None."""
-    row = rows.loc[key]
-    if getattr(row, "ndim", 1) > 1:  # a key held twice (a snapshot's system may do that)
-        row = row.iloc[0]
+    """A row great-expectations reported (its key and the rule's columns), PII through `mask`."""
     values: dict[str, str | None] = {}
     for attribute in rule.attributes:
-        value = row[attribute]
+        value = found.get(attribute)
         if _is_null(value):
             values[attribute] = None
         else:
             values[attribute] = mask(value) if attribute in pii else str(value)
-    return Sample(key, values)
+    k = found.get(key)
+    return Sample(None if _is_null(k) else str(k), values)
 
 
 def _is_null(value: object) -> bool:
