@@ -543,12 +543,12 @@ def _rules(
             c.add(
                 f,
                 (*loc, extra),
-                f"is not a field of a {r.kind} rule",
-                f"remove it; a {r.kind} rule takes {', '.join(takes)}",
+                f"is not a field of a rule of kind {r.kind}",
+                f"remove it; a rule of kind {r.kind} takes {', '.join(takes)}",
             )
         for needed in _RULE_FIELDS[r.kind]:
             if needed not in r.model_fields_set:
-                c.add(f, loc, f"a {r.kind} rule needs {needed}:", f"add {needed}:")
+                c.add(f, loc, f"a rule of kind {r.kind} needs {needed}:", f"add {needed}:")
         if r.kind == "range" and r.min is None and r.max is None:
             c.add(f, loc, "a range rule needs min:, max: or both", "add the plausible bounds")
         if r.kind == "range" and r.min is not None and r.max is not None and r.min > r.max:
@@ -611,7 +611,7 @@ def _check_rule_types(
         c.add(
             f,
             (*loc, "attribute"),
-            f"a {r.kind} rule reads text, and {first.name} is a {first.type}",
+            f"a rule of kind {r.kind} reads text, and {first.name} is a {first.type}",
             "name a string or enum attribute",
         )
     if r.kind == "range" and first.type != "decimal":

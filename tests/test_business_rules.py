@@ -1,0 +1,441 @@
+"""Business rules from the catalog: checked by the loader, run as a great-expectations suite (real
+great_expectations, real DuckDB), and reported by asset checks with masked samples."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from conftest import DEMO_PROJECT, customer_created, event, land
+
+from checks.rules import golden_rule_checks, snapshot_rule_checks
+from sync_assets.catalog.expectations import run_rules, snapshot_rules
+from sync_assets.catalog.rules import Rule
+from sync_assets.ingest.assets import build_raw_events, landed_batches, validate_events
+from sync_assets.project import ProjectError, current, load_project
+from sync_assets.reconcile.assets import snapshot_asset
+from sync_assets.resources import default_resources
+from sync_assets.security.fingerprint import fingerprint
+from sync_assets.security.keys import keyring
+from sync_assets.state.assets import build_batch_ledger, build_golden_records
+
+PROJECT = current()
+KEY = b"k" * 32
+
+
+def mask(value: object) -> str:
+    return fingerprint(KEY, value)
+
+
+# -- the suite: each kind catches its seeded violation, and clean data passes ----------------------
+
+CLEAN = pd.DataFrame(
+    {
+        "id": ["R-1", "R-2", "R-3", "R-4"],
+        "email": ["a@x.io", "b@x.io", "c@x.io", None],
+        "region": ["eu", "eu", "us", "us"],
+        "seat": ["1", "2", "1", "2"],
+        "status": ["open", "closed", "open", None],
+        "code": ["AB", "CD", "EF", None],
+        "total": [10.0, 0.0, 99.5, None],
+        "parent": ["P-1", "P-2", "P-1", None],
+        "low": [1.0, 2.0, 3.0, None],
+        "high": [2.0, 2.0, 9.0, 1.0],
+    }
+)
+
+RULES = {
+    "unique": Rule("email_unique", "unique", ("email",), severity="error"),
+    "compound": Rule("seat_unique", "unique", ("region", "seat")),
+    "allowed": Rule("status_known", "allowed", ("status",), values=("open", "closed")),
+    "format": Rule("code_format", "format", ("code",), pattern="^[A-Z]{2}$"),
+    "range": Rule("total_plausible", "range", ("total",), minimum=0, maximum=100),
+    "references": Rule("parent_exists", "references", ("parent",), entity="parent"),
+    "compare": Rule("low_le_high", "compare", ("low", "high"), operator="<="),
+}
+PARENTS = {"parent": {"P-1", "P-2"}}
+
+SEEDED = {  # kind -> (column, row index, the value that breaks the rule, rows that break it)
+    "unique": ("email", 1, "a@x.io", {"R-1", "R-2"}),
+    "compound": ("seat", 2, "2", {"R-3", "R-4"}),  # us/2 twice
+    "allowed": ("status", 0, "archived", {"R-1"}),
+    "format": ("code", 2, "ef", {"R-3"}),
+    "range": ("total", 1, -5.0, {"R-2"}),
+    "references": ("parent", 0, "P-9", {"R-1"}),
+    "compare": ("low", 1, 3.0, {"R-2"}),
+}
+
+
+def run(frame: pd.DataFrame, rules=None):
+    return run_rules(
+        frame,
+        "id",
+        list(RULES.values()) if rules is None else rules,
+        pii={"email"},
+        mask=mask,
+        references=PARENTS,
+    )
+
+
+def test_clean_data_passes_every_rule_kind():
+    results = run(CLEAN)
+    assert [r.rule.name for r in results] == [r.name for r in RULES.values()]
+    assert all(r.passed for r in results), [(r.rule.name, r.unexpected) for r in results]
+    assert all(r.unexpected == 0 and r.rows_checked == 4 and not r.samples for r in results)
+
+
+@pytest.mark.parametrize("kind", list(SEEDED))
+def test_a_seeded_violation_of_each_kind_is_caught_with_its_rows(kind):
+    column, row, value, broken = SEEDED[kind]
+    frame = CLEAN.copy()
+    frame.loc[row, column] = value
+
+    results = {r.rule.name: r for r in run(frame)}
+
+    caught = results[RULES[kind].name]
+    assert not caught.passed
+    assert caught.unexpected == len(broken)
+    assert {s.key for s in caught.samples} == broken
+    others = [r for name, r in results.items() if name != RULES[kind].name]
+    assert all(r.passed for r in others), [r.rule.name for r in others if not r.passed]
+
+
+@pytest.mark.parametrize(
+    ("operator", "broken"),
+    [
+        ("<", {"R-2"}),  # 2 < 2 fails
+        ("<=", set()),
+        (">", {"R-1", "R-2", "R-3"}),
+        (">=", {"R-1", "R-3"}),
+        ("=", {"R-1", "R-3"}),
+        ("!=", {"R-2"}),
+    ],
+)
+def test_compare_with_each_operator_passes_rows_with_a_null_side(operator, broken):
+    rule = Rule("low_vs_high", "compare", ("low", "high"), operator=operator)
+    [result] = run(CLEAN, [rule])
+    assert {s.key for s in result.samples} == broken  # R-4 (low NULL) never breaks it
+    assert result.passed == (not broken)
+
+
+def test_samples_show_pii_masked_and_other_values_as_they_are():
+    frame = CLEAN.copy()
+    frame.loc[1, "email"] = "a@x.io"
+    frame.loc[0, "status"] = "archived"
+
+    results = {r.rule.name: r for r in run(frame)}
+
+    emails = [s.values["email"] for s in results["email_unique"].samples]
+    assert emails == [mask("a@x.io"), mask("a@x.io")]
+    assert "a@x.io" not in repr(results)
+    [sample] = results["status_known"].samples
+    assert sample.values == {"status": "archived"}
+
+
+def test_the_suite_writes_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run(CLEAN)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- the loader: rules are checked against the catalog ----------------------------------------------
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    copy = tmp_path / "project"
+    shutil.copytree(DEMO_PROJECT, copy, ignore=shutil.ignore_patterns("seed", "__*"))
+    (copy / "syncfabric.yaml").write_text(
+        (copy / "syncfabric.yaml").read_text().replace("seed: seed", "")
+    )
+    return copy
+
+
+def with_rule(project: Path, rule: str) -> Path:
+    """The order catalog with one more rule (YAML, indented as a list item)."""
+    catalog = project / "catalog" / "order.yaml"
+    text = catalog.read_text()
+    marker = "business_rules:"
+    head, tail = text.split(marker, 1)
+    first_line, rest = tail.split("\n", 1)
+    catalog.write_text(f"{head}{marker}{first_line}\n{rule}\n{rest}")
+    return catalog
+
+
+def problems(root: Path) -> list[str]:
+    with pytest.raises(ProjectError) as raised:
+        load_project(root)
+    return [str(p) for p in raised.value.problems]
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def test_the_demo_catalog_loads_its_rules_beside_its_sentences():
+    customer = PROJECT.entity("customer")
+    assert customer.business_rules[0].startswith("Every customer has exactly one e-mail")
+    rules = {r.name: r for r in customer.rules}
+    assert rules["email_unique"] == Rule(
+        "email_unique",
+        "unique",
+        ("email",),
+        severity="error",
+        description=rules["email_unique"].description,
+    )
+    order = {r.name: r for r in PROJECT.entity("order").rules}
+    assert order["customer_exists"].entity == "customer"
+    assert (order["amount_plausible"].minimum, order["amount_plausible"].maximum) == (0, 10000)
+
+
+@pytest.mark.parametrize(
+    ("rule", "field", "said", "fix"),
+    [
+        (
+            "  - {name: r, kind: range, attribute: amout, min: 0}",
+            "attribute",
+            "order has no attribute 'amout'",
+            "use one of: customer_id, status, amount",
+        ),
+        (
+            "  - {name: r, kind: references, attribute: customer_id, entity: client}",
+            "entity",
+            "'client' is no entity of the catalog",
+            "use one of: customer, order, or add catalog/client.yaml",
+        ),
+        (
+            "  - {name: r, kind: format, attribute: status, pattern: '^[a-z'}",
+            "pattern",
+            "not a valid regular expression",
+            "correct the regular expression",
+        ),
+        (
+            "  - {name: r, kind: format, attribute: status, pattern: '^\\d+$'}",
+            "pattern",
+            "write [0-9]",
+            "correct the regular expression",
+        ),
+        (
+            "  - {name: r, kind: between, attribute: amount}",
+            "kind",
+            "'between' is not allowed",
+            "use 'unique', 'allowed', 'format', 'range', 'references' or 'compare'",
+        ),
+        (
+            "  - {name: r, kind: range, attribute: amount, min: 0, values: [a]}",
+            "values",
+            "is not a field of a rule of kind range",
+            "remove it; a rule of kind range takes attribute, min, max",
+        ),
+        (
+            "  - {name: r, kind: range, attribute: status, max: 5}",
+            "attribute",
+            "a range rule reads numbers, and status is a enum",
+            "name a decimal attribute",
+        ),
+        (
+            "  - {name: r, kind: compare, left: amount, operator: '<', right: placed_at}",
+            "right",
+            "amount is a decimal and placed_at a timestamp: they do not compare",
+            "compare two text, two decimal or two timestamp attributes",
+        ),
+        (
+            "  - {name: r, kind: unique, attributes: [status, curency]}",
+            "attributes.1",
+            "order has no attribute 'curency'",
+            "use one of:",
+        ),
+    ],
+)
+def test_a_wrong_rule_is_named_with_file_line_field_and_fix(project, rule, field, said, fix):
+    catalog = with_rule(project, rule)
+    [found] = problems(project)
+    assert found.startswith(f"catalog/order.yaml:{line_of(catalog, rule.strip())}: ")
+    assert f" business_rules.0.{field}: " in found
+    assert said in found
+    assert f"fix: {fix}" in found
+
+
+def test_a_rule_missing_a_field_of_its_kind(project):
+    with_rule(project, "  - {name: r, kind: allowed, attribute: status}")
+    [found] = problems(project)
+    assert "business_rules.0: a rule of kind allowed needs values:; fix: add values:" in found
+
+
+def test_a_rule_name_declared_twice(project):
+    catalog = with_rule(project, "  - {name: status_known, kind: unique, attributes: [status]}")
+    [found] = problems(project)
+    second = [
+        i for i, line in enumerate(catalog.read_text().splitlines(), 1) if "status_known" in line
+    ][1]
+    assert found.startswith(f"catalog/order.yaml:{second}: ")
+    assert "a rule 'status_known' is declared twice; fix: name each rule once" in found
+
+
+def test_a_sentence_is_documentation_and_any_other_item_is_refused(project):
+    with_rule(project, "  - Orders are never negative.\n  - 3")
+    [found] = problems(project)
+    assert "business_rules.1: " in found
+
+
+# -- the asset checks --------------------------------------------------------------------------------
+
+raw_events = build_raw_events(PROJECT)
+golden_records = build_golden_records(PROJECT)
+batch_ledger = build_batch_ledger(PROJECT)
+GOLDEN_RULES = golden_rule_checks(PROJECT)
+
+
+def evaluations(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
+
+
+def test_golden_record_rules_run_with_each_batch_at_the_catalogs_severity(data_folder):
+    shared = "ada@example.com"
+    batch = land(
+        data_folder,
+        "0001",
+        [
+            customer_created("C-000001", data={"email": shared}),
+            customer_created("C-000002", data={"email": shared}),
+            customer_created("C-000003", data={"email": "grace@example.com"}),
+        ],
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(landed_batches.name, [batch.batch_id])
+        result = dg.materialize(
+            [raw_events, validate_events, golden_records, batch_ledger, *GOLDEN_RULES],
+            partition_key=batch.batch_id,
+            instance=instance,
+            resources=default_resources(data_folder),
+        )
+
+    assert result.success  # not blocking: a broken rule shows, the batch still completes
+    checks = evaluations(result)
+    unique = checks["golden_customer", "rule_email_unique"]
+    assert not unique.passed
+    assert unique.severity == dg.AssetCheckSeverity.ERROR
+    assert unique.metadata["unexpected"].value == 2
+    assert unique.metadata["rows_checked"].value == 3
+    records = unique.metadata["sample"].value.records
+    assert sorted(r.data["customer_id"] for r in records) == ["C-000001", "C-000002"]
+    expected = fingerprint(keyring(data_folder.root).fingerprint_key, shared)
+    assert {r.data["email"] for r in records} == {expected}
+    assert "ada@" not in str(unique.metadata) and "grace@" not in str(checks)
+    assert checks["golden_customer", "rule_status_known"].passed
+    phone = checks["golden_customer", "rule_phone_e164"]  # no phone given: NULL passes
+    assert phone.passed and phone.severity == dg.AssetCheckSeverity.WARN
+    assert checks["golden_order", "rule_customer_exists"].passed  # no order yet
+    assert checks["golden_order", "rule_customer_exists"].metadata["rows_checked"].value == 0
+
+
+def test_an_order_of_an_unknown_customer_breaks_its_reference(data_folder):
+    known = land(data_folder, "0001", [customer_created("C-000001")])
+    order = {
+        "customer_id": "C-000009",
+        "status": "paid",
+        "amount": 12.5,
+        "currency": "EUR",
+        "placed_at": "2026-11-25T08:30:00Z",
+    }
+    orders = land(
+        data_folder,
+        "0002",
+        [
+            event("order.created", "O-0000001", order, origin="billing"),
+            event(
+                "order.created",
+                "O-0000002",
+                {**order, "customer_id": "C-000001", "amount": 25000},
+                origin="billing",
+            ),
+        ],
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(landed_batches.name, [known.batch_id, orders.batch_id])
+        for batch in (known, orders):
+            result = dg.materialize(
+                [raw_events, validate_events, golden_records, batch_ledger, *GOLDEN_RULES],
+                partition_key=batch.batch_id,
+                instance=instance,
+                resources=default_resources(data_folder),
+            )
+
+    checks = evaluations(result)
+    reference = checks["golden_order", "rule_customer_exists"]
+    assert not reference.passed and reference.severity == dg.AssetCheckSeverity.ERROR
+    [record] = reference.metadata["sample"].value.records
+    assert record.data == {"order_id": "O-0000001", "customer_id": "C-000009"}
+    plausible = checks["golden_order", "rule_amount_plausible"]
+    assert not plausible.passed and plausible.severity == dg.AssetCheckSeverity.WARN
+    assert plausible.metadata["unexpected"].value == 1
+
+
+def crm(folder, sql: str) -> None:
+    with sqlite3.connect(folder.system_database("crm")) as con:
+        con.execute(sql)
+
+
+def test_snapshot_rules_hold_each_system_to_the_rules_of_what_it_holds(landscape):
+    crm(
+        landscape,
+        "UPDATE contacts SET email_address = (SELECT email_address FROM contacts "
+        "WHERE deleted = 0 ORDER BY contact_id LIMIT 1), country_code = 'G1', "
+        "lifecycle_status = 'Archived' WHERE contact_id = (SELECT contact_id FROM contacts "
+        "WHERE deleted = 0 ORDER BY contact_id LIMIT 1 OFFSET 1)",
+    )
+    with sqlite3.connect(landscape.system_database("crm")) as con:
+        [(first, second, email)] = con.execute(
+            "SELECT min(contact_id), max(contact_id), min(email_address) FROM (SELECT * FROM "
+            "contacts WHERE deleted = 0 ORDER BY contact_id LIMIT 2)"
+        ).fetchall()
+    snapshots = [snapshot_asset(m) for m in PROJECT.mappings.values()]
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [*snapshots, *snapshot_rule_checks(PROJECT)],
+            instance=instance,
+            resources=default_resources(landscape),
+        )
+
+    assert result.success
+    checks = evaluations(result)
+    crm_checks = {
+        name: e for (asset, name), e in checks.items() if asset.startswith("snapshot_crm")
+    }
+    assert set(crm_checks) == {
+        "rule_email_unique",
+        "rule_status_known",
+        "rule_country_code",
+        "rule_phone_e164",
+    }
+    unique = crm_checks["rule_email_unique"]
+    assert not unique.passed and unique.metadata["unexpected"].value == 2
+    keys = sorted(r.data["customer_id"] for r in unique.metadata["sample"].value.records)
+    assert keys == sorted([first, second])
+    country = crm_checks["rule_country_code"]
+    [record] = country.metadata["sample"].value.records
+    assert record.data == {"customer_id": second, "country": "G1"}
+    status = crm_checks["rule_status_known"]
+    assert not status.passed and status.metadata["unexpected"].value == 1
+    assert email.lower() not in str(checks)  # the shared address, masked wherever it shows
+    # support holds the status through a lossy word ('disabled' is inactive or suspended): allowed
+    assert checks["snapshot_support_customer", "rule_status_known"].passed
+    # billing holds no phone, so its snapshot is not held to the phone rule
+    billing = {name for (asset, name) in checks if asset == "snapshot_billing_customer"}
+    assert "rule_phone_e164" not in billing and "rule_email_unique" in billing
+    assert all(e.passed for (asset, _), e in checks.items() if not asset.startswith("snapshot_crm"))
+
+
+def test_snapshot_rules_widen_allowed_by_the_systems_lossy_words():
+    support = PROJECT.mapping("support", "customer")
+    [status] = [
+        r for r in snapshot_rules(PROJECT.entity("customer"), support) if r.kind == "allowed"
+    ]
+    assert status.values == ("active", "inactive", "suspended", "inactive|suspended")
