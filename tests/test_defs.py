@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from sync_assets.catalog.expectations import snapshot_rules
 from sync_assets.connectors.resource import system_url
 from sync_assets.connectors.sources import sqlite_url
 from sync_assets.definitions import build_definitions
@@ -93,6 +94,16 @@ def test_the_checks_judge_each_mapping_each_pair_and_each_entity(project, reposi
         *(("discrepancies", check_name(entity, system)) for system, entity in project.mappings),
         *(("discrepancies", check_name(*pair)) for pair in pairs),
         *((f"golden_{entity}", "live_records_complete") for entity in project.entities),
+        *(
+            (f"golden_{name}", f"rule_{rule.name}")
+            for name, entity in project.entities.items()
+            for rule in entity.rules
+        ),
+        *(
+            (f"snapshot_{system}_{entity}", f"rule_{rule.name}")
+            for (system, entity), mapping in project.mappings.items()
+            for rule in snapshot_rules(project.entity(entity), mapping)
+        ),
     }
 
 

@@ -635,7 +635,7 @@ def _check_rule_types(
             c.add(
                 f,
                 (*loc, "operator"),
-                f"booleans have no order, so {r.operator} does not apply",
+                f"booleans cannot be ranked, so {r.operator} does not apply",
                 "use = or !=",
             )
 
