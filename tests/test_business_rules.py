@@ -17,6 +17,7 @@ from sync_assets.catalog.expectations import run_rules, snapshot_rules
 from sync_assets.catalog.rules import Rule
 from sync_assets.ingest.assets import build_raw_events, landed_batches, validate_events
 from sync_assets.project import ProjectError, current, load_project
+from sync_assets.project.docs import catalog_markdown
 from sync_assets.reconcile.assets import snapshot_asset
 from sync_assets.resources import default_resources
 from sync_assets.security.fingerprint import fingerprint
@@ -439,3 +440,13 @@ def test_snapshot_rules_widen_allowed_by_the_systems_lossy_words():
         r for r in snapshot_rules(PROJECT.entity("customer"), support) if r.kind == "allowed"
     ]
     assert status.values == ("active", "inactive", "suspended", "inactive|suspended")
+
+
+def test_the_catalog_document_lists_the_rules_beside_the_sentences():
+    text = catalog_markdown(PROJECT)
+    assert "  - Every order belongs to a customer we know" in text
+    assert (
+        "  - `customer_exists` (error, checked): customer_id is the key of a customer golden "
+        "record." in text
+    )
+    assert "  - `amount_plausible` (warn, checked): 0 <= amount <= 10000." in text

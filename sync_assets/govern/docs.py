@@ -125,8 +125,13 @@ def _entity(project: Project, entity: Entity, signoffs: list[Signoff], level: in
         f"- read by: {', '.join(entity.consumers) or 'nobody listed'}",
         f"- when a correction cannot be delivered: {entity.on_undeliverable}",
     ]
-    if entity.business_rules:
+    if entity.business_rules or entity.rules:
         lines += ["- business rules:", *(f"  - {rule}" for rule in entity.business_rules)]
+        lines += [
+            f"  - `{rule.name}` ({rule.severity}, checked): {rule.describe()}"
+            + (f". {_cell(rule.description)}" if rule.description else "")
+            for rule in entity.rules
+        ]
     holders = [m for m in project.mappings.values() if m.entity == entity.name]
     header = "| attribute | type | owner | rules | compared | PII | " + " | ".join(
         m.system for m in holders
