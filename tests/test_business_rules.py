@@ -137,6 +137,16 @@ def test_samples_show_pii_masked_and_other_values_as_they_are():
     assert sample.values == {"status": "archived"}
 
 
+def test_a_rule_great_expectations_cannot_run_is_an_error_not_a_silent_failure():
+    broken = Rule("unknown_column", "allowed", ("nowhere",), values=("a",))
+    with pytest.raises(RuntimeError, match=r"could not run rule 'unknown_column': .*nowhere"):
+        run(CLEAN, [broken])
+    secret = Rule("secret", "compare", ("email", "total"), operator="<")  # text < number
+    with pytest.raises(RuntimeError) as raised:
+        run(CLEAN, [secret])
+    assert str(raised.value) == "great-expectations could not run rule 'secret'"  # reads PII
+
+
 def test_the_suite_writes_no_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run(CLEAN)

@@ -192,11 +192,11 @@ def run_rules(
     found = []
     for rule in rules:
         outcome = by_rule[rule.name]
-        if outcome.exception_info.get("raised_exception"):
-            raise RuntimeError(
-                f"great-expectations could not run rule {rule.name!r}: "
-                f"{outcome.exception_info.get('exception_message')}"
-            )
+        failure = _failure(outcome.exception_info or {})
+        if failure is not None:
+            # Its message may quote a value: said only for a rule that reads no PII.
+            said = "" if set(rule.attributes) & set(pii) else f": {failure}"
+            raise RuntimeError(f"great-expectations could not run rule {rule.name!r}{said}")
         result = outcome.result
         reported = result.get("partial_unexpected_index_list") or []
         found.append(
@@ -209,6 +209,17 @@ def run_rules(
             )
         )
     return found
+
+
+def _failure(info: dict[str, Any]) -> str | None:
+    """Why great-expectations could not run an expectation, if it could not: its exception info
+    is flat, or one entry per metric it computed. A result that raised says passed=False with no
+    row counted, which must not read as a rule broken by no row."""
+    entries = [info] if "raised_exception" in info else list(info.values())
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("raised_exception"):
+            return str(entry.get("exception_message") or "an exception")
+    return None
 
 
 def _expectation(rule: Rule, references: dict[str, Collection[str]]) -> Any:
