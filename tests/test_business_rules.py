@@ -15,9 +15,9 @@ from conftest import DEMO_PROJECT, customer_created, event, land
 from checks.rules import golden_rule_checks, snapshot_rule_checks
 from sync_assets.catalog.expectations import run_rules, snapshot_rules
 from sync_assets.catalog.rules import Rule
+from sync_assets.govern.docs import catalog_markdown
 from sync_assets.ingest.assets import build_raw_events, landed_batches, validate_events
 from sync_assets.project import ProjectError, current, load_project
-from sync_assets.project.docs import catalog_markdown
 from sync_assets.reconcile.assets import snapshot_asset
 from sync_assets.resources import default_resources
 from sync_assets.security.fingerprint import fingerprint
@@ -407,7 +407,7 @@ def test_snapshot_rules_hold_each_system_to_the_rules_of_what_it_holds(landscape
             "SELECT min(contact_id), max(contact_id), min(email_address) FROM (SELECT * FROM "
             "contacts WHERE deleted = 0 ORDER BY contact_id LIMIT 2)"
         ).fetchall()
-    snapshots = [snapshot_asset(m) for m in PROJECT.mappings.values()]
+    snapshots = [snapshot_asset(m, PROJECT.entity(m.entity)) for m in PROJECT.mappings.values()]
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
             [*snapshots, *snapshot_rule_checks(PROJECT)],
