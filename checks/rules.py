@@ -40,14 +40,10 @@ from sync_assets.warehouse.resource import WarehouseResource
 CATALOG_DOC = "docs/project.md"
 
 
-def rule_check_name(rule: Rule) -> str:
-    return f"rule_{rule.name}"
-
-
 def _specs(asset: str, rules: Sequence[Rule], records: str) -> list[dg.AssetCheckSpec]:
     return [
         dg.AssetCheckSpec(
-            rule_check_name(rule),
+            rule.check_name,
             asset=asset,
             blocking=False,
             description=(
@@ -71,7 +67,7 @@ def _result(entity: Entity, found: RuleResult) -> dg.AssetCheckResult:
         for sample in found.samples
     ]
     return dg.AssetCheckResult(
-        check_name=rule_check_name(rule),
+        check_name=rule.check_name,
         passed=found.passed,
         severity=(
             dg.AssetCheckSeverity.ERROR if rule.severity == "error" else dg.AssetCheckSeverity.WARN

@@ -24,7 +24,7 @@ from sync_assets import ledger
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest.assets import landed_batches
 from sync_assets.ingest.resources import LandingZoneResource
-from sync_assets.jobs import INGEST_BATCH_JOB, ingest_batch_job
+from sync_assets.jobs import INGEST_BATCH_JOB
 from sync_assets.warehouse.resource import WarehouseResource
 
 RESUME_TAG = "syncfabric/resume"
@@ -71,7 +71,7 @@ def plan_resume(
 
 
 @dg.sensor(
-    job=ingest_batch_job,
+    job_name=INGEST_BATCH_JOB,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(

@@ -15,7 +15,7 @@ from sync_assets.deliver.ops import build_deliver_corrections
 from sync_assets.govern.assets import registry_assets
 from sync_assets.ingest.assets import build_raw_events, validate_events
 from sync_assets.ingest.ops import redrive_ingest_dead_letters
-from sync_assets.jobs import check_job, ingest_batch_job, reconcile_job, reconcile_schedule
+from sync_assets.jobs import build_jobs, reconcile_schedule
 from sync_assets.project import Project, current
 from sync_assets.reconcile.assets import (
     build_adoption,
@@ -57,9 +57,7 @@ def build_definitions(
             no_dead_letters_held,
         ],
         jobs=[
-            ingest_batch_job,
-            reconcile_job,
-            check_job,
+            *build_jobs(project),
             build_deliver_corrections(project),
             redrive_ingest_dead_letters,
         ],

@@ -239,3 +239,18 @@ def test_snapshots_describe_each_column_from_the_catalog_and_the_mapping(project
                 entity.attribute(field.attribute).description
             )
             assert f"({field.rule})." in described[field.attribute]
+
+
+def test_business_rules_run_with_the_reconciliation_not_with_each_batch(project, repository):
+    def rule_checks(job: str) -> set[str]:
+        keys = repository.get_job(job).asset_layer.asset_graph.asset_check_keys
+        return {k.to_user_string() for k in keys if k.name.startswith("rule_")}
+
+    golden = {
+        f"{entity.golden_table}:{rule.check_name}"
+        for entity in project.entities.values()
+        for rule in entity.rules
+    }
+    assert golden, "each example declares rules"
+    assert rule_checks("ingest_batch") == set()
+    assert golden <= rule_checks("reconcile") and golden <= rule_checks("reconcile_check")

@@ -57,6 +57,11 @@ class Rule:
     """`compare`: how `attributes[0]` compares with `attributes[1]`."""
 
     @property
+    def check_name(self) -> str:
+        """The name of the asset check that runs the rule (beside each table it applies to)."""
+        return f"rule_{self.name}"
+
+    @property
     def attribute(self) -> str:
         """The first (for most kinds the only) attribute the rule reads."""
         return self.attributes[0]
