@@ -637,11 +637,18 @@ def check(as_json: bool, fail_on: str) -> None:
         click.echo(f"the reconciliation run {reconciled.run_id} failed", err=True)
         sys.exit(2)
     failing = [c for c in reconciled.failing(fail_on) if c.not_checked is None]
+    broken = reconciled.broken_rules(fail_on)
     if failing:
         click.echo(f"{len(failing)} check(s) failed at {fail_on} level or above", err=True)
+    if broken:
+        click.echo(
+            f"{len(broken)} business rule(s) broken at {fail_on} level or above: "
+            "the masked samples are on each check's page in the Dagster UI",
+            err=True,
+        )
     if reconciled.skipped:
         sys.exit(reconciled.skipped_exit_code)
-    if failing:
+    if failing or broken:
         sys.exit(1)
 
 
@@ -916,6 +923,18 @@ def _checks_json(reconciled, *, with_values: bool) -> dict[str, object]:
         "skipped": [
             {"system": s.system, "entity": s.entity, "reason": s.reason} for s in reconciled.skipped
         ],
+        "business_rules": [
+            {
+                "table": r.table,
+                "rule": r.name,
+                "passed": r.passed,
+                "severity": r.severity,
+                "broken": r.broken,
+                "rows_checked": r.rows_checked,
+                "says": r.rule,
+            }
+            for r in reconciled.rules
+        ],
     }
 
 
@@ -964,6 +983,12 @@ def _print_checks(reconciled) -> None:
         click.echo(
             f"{outcome.name:<40} {verdict:<16} {outcome.discrepancies:>6} of "
             f"{outcome.rows_compared:>7} rows" + (f"  ({kinds})" if kinds else "")
+        )
+    for rule in reconciled.rules:
+        verdict = "passed" if rule.passed else f"FAILED ({rule.severity})"
+        click.echo(
+            f"{rule.table + ':' + rule.name:<40} {verdict:<16} {rule.broken:>6} of "
+            f"{rule.rows_checked:>7} rows break the rule: {rule.rule}"
         )
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sync_assets.catalog.rules import RULE_CHECK_PREFIX
 from sync_assets.crashpoints import crash_point
 from sync_assets.errors import EXIT_FAILED, SyncfabricError
 from sync_assets.operate import recovery
@@ -52,6 +53,20 @@ class CheckOutcome:
     """Why the run could not make this comparison (a snapshot failed); None when it did."""
 
 
+@dataclass(frozen=True)
+class RuleOutcome:
+    """One business rule over one table (golden records or a snapshot), as its check judged it."""
+
+    table: str
+    name: str
+    passed: bool
+    severity: str
+    broken: int
+    rows_checked: int
+    rule: str
+    """The rule in words."""
+
+
 @dataclass
 class ReconcileReport:
     run_id: str
@@ -61,6 +76,8 @@ class ReconcileReport:
     skipped: list[Skipped] = field(default_factory=list)
     """The systems' entities not compared, and why; the others were."""
     snapshot_failures: list[StepFailure] = field(default_factory=list)
+    rules: list[RuleOutcome] = field(default_factory=list)
+    """The catalog's business rules over the golden records and each snapshot."""
 
     @property
     def skipped_exit_code(self) -> int:
@@ -71,12 +88,19 @@ class ReconcileReport:
 
     def failing(self, fail_on: str) -> list[CheckOutcome]:
         """Failed checks at or above `fail_on` ('error' or 'warn')."""
-        levels = {"ERROR"} if fail_on == "error" else {"ERROR", "WARN"}
-        return [c for c in self.checks if not c.passed and c.severity in levels]
+        return [c for c in self.checks if not c.passed and c.severity in _levels(fail_on)]
+
+    def broken_rules(self, fail_on: str) -> list[RuleOutcome]:
+        """Business rules broken at or above `fail_on`."""
+        return [r for r in self.rules if not r.passed and r.severity in _levels(fail_on)]
 
     @property
     def discrepancies(self) -> int:
         return sum(c.discrepancies for c in self.checks)
+
+
+def _levels(fail_on: str) -> set[str]:
+    return {"ERROR"} if fail_on == "error" else {"ERROR", "WARN"}
 
 
 @dataclass
@@ -307,6 +331,8 @@ class Pipeline:
         for evaluation in run.get_asset_check_evaluations():
             if evaluation.asset_key == dg.AssetKey("discrepancies"):
                 report.checks.append(_outcome(evaluation))
+            elif evaluation.check_name.startswith(RULE_CHECK_PREFIX):
+                report.rules.append(_rule_outcome(evaluation))
         with connect(self.folder.warehouse, read_only=True) as con:
             report.skipped = skipped(con, run.run_id)
         return report
@@ -463,6 +489,19 @@ def failure_message(run: Any) -> str:
     SyncfabricError in a step is raised by `Pipeline._execute` before this is asked)."""
     failures = step_failures(run.dagster_run.job_name, run.all_events)
     return "; ".join(failure.line() for failure in failures) or f"run {run.run_id} failed"
+
+
+def _rule_outcome(evaluation: Any) -> RuleOutcome:
+    metadata: dict[str, Any] = {key: value.value for key, value in evaluation.metadata.items()}
+    return RuleOutcome(
+        table=evaluation.asset_key.to_user_string(),
+        name=evaluation.check_name.removeprefix(RULE_CHECK_PREFIX),
+        passed=evaluation.passed,
+        severity=evaluation.severity.value,
+        broken=int(metadata["unexpected"]),
+        rows_checked=int(metadata["rows_checked"]),
+        rule=str(metadata["rule"]),
+    )
 
 
 def _outcome(evaluation: Any) -> CheckOutcome:

@@ -3,6 +3,7 @@ great_expectations, real DuckDB), and reported by asset checks with masked sampl
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from commands import assert_no_traceback, syncctl
 from conftest import DEMO_PROJECT, customer_created, event, land
 
 from checks.rules import golden_rule_checks, snapshot_rule_checks
@@ -308,7 +310,7 @@ def evaluations(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
     }
 
 
-def test_golden_record_rules_run_with_each_batch_at_the_catalogs_severity(data_folder):
+def test_golden_record_rules_run_at_the_catalogs_severity(data_folder):
     shared = "ada@example.com"
     batch = land(
         data_folder,
@@ -460,3 +462,30 @@ def test_the_catalog_document_lists_the_rules_beside_the_sentences():
         "record." in text
     )
     assert "  - `amount_plausible` (warn, checked): 0 <= amount <= 10000." in text
+
+
+def test_syncctl_check_reports_the_rules_and_fails_on_one_broken_at_error(tmp_path):
+    home = tmp_path / "home"
+    built = syncctl(home, "demo", "--customers", "30", "--orders", "60", "--drift", "0")
+    assert built.returncode == 0, built.stderr
+    assert syncctl(home, "run").returncode == 0
+
+    clean = syncctl(home, "check", "--json")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    rules = {(r["table"], r["rule"]): r for r in json.loads(clean.stdout)["business_rules"]}
+    assert rules["golden_customer", "email_unique"]["passed"]
+    assert rules["snapshot_crm_customer", "email_unique"]["rows_checked"] > 0
+
+    # Someone types a colleague's address into the CRM: its snapshot breaks email_unique (ERROR).
+    with sqlite3.connect(home / "systems" / "crm.sqlite") as con:
+        con.execute(
+            "UPDATE contacts SET email_address = (SELECT min(email_address) FROM contacts) "
+            "WHERE rowid = (SELECT max(rowid) FROM contacts)"
+        )
+    broken = syncctl(home, "check")
+    assert_no_traceback(broken)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    [line] = [x for x in broken.stdout.splitlines() if x.startswith("snapshot_crm_customer:email_unique")]  # fmt: skip
+    assert "FAILED (ERROR)" in line and "rows break the rule: email unique" in line
+    assert line.split()[3] == "2"  # both records sharing the address
+    assert "1 business rule(s) broken at error level or above" in broken.stderr

@@ -32,6 +32,10 @@ Operator = Literal["<", "<=", ">", ">=", "=", "!="]
 OPERATORS: tuple[Operator, ...] = ("<", "<=", ">", ">=", "=", "!=")
 
 
+RULE_CHECK_PREFIX = "rule_"
+"""Asset checks named so run a business rule (`rule_email_unique`)."""
+
+
 @dataclass(frozen=True)
 class Rule:
     """One structured business rule of an entity, checked (see the module docstring)."""
@@ -59,7 +63,7 @@ class Rule:
     @property
     def check_name(self) -> str:
         """The name of the asset check that runs the rule (beside each table it applies to)."""
-        return f"rule_{self.name}"
+        return f"{RULE_CHECK_PREFIX}{self.name}"
 
     @property
     def attribute(self) -> str:
