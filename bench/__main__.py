@@ -11,7 +11,19 @@ import os
 import sys
 import time
 
-from bench import adopt, channels, check, deliver, ingest, missed, pii, reconcile, run, summary
+from bench import (
+    adopt,
+    channels,
+    check,
+    deliver,
+    ingest,
+    missed,
+    pii,
+    reconcile,
+    rules,
+    run,
+    summary,
+)
 from bench.common import PROJECT_ROOT
 
 BENCHMARKS = {
@@ -23,6 +35,7 @@ BENCHMARKS = {
     pii.NAME: pii,
     check.NAME: check,
     missed.NAME: missed,
+    rules.NAME: rules,
     run.NAME: run,
     summary.NAME: summary,
 }
