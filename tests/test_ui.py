@@ -26,7 +26,14 @@ def ui(tmp_path_factory) -> Iterator[Webserver]:
 def test_the_ui_shows_every_asset_in_its_group_with_lineage(ui):
     nodes = {tuple(n["assetKey"]["path"]): n for n in ui.graphql(ASSET_QUERY)["assetNodes"]}
 
-    groups = {key[0]: node["groupName"] for key, node in nodes.items()}
+    groups = {"/".join(key): node["groupName"] for key, node in nodes.items()}
+    registry = {name for name in groups if name.startswith("registry/")}
+    assert registry == {
+        f"registry/{entity}_{action}"
+        for entity in ("customer", "order")
+        for action in ("created", "updated", "deleted", "reconciled")
+    }
+    assert {groups.pop(name) for name in registry} == {"registry"}
     assert groups == {
         "system_crm": "sources",
         "system_billing": "sources",
