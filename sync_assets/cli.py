@@ -786,6 +786,51 @@ def summary(as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("correlation_id", required=False)
+@click.option(
+    "--record",
+    help="Every change of one record instead, as <entity>:<key>, e.g. customer:C-000001.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the timeline as JSON.")
+def trace(correlation_id: str | None, record: str | None, as_json: bool) -> None:
+    """One change's timeline through every hop (landed, validated or dead-lettered, applied,
+    discrepancy, correction, each delivery attempt, confirmed), with the time each hop took;
+    --record: every change of one record and which system set each attribute. No values shown."""
+    from sync_assets.operate.trace import trace_change, trace_record
+    from sync_assets.project import current
+    from sync_assets.warehouse import connect
+
+    if (correlation_id is None) == (record is None):
+        raise click.UsageError("give a CORRELATION_ID or --record <entity>:<key> (one of them)")
+    with connect(_folder().warehouse, read_only=True) as con:
+        if record is not None:
+            history = trace_record(con, current(), record)
+            timeline = history.timeline
+        else:
+            timeline = trace_change(con, current(), correlation_id)  # type: ignore[arg-type]
+    if as_json:
+        click.echo(json.dumps(history.as_json() if record else timeline.as_json(), default=str))
+        return
+    click.echo(
+        f"{timeline.subject}: {len(timeline.hops)} hop(s) over {timeline.total_seconds:.3f} s"
+    )
+    shown = ""
+    for hop, seconds in zip(timeline.hops, timeline.durations(), strict=True):
+        took = "" if seconds is None else f"+{seconds:.3f}s"
+        click.echo(f"  {hop.at:%Y-%m-%d %H:%M:%S.%f} {took:>14}  {hop.hop:<14} {hop.detail}")
+        ids = " ".join(f"{k}={v}" for k, v in hop.ids.items() if v)
+        if ids != shown:  # the ids a hop is found by, when they change
+            click.echo(f"  {'':>44}{ids}")
+            shown = ids
+    if record is not None:
+        state = history.lifecycle or ("present" if history.exists else "no golden record")
+        click.echo(f"golden record: {state}; each attribute set by:")
+        for setter in history.setters:
+            by = f"{setter.origin} event {setter.event_id} ({setter.event_time})"
+            click.echo(f"  {setter.attribute:<16} {by if setter.event_id else 'never set'}")
+
+
+@main.command()
 @click.option(
     "--repair",
     is_flag=True,

@@ -82,8 +82,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     dead_lettered_at TIMESTAMPTZ NOT NULL,
     resolution       VARCHAR,         -- NULL while held; redriven | accepted_copy
     resolved_by      VARCHAR,         -- the redrive batch, or the batch:line of the copy accepted
-    resolved_at      TIMESTAMPTZ
+    resolved_at      TIMESTAMPTZ,
+    correlation_id   VARCHAR          -- the envelope's, when the line could be read: `syncctl trace`
 );
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS correlation_id VARCHAR;
 CREATE TABLE IF NOT EXISTS batch_applications (
     batch_id   VARCHAR NOT NULL,
     entity     VARCHAR NOT NULL,
