@@ -17,6 +17,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -828,6 +829,26 @@ def trace(correlation_id: str | None, record: str | None, as_json: bool) -> None
         for setter in history.setters:
             by = f"{setter.origin} event {setter.event_id} ({setter.event_time})"
             click.echo(f"  {setter.attribute:<16} {by if setter.event_id else 'never set'}")
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Where to write the page.  [default: report.html in the data folder]",
+)
+def report(out: str | None) -> None:
+    """Write the dashboard: one self-contained HTML page with event volume and failure ratio,
+    latency percentiles, reconciliation outcomes per system, delivery, dead letters held and the
+    slowest hops, over time (no values of records)."""
+    from sync_assets.operate.report import REPORT_FILE, write_report
+    from sync_assets.project import current
+    from sync_assets.warehouse import connect
+
+    folder = _folder()
+    with connect(folder.warehouse, read_only=True) as con:
+        path = write_report(con, current(), Path(out) if out else folder.root / REPORT_FILE)
+    click.echo(f"wrote {path} (open it in a browser: file://{path.resolve()})")
 
 
 @main.command()

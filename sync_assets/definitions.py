@@ -16,6 +16,7 @@ from sync_assets.govern.assets import registry_assets
 from sync_assets.ingest.assets import build_raw_events, validate_events
 from sync_assets.ingest.ops import redrive_ingest_dead_letters
 from sync_assets.jobs import build_jobs, reconcile_schedule
+from sync_assets.operate.assets import build_report
 from sync_assets.project import Project, current
 from sync_assets.reconcile.assets import (
     build_adoption,
@@ -46,6 +47,7 @@ def build_definitions(
             build_adoption(project),
             corrections,
             *registry_assets(project),
+            build_report(project),
         ],
         asset_checks=[
             every_event_accounted_for,

@@ -28,7 +28,7 @@ EXAMPLES = sorted(
 )
 STAGES = {
     "raw_events", "validated_events", "dead_letters", "batch_ledger", "discrepancies",
-    "missed_events", "adoption", "corrections",
+    "missed_events", "adoption", "corrections", "report",
 }  # fmt: skip
 """The assets every project has, whatever its landscape."""
 

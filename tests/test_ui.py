@@ -52,6 +52,7 @@ def test_the_ui_shows_every_asset_in_its_group_with_lineage(ui):
         "missed_events": "reconcile",
         "adoption": "reconcile",
         "corrections": "deliver",
+        "report": "observe",
     }
     upstream = {key[0]: {d["path"][0] for d in n["dependencyKeys"]} for key, n in nodes.items()}
     assert upstream["raw_events"] == {"system_crm", "system_billing", "system_support"}
@@ -61,6 +62,7 @@ def test_the_ui_shows_every_asset_in_its_group_with_lineage(ui):
     assert upstream["snapshot_crm_customer"] == {"system_crm"}
     assert {"golden_customer", "snapshot_support_customer"} <= upstream["discrepancies"]
     assert upstream["corrections"] == upstream["missed_events"] == {"discrepancies"}
+    assert upstream["report"] == {"batch_ledger", "discrepancies", "corrections"}
     assert upstream["adoption"] == {name for name in groups if name.startswith("snapshot_")}
     assert "duckdb" in nodes[("raw_events",)]["kinds"]
 

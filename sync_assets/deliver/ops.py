@@ -28,6 +28,7 @@ from sync_assets.deliver import outbox
 from sync_assets.deliver.destinations import open_destination
 from sync_assets.deliver.engine import Delivery, Report, deliver, percentile
 from sync_assets.deliver.resources import DeliveryResource
+from sync_assets.operate import metrics
 from sync_assets.project import Project, current
 from sync_assets.warehouse import WRITER_POOL, transaction
 from sync_assets.warehouse.resource import WarehouseResource
@@ -145,6 +146,8 @@ def record_deliveries(
         reports = reports + _deliver_compensations(context, warehouse, systems, delivery)
     with warehouse.connect() as con:
         held = outbox.open_dead_letters(con)
+        measured = metrics.delivery_metrics(con, context.run_id)
+        metrics.record(con, "deliver", context.run_id, measured)
     totals: dict[str, float] = {
         status: sum(r.count(status) for r in reports) for status in VERDICTS
     }
@@ -153,6 +156,7 @@ def record_deliveries(
     totals["latency_p50_ms"] = round(percentile(latencies, 50), 1)
     totals["latency_p95_ms"] = round(percentile(latencies, 95), 1)
     totals["compensations_emitted"] = compensations
+    totals |= metrics.metadata(measured)  # per destination
     if held:
         raise dg.Failure(
             f"dead letters held, by destination: {held}; see {RUNBOOK} to redrive them",

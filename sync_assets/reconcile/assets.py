@@ -22,6 +22,7 @@ from sync_assets.deliver.corrections import require_complete_golden
 from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest.resources import LandingZoneResource
+from sync_assets.operate import metrics
 from sync_assets.project import Project, System
 from sync_assets.reconcile.adopt import land_adoption
 from sync_assets.reconcile.comparisons import latest_run, record, record_skipped, rows_in
@@ -165,6 +166,8 @@ def build_discrepancies(project: Project) -> dg.AssetsDefinition:
                     compared = [taken[s] for s in (result.system, result.other_system) if s]
                     record(con, run_id, result, rows_in(con, *compared))
                     results.append(result)
+            outcome = metrics.reconcile_metrics(con, run_id)
+            metrics.record(con, "reconcile", run_id, outcome)
         for result in results:
             for kind, count in result.counts.items():
                 totals[kind] = totals.get(kind, 0) + count
@@ -172,6 +175,7 @@ def build_discrepancies(project: Project) -> dg.AssetsDefinition:
             context.log.warning(f"not checked: {s.system}'s {s.entity} records: {s.reason}")
         return dg.MaterializeResult(
             metadata={
+                **metrics.metadata(outcome),
                 "discrepancies": sum(totals.values()),
                 **totals,
                 "run_id": run_id,

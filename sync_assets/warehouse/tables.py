@@ -10,6 +10,7 @@
 | `snapshot_attempts`                                           | reconcile           | a snapshot's latest attempt            |
 | `discrepancies`, `reconcile_comparisons`, `reconcile_skipped` | reconcile           | a finding, a comparison, a system skipped |
 | `corrections`, `delivery_attempts`, `delivery_dead_letters`   | deliver             | a correction, an attempt, a held one   |
+| `metrics`                                                     | each stage          | one figure of one hop (operate/metrics.py) |
 
 The snapshot tables (`snapshot_<system>_<entity>`) are rebuilt by each snapshot from the rows it
 reads (sync_assets/reconcile/snapshot.py). Columns added later come with `ADD COLUMN IF NOT
@@ -213,6 +214,16 @@ CREATE TABLE IF NOT EXISTS delivery_dead_letters (
 );
 """
 
+METRICS_DDL = """
+CREATE TABLE IF NOT EXISTS metrics (
+    measured_at TIMESTAMPTZ NOT NULL,
+    stage       VARCHAR NOT NULL,   -- ingest | reconcile | deliver
+    scope       VARCHAR NOT NULL,   -- the batch id, reconcile run or delivery run measured
+    metric      VARCHAR NOT NULL,
+    subject     VARCHAR NOT NULL,   -- a system, a destination or a dead-letter rule
+    value       DOUBLE NOT NULL
+)"""
+
 
 def stored_type(attribute: Attribute) -> str:
     """An attribute's column type in the event log: a PII value is stored sealed, as text
@@ -294,4 +305,5 @@ def schema_statements(project: Project) -> list[str]:
         statements += [events_table_ddl(entity), golden_table_ddl(entity)]
     statements.append(accepted_events_view(project))
     statements += [ATTEMPTS_DDL, DISCREPANCIES_DDL, COMPARISONS_DDL, SKIPPED_DDL, DELIVERY_DDL]
+    statements.append(METRICS_DDL)
     return statements
