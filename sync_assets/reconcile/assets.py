@@ -14,6 +14,7 @@ import time
 
 import dagster as dg
 
+from sync_assets import telemetry
 from sync_assets.catalog.entities import Entity
 from sync_assets.connectors.mappings import Lookup, Mapping, raw_name
 from sync_assets.connectors.resource import SystemsResource
@@ -156,7 +157,11 @@ def build_discrepancies(project: Project) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         run_id = context.run_id
         totals: dict[str, int] = {}
-        with warehouse.connect() as con, transaction(con):
+        with (
+            telemetry.span("syncfabric.reconcile", {"syncfabric.run_id": run_id}) as span,
+            warehouse.connect() as con,
+            transaction(con),
+        ):
             current, skipped = current_snapshots(con, mappings)
             record_skipped(con, run_id, skipped)
             results = []
@@ -168,6 +173,9 @@ def build_discrepancies(project: Project) -> dg.AssetsDefinition:
                     results.append(result)
             outcome = metrics.reconcile_metrics(con, run_id)
             metrics.record(con, "reconcile", run_id, outcome)
+            span.set_attributes(
+                {f"syncfabric.{k}": v for k, v in metrics.metadata(outcome).items()}
+            )
         for result in results:
             for kind, count in result.counts.items():
                 totals[kind] = totals.get(kind, 0) + count
