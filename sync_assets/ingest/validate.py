@@ -969,10 +969,10 @@ def _write_dead_letters(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:
         f"""
         INSERT INTO dead_letters (batch_id, line_no, source, event_id, event_type, contract, rule,
                                   reason, payload, dead_lettered_at, correlation_id)
-        SELECT ?, f.line_no, {_envelope_text('source')},
+        SELECT ?, f.line_no, {_envelope_text("source")},
                f.event_id, f.event_type, f.contract, f.rule,
                'line ' || f.line_no || ': ' || f.reason, pii_seal(?, r.line), now(),
-               {_envelope_text('correlationid')}
+               {_envelope_text("correlationid")}
         FROM batch_failures f JOIN batch_raw r USING (line_no)
         """,
         [batch_id, DEAD_LETTER_PAYLOAD],
