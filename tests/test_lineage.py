@@ -35,8 +35,9 @@ def test_an_attributes_upstream_is_its_owners_column_through_the_events(demo):
     assert (email.owner, email.pii, email.mapped_by) == ("crm", True, ("crm", "billing", "support"))
     [events] = email.upstream
     assert events.column == Column(
-        "events", "validated_events", "customer.email", "validated_customer_events"
-    )
+        "events", "validated_events", "customer.email", "validated_customer_events",
+        holds="customer.email",
+    )  # fmt: skip
     assert {child.column.label for child in events.children} == {
         "crm contacts.email_address",  # the owner's change events
         "snapshot_crm_customer.email",  # and what reconciliation lands from its snapshot

@@ -66,6 +66,8 @@ class Column:
     """The table the values sit in: the system's own table, or the warehouse's."""
     system: str | None = None
     """The system whose column it is (system, snapshot and destination stages)."""
+    holds: str = ""
+    """The `<entity>.<attribute>` (or key) whose values it holds."""
 
     @property
     def label(self) -> str:
@@ -85,6 +87,7 @@ class Column:
             "column": self.column,
             "table": self.table,
             "system": self.system,
+            "holds": self.holds,
             "label": self.label,
         }
 
@@ -199,16 +202,20 @@ class Lineage:
         return [s for s in self.systems if s in found]
 
 
-def _system_column(mapping: Mapping, source: str | Lookup, stage: Stage) -> Column:
+def _system_column(mapping: Mapping, field: Field, stage: Stage) -> Column:
+    source = field.source
     table = source.table if isinstance(source, Lookup) else mapping.table
     name = raw_name(source) if isinstance(source, Lookup) else f"{mapping.table}.{source}"
     asset = system_asset(mapping.system) if stage == "system" else destination_asset(mapping.system)
-    return Column(stage, asset, name, table, mapping.system)
+    holds = f"{mapping.entity}.{field.attribute}"
+    return Column(stage, asset, name, table, mapping.system, holds)
 
 
 def _snapshot_column(mapping: Mapping, attribute: str) -> Column:
     table = snapshot_asset(mapping)
-    return Column("snapshot", table, attribute, table, mapping.system)
+    return Column(
+        "snapshot", table, attribute, table, mapping.system, f"{mapping.entity}.{attribute}"
+    )
 
 
 def _normalized(field: Field) -> str:
@@ -248,16 +255,17 @@ def _attribute(
         attribute = entity.attribute(name)
         owner, pii = attribute.owner, attribute.pii
         fields = {m.system: (m, m.field_for(name)) for m in mappings if name in m.attributes}
-    events = Column("events", EVENTS_ASSET, f"{entity.name}.{name}", entity.events_table)
-    golden = Column("golden", entity.golden_table, name, entity.golden_table)
-    corrections = Column("corrections", CORRECTIONS_ASSET, f"{entity.name}.{name}", "corrections")
+    holds = f"{entity.name}.{name}"
+    events = Column("events", EVENTS_ASSET, holds, entity.events_table, holds=holds)
+    golden = Column("golden", entity.golden_table, name, entity.golden_table, holds=holds)
+    corrections = Column("corrections", CORRECTIONS_ASSET, holds, "corrections", holds=holds)
     edges: list[Edge] = []
     notes: list[str] = []
 
     # Each system's column is snapshotted; the owner's also feeds the events.
     snapshots: dict[str, Node] = {}
     for system, (mapping, field) in fields.items():
-        source = _system_column(mapping, field.source, "system")
+        source = _system_column(mapping, field, "system")
         snapshot = _snapshot_column(mapping, name)
         edges.append(Edge(source, snapshot, _normalized(field)))
         snapshots[system] = Node(snapshot, _normalized(field), (Node(source, "read-only"),))
@@ -265,7 +273,7 @@ def _attribute(
     upstream_events: list[Node] = []
     if owner in fields:
         mapping, field = fields[owner]
-        source = _system_column(mapping, field.source, "system")
+        source = _system_column(mapping, field, "system")
         by_events = f"{owner}'s change events"
         by_reconciled = "reconciled events from the snapshot (missed events, adoption)"
         edges.append(Edge(source, events, by_events))
@@ -293,7 +301,7 @@ def _attribute(
                     f"{system} reads it through {field.source.table}: compared, never corrected"
                 )
                 continue
-            target = _system_column(mapping, field.source, "destination")
+            target = _system_column(mapping, field, "destination")
             targets.append(Node(target, _written(field)))
         if targets:
             emitted = "emitted where a system that does not own it drifts"
