@@ -4,13 +4,18 @@ the systems corrected. No Dagster here."""
 
 from __future__ import annotations
 
+import html
+import json
 import shutil
 from pathlib import Path
 
 import pytest
+from commands import assert_no_traceback, syncctl
 
 from sync_assets.catalog.lineage import Column, build_lineage, select
+from sync_assets.connectors.mappings import Lookup, raw_name
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
+from sync_assets.govern.lineage_docs import render_lineage_html
 from sync_assets.project import Project, load_project
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
@@ -161,3 +166,89 @@ def test_an_unknown_name_names_the_known_ones(demo, target, message):
         select(build_lineage(demo), demo, target)
     assert raised.value.message.startswith(message)
     assert raised.value.exit_code == EXIT_USAGE
+
+
+# What people read: `syncctl lineage` (text, JSON, HTML) and the HTML section a report embeds.
+
+
+def mapped_columns(project: Project) -> set[str]:
+    """Every column a system keeps for the catalog, as the lineage names it to people."""
+    return {
+        f"{system} {raw_name(field.source) if isinstance(field.source, Lookup) else f'{m.table}.{field.source}'}"
+        for (system, _), m in project.mappings.items()
+        for field in (m.canonical_key, *m.fields)
+    }
+
+
+def test_syncctl_lineage_of_an_attribute_prints_its_upstream_and_downstream(tmp_path):
+    result = syncctl(tmp_path, "lineage", "customer.email")
+    assert result.returncode == 0, result.stderr
+    upstream, downstream = result.stdout.split("\n  downstream\n")
+    assert upstream.startswith("customer.email (owned by crm, PII)\n  upstream\n")
+    assert "└── validated_customer_events.email" in upstream
+    assert "crm contacts.email_address" in upstream and "billing" not in upstream
+    assert "└── corrections customer.email" in downstream
+    assert "billing accounts.billing_email  written back (upper)" in downstream
+    assert "support users.email" in downstream
+
+
+def test_syncctl_lineage_of_an_entity_as_json(tmp_path):
+    result = syncctl(tmp_path, "lineage", "customer", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    names = [a["attribute"] for a in found["attributes"]]
+    assert names == [
+        "customer_id",
+        *load_project(EXAMPLES / "demo").entity("customer").attribute_names,
+    ]
+    plan = next(a for a in found["attributes"] if a["attribute"] == "plan")
+    [corrections] = plan["downstream"]
+    assert [c["label"] for c in corrections["children"]] == ["crm contacts.plan_name"]
+
+
+def test_syncctl_lineage_of_another_project(tmp_path):
+    result = syncctl(
+        tmp_path, "--project", str(EXAMPLES / "fitness"), "lineage", "member.contact_email"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "frontdesk people.email" in result.stdout
+    assert "dues payers.receipt_email" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("client.email", "unknown entity 'client'; the catalog has customer, order\n"),
+        ("order.total", "order has no attribute 'total'; it has order_id, customer_id, status,"),
+    ],
+)
+def test_syncctl_lineage_of_an_unknown_name_names_the_known_ones(tmp_path, target, message):
+    result = syncctl(tmp_path, "lineage", target)
+    assert result.returncode == EXIT_USAGE
+    assert result.stderr.startswith(message) and result.stdout == ""
+    assert_no_traceback(result)
+
+
+@pytest.mark.parametrize("example", ["demo", "fitness"])
+def test_the_lineage_page_shows_every_mapped_column(example):
+    project = load_project(EXAMPLES / example)
+    page = render_lineage_html(project)
+    assert page.startswith('<section class="sf-lineage"') and page.endswith("</section>\n")
+    for column in mapped_columns(project):
+        assert f"<code>{html.escape(column)}</code>" in page, column
+    for entity in project.entities.values():
+        for name in entity.attribute_names:
+            assert f"<code>{entity.golden_table}.{name}</code>" in page
+    assert "<script" not in page and "<link" not in page and "src=" not in page
+
+
+def test_syncctl_lineage_writes_the_page(tmp_path):
+    path = tmp_path / "lineage.html"
+    result = syncctl(tmp_path, "lineage", "--html", str(path))
+    assert result.returncode == 0, result.stderr
+    assert f"written to {path}" in result.stdout
+    page = path.read_text(encoding="utf-8")
+    assert (
+        page.startswith("<!DOCTYPE html>")
+        and render_lineage_html(load_project(EXAMPLES / "demo")) in page
+    )

@@ -268,7 +268,9 @@ def _attribute(
         source = _system_column(mapping, field, "system")
         snapshot = _snapshot_column(mapping, name)
         edges.append(Edge(source, snapshot, _normalized(field)))
-        snapshots[system] = Node(snapshot, _normalized(field), (Node(source, "read-only"),))
+        snapshots[system] = Node(
+            snapshot, "compared with the golden record", (Node(source, _normalized(field)),)
+        )
 
     upstream_events: list[Node] = []
     if owner in fields:
