@@ -53,7 +53,7 @@ def snapshot_asset(mapping: Mapping) -> str:
     return f"snapshot_{mapping.system}_{mapping.entity}"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Column:
     """One column of one asset."""
 
