@@ -252,6 +252,36 @@ def catalog(out: str | None) -> None:
     click.echo(f"catalog written to {folder}: {', '.join(pages)}")
 
 
+@main.command()
+@click.argument("target", required=False, metavar="[ENTITY[.ATTRIBUTE]]")
+@click.option("--json", "as_json", is_flag=True, help="Print the lineage as JSON.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the lineage as one self-contained HTML page to this file.",
+)
+def lineage(target: str | None, as_json: bool, html_path: str | None) -> None:
+    """Column lineage of an attribute (customer.email), of every attribute of an entity
+    (customer), or of the whole project: the system columns it comes from, through the
+    snapshots, events and golden record, to the corrections and the system columns they write."""
+    from pathlib import Path
+
+    from sync_assets.catalog.lineage import build_lineage, select
+    from sync_assets.govern.lineage_docs import lineage_json, lineage_page, lineage_text
+    from sync_assets.project import current
+
+    project = current()
+    found = select(build_lineage(project), project, target)
+    if html_path:
+        Path(html_path).write_text(lineage_page(project, target), encoding="utf-8")
+        click.echo(f"lineage of {len(found)} attribute(s) written to {html_path}")
+    elif as_json:
+        click.echo(json.dumps(lineage_json(project, found), indent=2))
+    else:
+        click.echo(lineage_text(found), nl=False)
+
+
 @main.group()
 def schema() -> None:
     """The schema registry: every event type's versions against the signed-off change log
