@@ -27,7 +27,7 @@ from sync_assets.warehouse.resource import WarehouseResource
 
 pytestmark = pytest.mark.slow
 DRIFTED = 12
-SECTIONS = ["volume", "latency", "reconciliation", "delivery", "dead-letters", "slowest"]
+SECTIONS = ["volume", "latency", "reconciliation", "delivery", "dead-letters", "slowest", "lineage"]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def drifted(tmp_path_factory) -> Path:
 def test_the_report_plots_every_hop_with_the_warehouse_figures_and_no_record_value(drifted):
     page = (drifted / "report.html").read_text()
     for section in SECTIONS:
-        assert f'<section id="{section}">' in page
+        assert re.search(f'<section [^>]*id="{section}"', page), section
     assert page.count("<svg") >= 10
     assert "no data yet" not in page.split('id="reconciliation"')[1].split("</section>")[0]
     # The last reconciliation's 12 mismatches in support, as a point of its plot.
@@ -127,6 +127,11 @@ def test_a_browser_shows_the_graph_the_failing_check_and_the_report(drifted, tmp
             figure = page.locator("figure", has=page.get_by_text(caption, exact=True))
             assert figure.locator("svg").count() == 1, caption
             assert figure.locator("svg circle, svg rect").count() > 0, caption
+        # The column lineage, which the open-source UI does not show: email from the CRM onwards.
+        lineage = page.locator("#lineage")
+        assert lineage.get_by_text("Column lineage of demo").is_visible()
+        email = lineage.locator("tr", has=page.get_by_text("email", exact=True)).first
+        assert "crm" in email.inner_text() and "support" in email.inner_text()
         page.screenshot(path=shots / "report.png", full_page=True)
 
     for shot in ("graph", "failing_check", "report"):

@@ -13,7 +13,7 @@ never a value of a record.
 | delivery                      | `metrics` (deliver): success ratio, latency p50 / p95    |
 | dead letters held             | `dead_letters`, `corrections` now; `metrics` dlq_depth   |
 | slowest hops                  | `batches` (ingest, validate, apply) and `delivery_attempts` |
-| lineage                       | the catalog and mappings, when given (`extra_sections`)  |
+| column lineage                | the catalog and mappings (sync_assets/govern/lineage_docs.py) |
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from sync_assets.govern.lineage_docs import render_lineage_html
 from sync_assets.project.model import Project
 
 WIDTH, HEIGHT, PAD = 640, 220, 44
@@ -187,10 +188,8 @@ def _metric_rows(
     ).fetchall()
 
 
-def render(
-    con: duckdb.DuckDBPyConnection, project: Project, *, extra_sections: tuple[str, ...] = ()
-) -> str:
-    """The whole dashboard as one HTML page."""
+def render(con: duckdb.DuckDBPyConnection, project: Project) -> str:
+    """The whole dashboard as one HTML page, the column lineage at its end."""
     sections = [
         _volume(con),
         _latency(con),
@@ -198,7 +197,7 @@ def render(
         _delivery(con, project),
         _dead_letters(con),
         _slowest(con),
-        *extra_sections,
+        render_lineage_html(project),
     ]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return f"""<!doctype html>
