@@ -19,8 +19,10 @@ from browser import chromium_page
 from commands import instance_of, syncctl
 from webserver import webserver
 
+from sync_assets.jobs import INGEST_BATCH_JOB
 from sync_assets.operate.assets import build_report
 from sync_assets.project import current
+from sync_assets.runner import BATCHES_TAG
 from sync_assets.settings import DataFolder
 from sync_assets.warehouse import connect
 from sync_assets.warehouse.resource import WarehouseResource
@@ -75,6 +77,12 @@ def test_each_stage_records_its_figures_as_numbers_the_ui_plots(drifted):
 
         ledger = latest("batch_ledger")
         discrepancies = latest("discrepancies")
+        ingest_runs = instance.get_runs(filters=dg.RunsFilter(job_name=INGEST_BATCH_JOB))
+    # The ingest run names the batches it took, so a batch leads to its run in the UI.
+    tagged = " ".join(run.tags.get(BATCHES_TAG, "") for run in ingest_runs).split()
+    with connect(DataFolder(drifted).warehouse, read_only=True) as con:
+        batch_ids = [row[0] for row in con.execute("SELECT batch_id FROM batches").fetchall()]
+    assert batch_ids and set(batch_ids) <= set(tagged)
     assert all(isinstance(ledger[f"landed_{s}"], int | float) for s in current().system_names)
     assert ledger["latency_p95_s_crm"] >= ledger["latency_p50_s_crm"] > 0
     assert discrepancies["mismatch_support"] == DRIFTED
