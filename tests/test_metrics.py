@@ -88,6 +88,12 @@ def test_reconcile_and_delivery_metrics_match_what_was_found_and_delivered(lands
                 ).fetchall()
             ]
         )
+        corrected = dict(
+            con.execute(
+                "SELECT subject, value FROM metrics WHERE stage = 'correct' AND scope = ?",
+                [found.run_id],
+            ).fetchall()
+        )
         attempts = con.execute(
             "SELECT count(*), count(DISTINCT correction_id) FROM delivery_attempts "
             "WHERE destination = 'support'"
@@ -97,6 +103,7 @@ def test_reconcile_and_delivery_metrics_match_what_was_found_and_delivered(lands
         assert reconciled[("mismatch", system)] == mismatch
     assert reconciled[("mismatch", "support")] == 12
     assert reconciled[("matched", "support")] == reconciled[("compared", "support")] - 12
+    assert corrected == {"crm": 0, "billing": 0, "support": 12}
 
     # What the delivery run recorded is what its attempts say.
     assert recorded[("attempts", "support")] == attempts[0]

@@ -14,7 +14,8 @@ from sync_assets.catalog.lineage import destination_asset
 from sync_assets.deliver.corrections import emit_corrections, require_complete_golden
 from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
-from sync_assets.project import System
+from sync_assets.operate import metrics
+from sync_assets.project import System, current
 from sync_assets.reconcile.comparisons import latest_run
 from sync_assets.warehouse import WRITER_POOL, scalar, transaction
 from sync_assets.warehouse.resource import WarehouseResource
@@ -62,6 +63,11 @@ def corrections(
                 metadata={"reconcile_run_id": run_id, "runbook": dg.MetadataValue.path(RUNBOOK)},
             ) from None
         pending = scalar(con, "SELECT count(*) FROM corrections WHERE status = 'pending'")
+        corrected = [
+            metrics.Metric("corrected", system, emitted.by_target.get(system, 0))
+            for system in current().system_names
+        ]
+        metrics.record(con, "correct", run_id, corrected)
     context.log.info(
         f"{emitted.emitted} correction(s) emitted {emitted.by_target}; {emitted.already_open} "
         f"already open; {emitted.withheld} withheld until their owner's missed event is "

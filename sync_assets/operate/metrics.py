@@ -8,6 +8,7 @@ Each stage measures what it just did and appends one row per (metric, subject) t
 | ingest    | a batch id        | its system   | landed, applied, duplicates, dead_lettered, conflicts, superseded, latency_p50_s / p95 / max (publish to ingest: event `time` to the batch's raw ingest), events_per_second (landed to applied), apply_seconds |
 | ingest    | a batch id        | a rule       | dead_letters (by the rule that refused them)              |
 | reconcile | a reconcile run   | a system     | compared, matched, missing, extra, mismatch, divergence   |
+| correct   | a reconcile run   | a system     | corrected (corrections emitted to it)                     |
 | deliver   | a delivery run    | a destination| attempts, retries, delivered, dead_lettered, success_ratio, latency_p50_ms / p95, dlq_depth |
 
 The same figures go into the asset's materialization metadata as numbers (`metadata()`), so the

@@ -267,8 +267,8 @@ def _latency(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def _reconciliation(con: duckdb.DuckDBPyConnection, project: Project) -> str:
-    kinds = ["matched", "missing", "extra", "mismatch", "divergence"]
-    rows = _metric_rows(con, "reconcile", kinds)
+    kinds = ["matched", "missing", "extra", "mismatch", "divergence", "corrected"]
+    rows = _metric_rows(con, "reconcile", kinds) + _metric_rows(con, "correct", ["corrected"])
     plots = []
     for system in project.system_names:
         mine = [(label, name.split(" ")[0], value) for label, name, value in rows
