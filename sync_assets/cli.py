@@ -267,7 +267,7 @@ def lineage(target: str | None, as_json: bool, html_path: str | None) -> None:
     snapshots, events and golden record, to the corrections and the system columns they write."""
     from pathlib import Path
 
-    from sync_assets.catalog.lineage import build_lineage, select
+    from sync_assets.govern.lineage import build_lineage, select
     from sync_assets.govern.lineage_docs import lineage_json, lineage_page, lineage_text
     from sync_assets.project import current
 

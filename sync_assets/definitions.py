@@ -10,11 +10,11 @@ from checks.rules import golden_rule_checks, snapshot_rule_checks
 from checks.state import golden_checks
 from sensors.deliver import pending_corrections_sensor
 from sensors.ingest import landed_batches_sensor
-from sync_assets.catalog.lineage import build_lineage
-from sync_assets.catalog.lineage_metadata import with_column_lineage
 from sync_assets.deliver.assets import corrections, delivered_spec
 from sync_assets.deliver.ops import build_deliver_corrections
 from sync_assets.govern.assets import registry_assets
+from sync_assets.govern.lineage import build_lineage
+from sync_assets.govern.lineage_metadata import with_column_lineage
 from sync_assets.ingest.assets import build_raw_events, validate_events
 from sync_assets.ingest.ops import redrive_ingest_dead_letters
 from sync_assets.jobs import build_jobs, reconcile_schedule

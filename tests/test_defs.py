@@ -271,7 +271,7 @@ def test_business_rules_run_with_the_reconciliation_not_with_each_batch(project,
 
 def test_the_column_lineage_runs_from_the_systems_to_the_destinations(project, repository):
     """Dagster's column lineage: one snapshot, one golden record, the corrections and one
-    destination, each column deriving from the stage before (catalog/lineage.py)."""
+    destination, each column deriving from the stage before (govern/lineage.py)."""
     graph = repository.asset_graph
 
     def metadata(key: str) -> dict:

@@ -14,9 +14,10 @@ import sqlalchemy as sa
 
 from sync_assets.deliver import outbox
 from sync_assets.deliver.corrections import insert_corrections
-from sync_assets.deliver.engine import Delivery, Outcome, deliver, percentile
+from sync_assets.deliver.engine import Delivery, Outcome, deliver
 from sync_assets.deliver.retry import RetryPolicy
 from sync_assets.deliver.sql import SqlDestination
+from sync_assets.operate.metrics import percentile
 from sync_assets.project import current
 from sync_assets.warehouse import create_schema
 

@@ -1,4 +1,4 @@
-"""Column lineage (sync_assets/catalog/lineage.py), derived from the project alone: from each
+"""Column lineage (sync_assets/govern/lineage.py), derived from the project alone: from each
 system's column through the snapshots and the events to the golden record, the corrections and
 the systems corrected. No Dagster here."""
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from commands import assert_no_traceback, syncctl
 
-from sync_assets.catalog.lineage import Column, build_lineage, select
 from sync_assets.connectors.mappings import Lookup, raw_name
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
+from sync_assets.govern.lineage import Column, build_lineage, select
 from sync_assets.govern.lineage_docs import render_lineage_html
 from sync_assets.project import Project, load_project
 

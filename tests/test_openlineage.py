@@ -1,4 +1,4 @@
-"""The reconciliation's column lineage sent to OpenLineage (catalog/lineage_events.py), received
+"""The reconciliation's column lineage sent to OpenLineage (govern/lineage_events.py), received
 by a real HTTP server on loopback; and nothing at all, not even an import, when OPENLINEAGE_URL
 is unset."""
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from sync_assets.catalog.lineage_events import emit_reconcile_lineage
+from sync_assets.govern.lineage_events import emit_reconcile_lineage
 from sync_assets.project import current
 from sync_assets.reconcile.assets import build_discrepancies, snapshot_asset
 from sync_assets.resources import default_resources
@@ -122,7 +122,7 @@ def test_without_the_variable_nothing_is_sent_and_nothing_imported(tmp_path):
     code = (
         "import sys, uuid\n"
         "from sync_assets.definitions import defs\n"
-        "from sync_assets.catalog.lineage_events import emit_reconcile_lineage\n"
+        "from sync_assets.govern.lineage_events import emit_reconcile_lineage\n"
         "from sync_assets.project import current\n"
         "assert emit_reconcile_lineage(current(), str(uuid.uuid4()), 'reconcile', "
         "with_corrections=True) is False\n"

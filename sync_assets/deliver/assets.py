@@ -10,10 +10,10 @@ would make every system look drifted.
 
 import dagster as dg
 
-from sync_assets.catalog.lineage import destination_asset
 from sync_assets.deliver.corrections import emit_corrections, require_complete_golden
 from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
+from sync_assets.govern.lineage import destination_asset
 from sync_assets.operate import metrics
 from sync_assets.project import System, current
 from sync_assets.reconcile.comparisons import latest_run

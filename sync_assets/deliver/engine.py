@@ -136,14 +136,6 @@ class Report:
         return sum(v.status == status for v in self.verdicts)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100) by nearest rank; 0 for no values."""
-    if not values:
-        return 0.0
-    ranked = sorted(values)
-    return ranked[min(len(ranked) - 1, max(0, round(q / 100 * len(ranked)) - 1))]
-
-
 @dataclass
 class _Pending:
     delivery: Delivery

@@ -27,7 +27,7 @@ from sync_assets.crashpoints import crash_point
 from sync_assets.deliver import outbox
 from sync_assets.deliver.assets import delivered_key
 from sync_assets.deliver.destinations import open_destination
-from sync_assets.deliver.engine import Delivery, Report, deliver, percentile
+from sync_assets.deliver.engine import Delivery, Report, deliver
 from sync_assets.deliver.resources import DeliveryResource
 from sync_assets.operate import metrics
 from sync_assets.project import Project, current
@@ -156,8 +156,8 @@ def record_deliveries(
     }
     latencies = [a.latency_ms for r in reports for a in r.attempts]
     totals["attempts"] = len(latencies)
-    totals["latency_p50_ms"] = round(percentile(latencies, 50), 1)
-    totals["latency_p95_ms"] = round(percentile(latencies, 95), 1)
+    totals["latency_p50_ms"] = round(metrics.percentile(latencies, 50), 1)
+    totals["latency_p95_ms"] = round(metrics.percentile(latencies, 95), 1)
     totals["compensations_emitted"] = compensations
     totals |= metrics.metadata(measured)  # per destination
     if held:

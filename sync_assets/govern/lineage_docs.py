@@ -1,6 +1,6 @@
 """The column lineage for people: a text tree (`syncctl lineage`), plain JSON, and an HTML section
 (`syncctl lineage --html`, and for any report that embeds it). All three read the one lineage
-catalog/lineage.py derives from the project; nothing here decides what flows where.
+govern/lineage.py derives from the project; nothing here decides what flows where.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 
-from sync_assets.catalog.lineage import AttributeLineage, Node, build_lineage, select
+from sync_assets.govern.lineage import AttributeLineage, Node, build_lineage, select
 from sync_assets.project.model import Project
 
 

@@ -19,13 +19,20 @@ Only counts and times: never a value of a record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import duckdb
 
-from sync_assets.deliver.engine import percentile
 from sync_assets.warehouse import scalar
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by nearest rank; 0 for no values."""
+    if not values:
+        return 0.0
+    ranked = sorted(values)
+    return ranked[min(len(ranked) - 1, max(0, round(q / 100 * len(ranked)) - 1))]
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ import dagster as dg
 
 from sync_assets import telemetry
 from sync_assets.catalog.entities import Entity
-from sync_assets.catalog.lineage_events import emit_reconcile_lineage
 from sync_assets.connectors.mappings import Lookup, Mapping, raw_name
 from sync_assets.connectors.resource import SystemsResource
 from sync_assets.deliver.assets import ReviewConfig
 from sync_assets.deliver.corrections import require_complete_golden
 from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
+from sync_assets.govern.lineage_events import emit_reconcile_lineage
 from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.jobs import RECONCILE_JOB
 from sync_assets.operate import metrics

@@ -5,7 +5,7 @@ Off unless OPENLINEAGE_URL is set: `emit_reconcile_lineage` then returns before 
 client, so a run without it pays nothing. The event names the Dagster run (its id is the run's),
 reads the systems' tables and the golden records, and writes the snapshots (and, in the
 `reconcile` job, the corrections), each output with a column lineage facet built from
-catalog/lineage.py. Names and columns only: never a value, never a system's URL.
+govern/lineage.py. Names and columns only: never a value, never a system's URL.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sync_assets.catalog.lineage import Column, Lineage, build_lineage
+from sync_assets.govern.lineage import Column, Lineage, build_lineage
 from sync_assets.project.model import Project
 
 if TYPE_CHECKING:

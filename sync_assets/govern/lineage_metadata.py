@@ -1,4 +1,4 @@
-"""The column lineage (catalog/lineage.py) as Dagster metadata: `dagster/column_lineage` on every
+"""The column lineage (govern/lineage.py) as Dagster metadata: `dagster/column_lineage` on every
 asset a lineage edge ends in, and `dagster/column_schema` on those whose columns no other stage
 declares (the systems, the validated events, the corrections, the destinations).
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from sync_assets.catalog.lineage import Column, Lineage
+from sync_assets.govern.lineage import Column, Lineage
 from sync_assets.project.model import Project
 
 LINEAGE_KEY = "dagster/column_lineage"
