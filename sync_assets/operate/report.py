@@ -40,11 +40,10 @@ class Series:
 
 def line_chart(title: str, unit: str, series: list[Series]) -> str:
     """An SVG line chart, one line per series over the same x labels; 'no data yet' if empty."""
-    points = [p for s in series for p in s.points]
-    if not points:
+    scale = _scale(series)
+    if scale is None:
         return _figure(title, '<p class="empty">no data yet</p>')
-    labels = list(dict.fromkeys(label for label, _ in points))
-    top = max(value for _, value in points) or 1.0
+    labels, top = scale
     x_step = (WIDTH - 2 * PAD) / max(len(labels) - 1, 1)
 
     def xy(label: str, value: float) -> tuple[float, float]:
@@ -70,11 +69,10 @@ def line_chart(title: str, unit: str, series: list[Series]) -> str:
 
 def bar_chart(title: str, unit: str, series: list[Series]) -> str:
     """An SVG grouped bar chart: per x label, one bar per series."""
-    points = [p for s in series for p in s.points]
-    if not points:
+    scale = _scale(series)
+    if scale is None:
         return _figure(title, '<p class="empty">no data yet</p>')
-    labels = list(dict.fromkeys(label for label, _ in points))
-    top = max(value for _, value in points) or 1.0
+    labels, top = scale
     group = (WIDTH - 2 * PAD) / len(labels)
     bar = group * 0.8 / max(len(series), 1)
     parts = [_axes(top, unit)]
@@ -90,6 +88,14 @@ def bar_chart(title: str, unit: str, series: list[Series]) -> str:
             )
     parts.append(_x_labels(labels, group, offset=group / 2))
     return _figure(title, _svg(parts), _legend(series))
+
+
+def _scale(series: list[Series]) -> tuple[list[str], float] | None:
+    """The x labels in order of appearance and the top of the y axis; None when nothing to plot."""
+    points = [p for s in series for p in s.points]
+    if not points:
+        return None
+    return list(dict.fromkeys(label for label, _ in points)), max(v for _, v in points) or 1.0
 
 
 def _axes(top: float, unit: str) -> str:
