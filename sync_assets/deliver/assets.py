@@ -13,6 +13,7 @@ import dagster as dg
 from sync_assets.deliver.corrections import emit_corrections, require_complete_golden
 from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
+from sync_assets.operate.runbooks import runbook_url
 from sync_assets.reconcile.comparisons import latest_run
 from sync_assets.warehouse import WRITER_POOL, scalar, transaction
 from sync_assets.warehouse.resource import WarehouseResource
@@ -41,7 +42,7 @@ class ReviewConfig(dg.Config):
         "nothing while a batch is not applied; withholds records with an owner's missed event; "
         "past an ERROR check, needs `i_have_reviewed` naming the count."
     ),
-    metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
+    metadata={"runbook": dg.MetadataValue.url(runbook_url(RUNBOOK))},
 )
 def corrections(
     context: dg.AssetExecutionContext, config: ReviewConfig, warehouse: WarehouseResource
@@ -57,7 +58,10 @@ def corrections(
         except SyncfabricError as refused:
             raise dg.Failure(
                 refused.message,
-                metadata={"reconcile_run_id": run_id, "runbook": dg.MetadataValue.path(RUNBOOK)},
+                metadata={
+                    "reconcile_run_id": run_id,
+                    "runbook": dg.MetadataValue.url(runbook_url(RUNBOOK)),
+                },
             ) from None
         pending = scalar(con, "SELECT count(*) FROM corrections WHERE status = 'pending'")
     context.log.info(

@@ -1,0 +1,196 @@
+"""Sending an alert (sync_assets/operate/alerts.py) where a person sees it: the log, and a webhook.
+
+The webhook is `SYNCFABRIC_ALERT_WEBHOOK_URL` (none: the log and the `alerts` table only): a JSON
+POST of the alert, retried on a connection error, a 429 or a 5xx with exponential backoff and full
+jitter (sync_assets/deliver/retry.py's policy), honouring Retry-After. Its URL may hold a token
+(a chat's incoming webhook does), so no message names more of it than its scheme and host.
+
+What is sent is what the table holds: counts, ids and names, never a value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sync_assets.deliver.retry import RetryPolicy
+from sync_assets.errors import SyncfabricError
+from sync_assets.operate.alerts import (
+    Alert,
+    Facts,
+    FailedRun,
+    OpenAlert,
+    Recorded,
+    evaluate,
+    mark_notified,
+    open_alerts,
+    record,
+)
+from sync_assets.operate.runbooks import runbook_url
+from sync_assets.project.model import Project
+
+WEBHOOK_ENV = "SYNCFABRIC_ALERT_WEBHOOK_URL"
+LOG = logging.getLogger("syncfabric.alerts")
+POLICY = RetryPolicy(base_s=0.2, cap_s=5.0, max_attempts=4)
+TIMEOUT_S = 10.0
+
+
+def payload(alert: Alert, project: str) -> dict[str, object]:
+    return {**alert.as_dict(), "project": project, "runbook_url": runbook_url(alert.runbook)}
+
+
+def log_line(alert: Alert) -> str:
+    ids = f"; correlation ids {', '.join(alert.correlation_ids)}" if alert.correlation_ids else ""
+    return f"[{alert.severity}] {alert.kind} {alert.subject}: {alert.summary}{ids} (runbook {alert.runbook})"
+
+
+def webhook_url() -> str | None:
+    url = os.environ.get(WEBHOOK_ENV, "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SyncfabricError(
+            f"{WEBHOOK_ENV} is not an http(s) URL (its scheme is {parts.scheme or 'missing'!r}); "
+            "set it to the webhook's URL, or unset it to send alerts to the log only"
+        )
+    return url
+
+
+def shown(url: str) -> str:
+    """What a message may say of the webhook's URL: its scheme and host, the rest masked."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}/***"
+
+
+@dataclass(frozen=True)
+class Sent:
+    ok: bool
+    attempts: int
+    error: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "sent" if self.ok else f"failed: {self.error}"
+
+
+def post(
+    url: str,
+    body: dict[str, object],
+    *,
+    policy: RetryPolicy = POLICY,
+    rng: random.Random | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Sent:
+    """POST `body` as JSON to `url`, retrying what may pass; never raises for the webhook's own
+    failure (the alert is stored either way), and never names the URL beyond its host."""
+    rng = rng or random.Random()
+    data = json.dumps(body).encode()
+    error = "not sent"
+    for attempt in range(1, policy.max_attempts + 1):
+        request = urllib.request.Request(
+            url, data=data, method="POST", headers={"Content-Type": "application/json"}
+        )
+        retry_after = None
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as answer:
+                answer.read()
+            return Sent(True, attempt)
+        except urllib.error.HTTPError as failed:
+            error = f"{shown(url)} answered {failed.code}"
+            if failed.code != 429 and failed.code < 500:
+                return Sent(False, attempt, error)
+            retry_after = _seconds(failed.headers.get("Retry-After"))
+        except (urllib.error.URLError, OSError) as failed:
+            reason = getattr(failed, "reason", failed)
+            error = f"{shown(url)} unreachable ({type(reason).__name__})"
+        if not policy.exhausted(attempt):
+            sleep(policy.delay(attempt, rng, retry_after))
+    return Sent(False, policy.max_attempts, f"{error}, after {policy.max_attempts} attempts")
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def notify(
+    alert: Alert, project: str, *, url: str | None = None, **post_options: object
+) -> Sent | None:
+    """Log the alert, and POST it to the webhook when there is one; what the webhook said."""
+    (LOG.error if alert.severity == "ERROR" else LOG.warning)(log_line(alert))
+    if url is None:
+        return None
+    sent = post(url, payload(alert, project), **post_options)  # type: ignore[arg-type]
+    if not sent.ok:
+        LOG.error("alert %s not sent to the webhook: %s", alert.key, sent.error)
+    return sent
+
+
+def raise_alerts(
+    warehouse: Path,
+    project: Project,
+    facts: Facts | None = None,
+    *,
+    now: datetime | None = None,
+    **post_options: object,
+) -> Recorded:
+    """Evaluate the rules now, record what changed (one short transaction), then send each alert
+    raised: to the log, and to the webhook when `SYNCFABRIC_ALERT_WEBHOOK_URL` names one. Raises
+    the warehouse's refusal (exit 75) when another process holds it."""
+    from sync_assets.warehouse import connect, transaction
+
+    url = webhook_url()
+    now = now or datetime.now(UTC)
+    with connect(warehouse) as con:
+        with transaction(con):
+            found, judged = evaluate(con, project, now, facts or Facts())
+            recorded = record(con, found, judged, now)
+        for alert in recorded.raised:
+            sent = notify(alert, project.name, url=url, **post_options)
+            if sent is not None:
+                with transaction(con):
+                    mark_notified(con, alert, sent.verdict)
+    for key in recorded.resolved:
+        LOG.info("resolved: %s", key)
+    return recorded
+
+
+def listed(warehouse: Path) -> list[OpenAlert]:
+    """The open alerts, ERROR first (read-only)."""
+    from sync_assets.warehouse import connect
+
+    with connect(warehouse, read_only=True) as con:
+        return open_alerts(con)
+
+
+def failed_runs(instance: Any) -> list[FailedRun]:
+    """Per job, its latest finished run when it failed: the fact `run_failed` judges."""
+    import dagster as dg
+
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]),
+        limit=500,
+    )
+    latest: dict[str, Any] = {}
+    for run in runs:  # newest first
+        latest.setdefault(run.job_name, run)
+    return [
+        FailedRun(run.run_id, job)
+        for job, run in sorted(latest.items())
+        if run.status == dg.DagsterRunStatus.FAILURE
+    ]
