@@ -17,7 +17,7 @@ import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,16 +149,34 @@ def raise_alerts(
     now: datetime | None = None,
     **post_options: object,
 ) -> Recorded:
-    """Evaluate the rules now, record what changed (one short transaction), then send each alert
-    raised: to the log, and to the webhook when `SYNCFABRIC_ALERT_WEBHOOK_URL` names one. Raises
-    the warehouse's refusal (exit 75) when another process holds it."""
+    """Evaluate the rules now, record what changed, and send each alert raised (`send`)."""
+    from sync_assets.warehouse import connect
+
+    now = now or datetime.now(UTC)
+    with connect(warehouse) as con:
+        found, judged = evaluate(con, project, now, facts or Facts())
+    return send(warehouse, project, found, judged, now=now, **post_options)
+
+
+def send(
+    warehouse: Path,
+    project: Project,
+    found: Sequence[Alert],
+    judged: Collection[str] = (),
+    *,
+    now: datetime | None = None,
+    **post_options: object,
+) -> Recorded:
+    """Record `found` (one short transaction: the ones not open are raised, the open ones of the
+    kinds `judged` not found are resolved), then send each alert raised: to the log, and to the
+    webhook when `SYNCFABRIC_ALERT_WEBHOOK_URL` names one. Raises the warehouse's refusal (exit
+    75) when another process holds it."""
     from sync_assets.warehouse import connect, transaction
 
     url = webhook_url()
     now = now or datetime.now(UTC)
     with connect(warehouse) as con:
         with transaction(con):
-            found, judged = evaluate(con, project, now, facts or Facts())
             recorded = record(con, found, judged, now)
         for alert in recorded.raised:
             sent = notify(alert, project.name, url=url, **post_options)
