@@ -13,7 +13,7 @@ import dagster as dg
 
 from sync_assets.errors import EXIT_BUSY, SyncfabricError
 from sync_assets.operate.alerts import Facts, FailedRun, run_failures
-from sync_assets.operate.notify import failed_runs, raise_alerts, send
+from sync_assets.operate.notify import failed_checks, failed_runs, raise_alerts, send
 from sync_assets.project import current
 from sync_assets.warehouse.resource import WarehouseResource
 
@@ -49,7 +49,11 @@ def alert_on_run_failure(
 def evaluate_alerts(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.SkipReason:
-    facts = Facts(failed_runs=failed_runs(context.instance))
+    checks = context.repository_def.asset_graph.asset_check_keys if context.repository_def else None
+    facts = Facts(
+        failed_runs=failed_runs(context.instance),
+        failed_checks=None if checks is None else failed_checks(context.instance, checks),
+    )
     try:
         recorded = raise_alerts(Path(warehouse.path), current(), facts)
     except SyncfabricError as error:

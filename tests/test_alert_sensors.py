@@ -98,3 +98,44 @@ def test_the_evaluation_skips_while_another_process_holds_the_warehouse(data_fol
     ticked = evaluate_alerts(dg.build_sensor_context(instance=instance, resources=resources))
     assert "1 raised" in (ticked.skip_message or "")
     assert rows(data_folder, "SELECT kind, subject FROM alerts") == [("dead_letters", "crm")]
+
+
+@dg.asset
+def ledger_table() -> int:
+    return 1
+
+
+@dg.asset_check(asset=ledger_table)
+def rule_total_positive() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata={"unexpected": 4}
+    )
+
+
+@dg.asset_check(asset=ledger_table)
+def rule_only_a_warning() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN)
+
+
+def test_a_check_failing_at_error_is_a_fact_the_evaluation_raises(data_folder, instance):
+    defs = dg.Definitions(
+        assets=[ledger_table],
+        asset_checks=[rule_total_positive, rule_only_a_warning],
+        sensors=[evaluate_alerts],
+        resources=default_resources(data_folder),
+    )
+    done = dg.materialize(
+        [ledger_table, rule_total_positive, rule_only_a_warning], instance=instance
+    )
+    context = dg.build_sensor_context(
+        instance=instance, definitions=defs, resources=default_resources(data_folder)
+    )
+    evaluate_alerts(context)
+    assert rows(data_folder, "SELECT kind, subject, summary FROM alerts") == [
+        (
+            "check_failed",
+            "ledger_table",
+            f"check rule_total_positive on ledger_table failed at ERROR in run {done.run_id}: "
+            "4 rows break it",
+        )
+    ]

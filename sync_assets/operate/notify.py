@@ -17,7 +17,7 @@ import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from sync_assets.errors import SyncfabricError
 from sync_assets.operate.alerts import (
     Alert,
     Facts,
+    FailedCheck,
     FailedRun,
     OpenAlert,
     Recorded,
@@ -39,6 +40,7 @@ from sync_assets.operate.alerts import (
 )
 from sync_assets.operate.runbooks import runbook_url
 from sync_assets.project.model import Project
+from sync_assets.settings import DataFolder
 
 WEBHOOK_ENV = "SYNCFABRIC_ALERT_WEBHOOK_URL"
 LOG = logging.getLogger("syncfabric.alerts")
@@ -212,3 +214,72 @@ def failed_runs(instance: Any) -> list[FailedRun]:
         for job, run in sorted(latest.items())
         if run.status == dg.DagsterRunStatus.FAILURE
     ]
+
+
+def failed_checks(instance: Any, check_keys: Iterable[Any]) -> list[FailedCheck]:
+    """The checks among `check_keys` whose latest evaluation failed at ERROR: the fact
+    `check_failed` takes for business rules and the other checks. The reconciliation's own checks
+    (on `discrepancies`) are left out: the warehouse's comparisons judge those."""
+    import dagster as dg
+
+    keys = [k for k in check_keys if k.asset_key != dg.AssetKey("discrepancies")]
+    found = []
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    for key, execution in sorted(latest.items(), key=lambda item: item[0].to_user_string()):
+        entry = execution.event
+        evaluation = (
+            entry.dagster_event.event_specific_data if entry and entry.dagster_event else None
+        )
+        if not isinstance(evaluation, dg.AssetCheckEvaluation) or evaluation.passed:
+            continue
+        if evaluation.severity != dg.AssetCheckSeverity.ERROR:
+            continue
+        broken = evaluation.metadata.get("unexpected")  # a business rule's rows breaking it
+        count = broken.value if broken is not None and isinstance(broken.value, int) else 0
+        found.append(FailedCheck(key.name, key.asset_key.to_user_string(), count, execution.run_id))
+    return found
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    recorded: Recorded
+    open: list[OpenAlert]
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for found in self.open if found.alert.severity == "ERROR")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "raised": [a.key for a in self.recorded.raised],
+            "resolved": self.recorded.resolved,
+            "open": [
+                {**found.as_dict(), "runbook_url": runbook_url(found.alert.runbook)}
+                for found in self.open
+            ],
+        }
+
+    def lines(self) -> list[str]:
+        if not self.open:
+            return ["no alert open"]
+        return [
+            f"{found.alert.severity:<5}  {found.alert.kind}  {found.alert.subject}: "
+            f"{found.alert.summary}\n       since {found.raised_at:%Y-%m-%d %H:%M:%S}Z; "
+            f"runbook {runbook_url(found.alert.runbook)}"
+            for found in self.open
+        ]
+
+
+def evaluate_now(folder: DataFolder, project: Project) -> Evaluation:
+    """What `syncctl alerts` does: the facts from the data folder's Dagster instance (each job's
+    latest run, each check's latest evaluation), the rules over its warehouse, and what is open."""
+    from sync_assets.definitions import build_definitions
+    from sync_assets.runner import open_instance
+
+    checks = build_definitions(folder, project).get_repository_def().asset_graph.asset_check_keys
+    with open_instance(folder) as instance:
+        facts = Facts(
+            failed_runs=failed_runs(instance), failed_checks=failed_checks(instance, checks)
+        )
+    recorded = raise_alerts(folder.warehouse, project, facts)
+    return Evaluation(recorded, listed(folder.warehouse))
