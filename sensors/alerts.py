@@ -13,7 +13,7 @@ import dagster as dg
 
 from sync_assets.errors import EXIT_BUSY, SyncfabricError
 from sync_assets.operate.alerts import Facts, FailedRun, run_failures
-from sync_assets.operate.notify import failed_checks, failed_runs, raise_alerts, send
+from sync_assets.operate.notify import failed_checks, failed_runs, log_line, raise_alerts, send
 from sync_assets.project import current
 from sync_assets.warehouse.resource import WarehouseResource
 
@@ -32,11 +32,13 @@ def alert_on_run_failure(
     steps = tuple(sorted({e.step_key for e in context.get_step_failure_events() if e.step_key}))
     failed = FailedRun(run.run_id, run.job_name, steps)
     try:
-        send(Path(warehouse.path), current(), run_failures([failed]))
+        recorded = send(Path(warehouse.path), current(), run_failures([failed]))
     except SyncfabricError as error:
         if error.exit_code != EXIT_BUSY:
             raise
         return dg.SkipReason(f"warehouse busy; the next evaluation raises it: {error.message}")
+    for alert in recorded.raised:  # the tick's log in the UI, beside the process log
+        context.log.error(log_line(alert))
     return None
 
 
@@ -62,6 +64,8 @@ def evaluate_alerts(
         return dg.SkipReason(
             f"the warehouse is held by another process; next tick: {error.message}"
         )
+    for alert in recorded.raised:
+        (context.log.error if alert.severity == "ERROR" else context.log.warning)(log_line(alert))
     return dg.SkipReason(
         f"{len(recorded.raised)} raised, {len(recorded.still_open)} still open, "
         f"{len(recorded.resolved)} resolved"

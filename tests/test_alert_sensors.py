@@ -82,6 +82,7 @@ def test_the_evaluation_skips_while_another_process_holds_the_warehouse(data_fol
     bad = [customer_created(f"C-{i:06d}", data={"status": "weird"}) for i in range(1, 120)]
     run_core(data_folder, [land(data_folder, "bad", bad).batch_id])
     resources = default_resources(data_folder)
+    failed = fragile.execute_in_process(instance=instance, raise_on_error=False)
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(data_folder.warehouse)],
         stdin=subprocess.PIPE,
@@ -93,11 +94,18 @@ def test_the_evaluation_skips_while_another_process_holds_the_warehouse(data_fol
         skipped = evaluate_alerts(dg.build_sensor_context(instance=instance, resources=resources))
         assert isinstance(skipped, dg.SkipReason)
         assert "held by another process" in (skipped.skip_message or "")
+        busy = alert_on_run_failure(failure_context(instance, failed.run_id, resources))
+        assert isinstance(busy, dg.SkipReason) and "the next evaluation raises it" in str(
+            busy.skip_message
+        )
     finally:
         holder.communicate("")
     ticked = evaluate_alerts(dg.build_sensor_context(instance=instance, resources=resources))
-    assert "1 raised" in (ticked.skip_message or "")
-    assert rows(data_folder, "SELECT kind, subject FROM alerts") == [("dead_letters", "crm")]
+    assert "2 raised" in (ticked.skip_message or "")  # the failed run too: nothing is lost
+    assert sorted(rows(data_folder, "SELECT kind, subject FROM alerts")) == [
+        ("dead_letters", "crm"),
+        ("run_failed", "fragile"),
+    ]
 
 
 @dg.asset
