@@ -189,7 +189,15 @@ def comparison(folder, discrepancies: int, rows_compared: int = 100) -> None:
             "'customer', 'billing', NULL, ?, ?, 0, 0, 0)",
             [NOW, rows_compared, discrepancies],
         )
-        correction(con, 0, "billing")
+        con.execute(
+            "INSERT INTO golden_customer (customer_id, last_version, last_event_id, "
+            "last_correlation_id) VALUES ('C-000001', 'v', 'e1', 'cor-golden-1')"
+        )
+        con.execute(
+            "INSERT INTO discrepancies (run_id, detected_at, kind, resolution, system, entity, "
+            "entity_key) VALUES ('rec-1', ?, 'missing', 'drift', 'billing', 'customer', 'C-000001')",
+            [NOW],
+        )
 
 
 def test_a_reconciliation_check_failing_at_error(data_folder):
@@ -204,7 +212,7 @@ def test_a_reconciliation_check_failing_at_error(data_folder):
         "reconcile/customer__billing",
     )
     assert alert.counts["discrepancies"] == 40
-    assert alert.correlation_ids == ("cor-billing-0",)
+    assert alert.correlation_ids == ("cor-golden-1",)
 
 
 def test_failed_checks_and_runs_given_as_facts(data_folder):

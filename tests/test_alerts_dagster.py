@@ -8,6 +8,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from conftest import rows
 from test_alerts import evaluated, project_with
 from test_deliver_dagster import (
     a_customer_with_an_account_and_a_user,
@@ -39,6 +40,8 @@ def test_broad_drift_raises_its_check_and_a_clean_reconciliation_none(landscape)
         "ERROR",
     )
     assert alert.counts["mismatch"] > 200 and "zz" not in alert.summary
+    changes = {c for (c,) in rows(landscape, "SELECT last_correlation_id FROM golden_customer")}
+    assert len(alert.correlation_ids) == 5 and set(alert.correlation_ids) <= changes
 
 
 def test_a_destination_refusing_every_write_is_failing(landscape):

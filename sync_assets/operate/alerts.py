@@ -12,7 +12,8 @@
 
 The limits are per system, from syncfabric.yaml's `alerts:` (`AlertSettings`). An alert names
 counts, ids and names only, never a value (PII stays sealed), and up to `correlation_ids` of the
-correlation ids involved (validated events', corrections'; dead letters have none).
+correlation ids involved (late events', corrections', the last change of each record a failed check
+found differing; dead letters have none).
 
 Each alert has a key (its kind, subject and what exactly failed): `record` raises an alert whose
 key is not open yet, leaves an open one open (its `last_seen_at` moves), and resolves the open
@@ -179,10 +180,14 @@ def reconciliation_failures(con: duckdb.DuckDBPyConnection, project: Project) ->
             != "error"
         ):
             continue
+        # The records found differing, by the correlation id of their last change (the
+        # corrections, when emitted, carry the same one): an ERROR check blocks the corrections.
+        entity = project.entity(comparison.entity)
         correlation = _ids(
             con,
-            "SELECT correlation_id FROM corrections WHERE reconcile_run_id = ? AND entity = ? "
-            "AND target IN (?, ?) ORDER BY emitted_at, correlation_id LIMIT ?",
+            f"SELECT DISTINCT g.last_correlation_id FROM discrepancies d "
+            f"JOIN {quote(entity.golden_table)} g ON g.{quote(entity.key)} = d.entity_key "
+            "WHERE d.run_id = ? AND d.entity = ? AND d.system IN (?, ?) ORDER BY 1 LIMIT ?",
             [
                 run_id,
                 comparison.entity,
