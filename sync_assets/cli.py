@@ -17,6 +17,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -249,6 +250,36 @@ def catalog(out: str | None) -> None:
     for name, text in pages.items():
         (folder / name).write_text(text, encoding="utf-8")
     click.echo(f"catalog written to {folder}: {', '.join(pages)}")
+
+
+@main.command()
+@click.argument("target", required=False, metavar="[ENTITY[.ATTRIBUTE]]")
+@click.option("--json", "as_json", is_flag=True, help="Print the lineage as JSON.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the lineage as one self-contained HTML page to this file.",
+)
+def lineage(target: str | None, as_json: bool, html_path: str | None) -> None:
+    """Column lineage of an attribute (customer.email), of every attribute of an entity
+    (customer), or of the whole project: the system columns it comes from, through the
+    snapshots, events and golden record, to the corrections and the system columns they write."""
+    from pathlib import Path
+
+    from sync_assets.catalog.lineage import build_lineage, select
+    from sync_assets.govern.lineage_docs import lineage_json, lineage_page, lineage_text
+    from sync_assets.project import current
+
+    project = current()
+    found = select(build_lineage(project), project, target)
+    if html_path:
+        Path(html_path).write_text(lineage_page(project, target), encoding="utf-8")
+        click.echo(f"lineage of {len(found)} attribute(s) written to {html_path}")
+    elif as_json:
+        click.echo(json.dumps(lineage_json(project, found), indent=2))
+    else:
+        click.echo(lineage_text(found), nl=False)
 
 
 @main.group()
@@ -803,6 +834,71 @@ def alerts(as_json: bool) -> None:
             click.echo(line)
     if evaluation.errors:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("correlation_id", required=False)
+@click.option(
+    "--record",
+    help="Every change of one record instead, as <entity>:<key>, e.g. customer:C-000001.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the timeline as JSON.")
+def trace(correlation_id: str | None, record: str | None, as_json: bool) -> None:
+    """One change's timeline through every hop (landed, validated or dead-lettered, applied,
+    discrepancy, correction, each delivery attempt, confirmed), with the time each hop took;
+    --record: every change of one record and which system set each attribute. No values shown."""
+    from sync_assets.operate.trace import trace_change, trace_record
+    from sync_assets.project import current
+    from sync_assets.warehouse import connect
+
+    if (correlation_id is None) == (record is None):
+        raise click.UsageError("give a CORRELATION_ID or --record <entity>:<key> (one of them)")
+    with connect(_folder().warehouse, read_only=True) as con:
+        if record is not None:
+            history = trace_record(con, current(), record)
+            timeline = history.timeline
+        else:
+            timeline = trace_change(con, current(), correlation_id)  # type: ignore[arg-type]
+    if as_json:
+        click.echo(json.dumps(history.as_json() if record else timeline.as_json(), default=str))
+        return
+    click.echo(
+        f"{timeline.subject}: {len(timeline.hops)} hop(s) over {timeline.total_seconds:.3f} s"
+    )
+    shown = ""
+    for hop, seconds in zip(timeline.hops, timeline.durations(), strict=True):
+        took = "" if seconds is None else f"+{seconds:.3f}s"
+        click.echo(f"  {hop.at:%Y-%m-%d %H:%M:%S.%f} {took:>14}  {hop.hop:<14} {hop.detail}")
+        ids = " ".join(f"{k}={v}" for k, v in hop.ids.items() if v)
+        if ids != shown:  # the ids a hop is found by, when they change
+            click.echo(f"  {'':>44}{ids}")
+            shown = ids
+    if record is not None:
+        state = history.lifecycle or ("present" if history.exists else "no golden record")
+        click.echo(f"golden record: {state}; each attribute set by:")
+        for setter in history.setters:
+            by = f"{setter.origin} event {setter.event_id} ({setter.event_time})"
+            click.echo(f"  {setter.attribute:<16} {by if setter.event_id else 'never set'}")
+
+
+@main.command()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Where to write the page.  [default: report.html in the data folder]",
+)
+def report(out: str | None) -> None:
+    """Write the dashboard: one self-contained HTML page with event volume and failure ratio,
+    latency percentiles, reconciliation outcomes per system, delivery, dead letters held and the
+    slowest hops, over time (no values of records)."""
+    from sync_assets.operate.report import REPORT_FILE, write_report
+    from sync_assets.project import current
+    from sync_assets.warehouse import connect
+
+    folder = _folder()
+    with connect(folder.warehouse, read_only=True) as con:
+        path = write_report(con, current(), Path(out) if out else folder.root / REPORT_FILE)
+    click.echo(f"wrote {path} (open it in a browser: file://{path.resolve()})")
 
 
 @main.command()

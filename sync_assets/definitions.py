@@ -11,12 +11,15 @@ from checks.state import golden_checks
 from sensors.alerts import alert_on_run_failure, evaluate_alerts
 from sensors.deliver import pending_corrections_sensor
 from sensors.ingest import landed_batches_sensor
-from sync_assets.deliver.assets import corrections
+from sync_assets.catalog.lineage import build_lineage
+from sync_assets.catalog.lineage_metadata import with_column_lineage
+from sync_assets.deliver.assets import corrections, delivered_spec
 from sync_assets.deliver.ops import build_deliver_corrections
 from sync_assets.govern.assets import registry_assets
 from sync_assets.ingest.assets import build_raw_events, validate_events
 from sync_assets.ingest.ops import redrive_ingest_dead_letters
 from sync_assets.jobs import build_jobs, reconcile_schedule
+from sync_assets.operate.assets import build_report
 from sync_assets.project import Project, current
 from sync_assets.reconcile.assets import (
     build_adoption,
@@ -34,20 +37,24 @@ def build_definitions(
     folder: DataFolder | None = None, project: Project | None = None
 ) -> dg.Definitions:
     project = project or current()
+    lineage = build_lineage(project)
+    assets: list[dg.AssetsDefinition | dg.AssetSpec] = [
+        *(source_system(system) for system in project.systems.values()),
+        build_raw_events(project),
+        validate_events,
+        build_golden_records(project),
+        build_batch_ledger(project),
+        *(snapshot_asset(m, project.entity(m.entity)) for m in project.mappings.values()),
+        build_discrepancies(project),
+        missed_events,
+        build_adoption(project),
+        corrections,
+        *(delivered_spec(project.systems[system]) for system in lineage.destinations()),
+        *registry_assets(project),
+        build_report(project),
+    ]
     return dg.Definitions(
-        assets=[
-            *(source_system(system) for system in project.systems.values()),
-            build_raw_events(project),
-            validate_events,
-            build_golden_records(project),
-            build_batch_ledger(project),
-            *(snapshot_asset(m, project.entity(m.entity)) for m in project.mappings.values()),
-            build_discrepancies(project),
-            missed_events,
-            build_adoption(project),
-            corrections,
-            *registry_assets(project),
-        ],
+        assets=with_column_lineage(project, lineage, assets),
         asset_checks=[
             every_event_accounted_for,
             dead_letter_rate,

@@ -26,6 +26,7 @@ from typing import Generic, TypeVar
 
 import duckdb
 
+from sync_assets import telemetry
 from sync_assets.ingest.landing import Batch
 from sync_assets.project import current
 from sync_assets.security.redact import redact_text
@@ -174,6 +175,23 @@ def run_step(
     result: StepResult[T] = StepResult()
     if not batch_ids:
         return result
+    with telemetry.span(
+        f"syncfabric.{step.replace(' ', '_')}", {"syncfabric.batches": batch_ids}
+    ) as span:
+        _run_step(con, step, batch_ids, work, result)
+        span.set_attributes(
+            {"syncfabric.done": len(result.done), "syncfabric.failed": len(result.failed)}
+        )
+    return result
+
+
+def _run_step(
+    con: duckdb.DuckDBPyConnection,
+    step: str,
+    batch_ids: list[str],
+    work: Callable[[duckdb.DuckDBPyConnection, list[str]], dict[str, T]],
+    result: StepResult[T],
+) -> StepResult[T]:
     try:
         with transaction(con):
             result.done = work(con, batch_ids)

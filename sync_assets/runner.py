@@ -118,6 +118,26 @@ class RunReport:
         return not self.failed
 
 
+BATCHES_TAG = "syncfabric/batches"
+"""The batches a run handled, as run tags (the sensor's runs: `syncfabric/batch`, one each)."""
+_TAG_LIMIT = 2000
+
+
+def batch_tags(batch_ids: list[str]) -> dict[str, str]:
+    """Run tags naming the batches a run takes (the first ones, if they are many) and how many,
+    so the run is found from a batch id (`syncctl trace` prints it) and the other way round."""
+    shown: list[str] = []
+    for batch_id in batch_ids:
+        if sum(len(b) + 1 for b in shown) + len(batch_id) > _TAG_LIMIT:
+            break
+        shown.append(batch_id)
+    more = len(batch_ids) - len(shown)
+    return {
+        BATCHES_TAG: " ".join(shown) + (f" (+{more} more)" if more else ""),
+        "syncfabric/batch_count": str(len(batch_ids)),
+    }
+
+
 @dataclass
 class DeliveryReport:
     run_id: str
@@ -211,6 +231,7 @@ class Pipeline:
             tags={
                 "dagster/asset_partition_range_start": start,
                 "dagster/asset_partition_range_end": end,
+                **batch_tags(batch_ids),
             },
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )

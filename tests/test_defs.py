@@ -28,7 +28,7 @@ EXAMPLES = sorted(
 )
 STAGES = {
     "raw_events", "validated_events", "dead_letters", "batch_ledger", "discrepancies",
-    "missed_events", "adoption", "corrections",
+    "missed_events", "adoption", "corrections", "report",
 }  # fmt: skip
 """The assets every project has, whatever its landscape."""
 
@@ -55,10 +55,23 @@ def repository(project, folder, monkeypatch) -> dg.RepositoryDefinition:
     return build_definitions(folder, project=project).get_repository_def()
 
 
+def _destinations(project: Project) -> set[str]:
+    """The systems that keep a column of an attribute they do not own, which corrections write."""
+    return {
+        system
+        for (system, entity), mapping in project.mappings.items()
+        for field in mapping.fields
+        if project.entity(entity).owner_of(field.attribute) != system
+        and isinstance(field.source, str)
+    }
+
+
 def test_the_assets_are_the_projects_systems_entities_and_mappings(project, repository):
     keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
+    assert _destinations(project), "each example corrects at least one system"
     assert keys == STAGES | {
         *(f"system_{system}" for system in project.systems),
+        *(f"delivered/{system}" for system in _destinations(project)),
         *(f"golden_{entity}" for entity in project.entities),
         *(f"snapshot_{system}_{entity}" for system, entity in project.mappings),
         *(f"registry/{event_type.replace('.', '_')}" for event_type in project.event_types),
@@ -254,3 +267,60 @@ def test_business_rules_run_with_the_reconciliation_not_with_each_batch(project,
     assert golden, "each example declares rules"
     assert rule_checks("ingest_batch") == set()
     assert golden <= rule_checks("reconcile") and golden <= rule_checks("reconcile_check")
+
+
+def test_the_column_lineage_runs_from_the_systems_to_the_destinations(project, repository):
+    """Dagster's column lineage: one snapshot, one golden record, the corrections and one
+    destination, each column deriving from the stage before (catalog/lineage.py)."""
+    graph = repository.asset_graph
+
+    def metadata(key: str) -> dict:
+        return graph.get(dg.AssetKey.from_user_string(key)).metadata
+
+    def deps(key: str) -> dict[str, set[tuple[str, str]]]:
+        lineage = metadata(key)["dagster/column_lineage"]
+        return {
+            column: {(d.asset_key.to_user_string(), d.column_name) for d in found}
+            for column, found in lineage.deps_by_column.items()
+        }
+
+    def schema(key: str) -> set[str]:
+        return {c.name for c in metadata(key)["dagster/column_schema"].columns}
+
+    (system, entity_name), mapping = next(iter(project.mappings.items()))
+    entity = project.entity(entity_name)
+    snapshot = deps(f"snapshot_{system}_{entity_name}")
+    assert (
+        set(snapshot)
+        == {entity.key, *mapping.attributes}
+        <= schema(f"snapshot_{system}_{entity_name}")
+    )
+    for field in mapping.fields:
+        assert snapshot[field.attribute] == {
+            (f"system_{system}", f"{mapping.table}.{field.source}")
+        }
+        assert f"{mapping.table}.{field.source}" in schema(f"system_{system}")
+
+    golden = deps(entity.golden_table)
+    assert set(golden) == {entity.key, *entity.attribute_names} <= schema(entity.golden_table)
+    for name in entity.attribute_names:
+        assert golden[name] == {("validated_events", f"{entity_name}.{name}")}
+        assert f"{entity_name}.{name}" in schema("validated_events")
+
+    corrections = deps("corrections")
+    assert set(corrections) == schema("corrections")
+    corrected = {
+        (e, f.attribute)
+        for (s, e), m in project.mappings.items()
+        for f in m.fields
+        if project.entity(e).owner_of(f.attribute) != s and isinstance(f.source, str)
+    }
+    assert corrections == {f"{e}.{a}": {(f"golden_{e}", a)} for e, a in corrected}
+
+    target = sorted(_destinations(project))[0]
+    delivered = deps(f"delivered/{target}")
+    assert delivered and set(delivered) == schema(f"delivered/{target}")
+    for found in delivered.values():
+        [(asset, column)] = found
+        assert asset == "corrections" and column in corrections
+    assert graph.get(dg.AssetKey(["delivered", target])).parent_keys == {dg.AssetKey("corrections")}

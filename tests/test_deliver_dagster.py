@@ -57,6 +57,13 @@ def test_a_permanent_failure_in_one_system_is_compensated_in_the_others(landscap
     # Delivered: billing's correction, then its compensation; dead-lettered: support's.
     delivered_dead_compensations = ("delivered", "dead_lettered", "compensations_emitted")
     assert [totals[name] for name in delivered_dead_compensations] == [2, 1, 1]
+    # Each destination's asset (delivered/<system>) says what reached it: a materialization
+    # where corrections were written, an observation where none was.
+    [billing] = delivered.asset_materializations_for_node("record_deliveries")
+    [support] = delivered.asset_observations_for_node("record_deliveries")
+    assert billing.asset_key == dg.AssetKey(["delivered", "billing"])
+    assert support.asset_key == dg.AssetKey(["delivered", "support"])
+    assert (billing.metadata["delivered"].value, support.metadata["dead_lettered"].value) == (2, 1)
     with sqlite3.connect(landscape.system_database("billing")) as billing:
         email = billing.execute(
             "SELECT billing_email FROM accounts WHERE customer_ref = ?", [key]

@@ -10,10 +10,13 @@ would make every system look drifted.
 
 import dagster as dg
 
+from sync_assets.catalog.lineage import destination_asset
 from sync_assets.deliver.corrections import emit_corrections, require_complete_golden
 from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
+from sync_assets.operate import metrics
 from sync_assets.operate.runbooks import runbook_url
+from sync_assets.project import System, current
 from sync_assets.reconcile.comparisons import latest_run
 from sync_assets.warehouse import WRITER_POOL, scalar, transaction
 from sync_assets.warehouse.resource import WarehouseResource
@@ -64,6 +67,11 @@ def corrections(
                 },
             ) from None
         pending = scalar(con, "SELECT count(*) FROM corrections WHERE status = 'pending'")
+        corrected = [
+            metrics.Metric("corrected", system, emitted.by_target.get(system, 0))
+            for system in current().system_names
+        ]
+        metrics.record(con, "correct", run_id, corrected)
     context.log.info(
         f"{emitted.emitted} correction(s) emitted {emitted.by_target}; {emitted.already_open} "
         f"already open; {emitted.withheld} withheld until their owner's missed event is "
@@ -78,4 +86,29 @@ def corrections(
             "reconcile_run_id": run_id,
             **{f"emitted_to_{target}": n for target, n in sorted(emitted.by_target.items())},
         }
+    )
+
+
+def delivered_key(system: str) -> dg.AssetKey:
+    return dg.AssetKey.from_user_string(destination_asset(system))
+
+
+def delivered_spec(system: System) -> dg.AssetSpec:
+    """A system as a destination of corrections (`delivered/<system>`), so the asset graph goes
+    on past the outbox. External: the `deliver_corrections` job writes to the system and reports
+    it (a materialization when it wrote, an observation when it only checked)."""
+    return dg.AssetSpec(
+        delivered_key(system.name),
+        deps=["corrections"],
+        group_name="deliver",
+        kinds={system.kind},
+        owners=OWNERS,
+        tags={"system": system.name},
+        description=(
+            f"The {system.name} system as corrections reach it: the columns it keeps of attributes "
+            "it does not own, written back by the `deliver_corrections` job (SQL upserts or HTTP). "
+            "Each delivery run that sends it corrections reports here how many were delivered, "
+            "duplicates, superseded, changed since, already in sync or dead-lettered."
+        ),
+        metadata={"runbook": dg.MetadataValue.url(runbook_url(RUNBOOK))},
     )

@@ -68,6 +68,7 @@ from typing import Any
 
 import duckdb
 
+from sync_assets import telemetry
 from sync_assets.catalog.events import RECONCILER_SOURCE, make_event
 from sync_assets.connectors.render import to_json
 from sync_assets.errors import EXIT_FAILED, SyncfabricError
@@ -145,6 +146,10 @@ def emit_corrections(con: duckdb.DuckDBPyConnection, run_id: str) -> Emitted:
     """
     require_complete_golden(con)
     planned = plan_corrections(con, run_id)
+    for row in planned.rows:  # traced only once emitted: a span per correction, with its context
+        row["traceparent"] = telemetry.correction_traceparent(row)
+        if row["traceparent"]:
+            row["event"] = json.dumps(correction_event(row), separators=(",", ":"))
     insert_corrections(con, planned.rows)
     by_target: dict[str, int] = {}
     for (target, _), count in planned.by_target_action().items():
@@ -339,4 +344,6 @@ def correction_event(row: dict[str, Any]) -> dict[str, Any]:
         "goldenversion": row["golden_version"],
         "idempotencykey": row["idempotency_key"],
     }
+    if row.get("traceparent"):  # CloudEvents' distributed-tracing extension (tracing on)
+        event["traceparent"] = row["traceparent"]
     return event

@@ -24,10 +24,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from sync_assets import telemetry
 from sync_assets.deliver.retry import RetryPolicy
 from sync_assets.security.redact import redact_text
 
@@ -68,6 +69,9 @@ class Delivery:
     """What the reconciliation saw of the target's record: {"present", "deleted", "values" (catalog
     form)}; the record must still be so for the correction to be written. None: not re-checked
     (a compensation, which has its own guard)."""
+    traceparent: str | None = None
+    """The correction's W3C trace context (sync_assets/operate/telemetry.py), when traced: each
+    delivery request continues its trace."""
 
 
 @dataclass(frozen=True)
@@ -186,10 +190,16 @@ def _attempt(
 ) -> list[_Pending]:
     """One attempt at a batch; returns what must be retried."""
     started_at, started = datetime.now(UTC), clock()
-    outcomes = destination.deliver([p.delivery for p in batch])
+    spans = [_attempt_span(p, destination.name) for p in batch]
+    outcomes = destination.deliver(
+        [replace(p.delivery, traceparent=telemetry.context_of(s) or p.delivery.traceparent)
+         for p, s in zip(batch, spans, strict=True)]
+    )  # fmt: skip
     batch_ms = (clock() - started) * 1000
     retry = []
-    for pending, outcome in zip(batch, outcomes, strict=True):
+    for pending, outcome, span in zip(batch, outcomes, spans, strict=True):
+        span.set_attribute("syncfabric.outcome", outcome.status)
+        span.end()
         pending.attempt += 1
         report.attempts.append(
             Attempt(
@@ -210,6 +220,18 @@ def _attempt(
         else:
             report.verdicts.append(_verdict(pending, outcome, policy))
     return retry
+
+
+def _attempt_span(pending: _Pending, destination: str) -> Any:
+    """The span of one delivery attempt, a child of its correction's (a no-op when untraced)."""
+    attributes = {
+        "syncfabric.correction_id": pending.delivery.correction_id,
+        "syncfabric.destination": destination,
+        "syncfabric.attempt": pending.attempt + 1,
+    }
+    return telemetry.start_span(
+        "syncfabric.delivery", attributes, parent=pending.delivery.traceparent
+    )
 
 
 def _verdict(pending: _Pending, outcome: Outcome, policy: RetryPolicy) -> Verdict:

@@ -141,19 +141,28 @@ class HttpDestination:
                 return Outcome("permanent", str(error))
             self._sent[delivery.correction_id] = request
         body, headers = request
+        outcome, response = self._post(delivery, body, headers, read_ms)
+        if response is None:
+            return outcome
+        if response.status_code == 412 or outcome.status != "transient":
+            self._sent.pop(delivery.correction_id, None)  # answered: a retry reads again
+        return outcome
+
+    def _post(
+        self, delivery: Delivery, body: dict[str, Any], headers: dict[str, str], read_ms: float
+    ) -> tuple[Outcome, httpx.Response | None]:
+        """One write, with the attempt's W3C trace context in `traceparent` when traced."""
+        sent = {**headers, "traceparent": delivery.traceparent} if delivery.traceparent else headers
         table = self.mappings[delivery.entity].table
         started = time.perf_counter()
         try:
             response = self._client.post(
-                f"{self.base_url}/v1/tables/{table}/records", json=body, headers=headers
+                f"{self.base_url}/v1/tables/{table}/records", json=body, headers=sent
             )
         except httpx.TransportError as error:  # timeouts, refused and dropped connections
             latency = read_ms + _since(started)
-            return Outcome("transient", _transport_error(error), latency_ms=latency)
-        outcome = replace(_outcome(response), latency_ms=read_ms + _since(started))
-        if response.status_code == 412 or outcome.status != "transient":
-            self._sent.pop(delivery.correction_id, None)  # answered: a retry reads again
-        return outcome
+            return Outcome("transient", _transport_error(error), latency_ms=latency), None
+        return replace(_outcome(response), latency_ms=read_ms + _since(started)), response
 
     def _request(
         self, delivery: Delivery, read: Read | None

@@ -25,9 +25,11 @@ import dagster as dg
 from sync_assets.connectors.resource import SystemsResource
 from sync_assets.crashpoints import crash_point
 from sync_assets.deliver import outbox
+from sync_assets.deliver.assets import delivered_key
 from sync_assets.deliver.destinations import open_destination
 from sync_assets.deliver.engine import Delivery, Report, deliver, percentile
 from sync_assets.deliver.resources import DeliveryResource
+from sync_assets.operate import metrics
 from sync_assets.operate.runbooks import runbook_url
 from sync_assets.project import Project, current
 from sync_assets.warehouse import WRITER_POOL, transaction
@@ -146,6 +148,10 @@ def record_deliveries(
         reports = reports + _deliver_compensations(context, warehouse, systems, delivery)
     with warehouse.connect() as con:
         held = outbox.open_dead_letters(con)
+        measured = metrics.delivery_metrics(con, context.run_id)
+        metrics.record(con, "deliver", context.run_id, measured)
+    for event in delivered_events(reports):
+        context.log_event(event)
     totals: dict[str, float] = {
         status: sum(r.count(status) for r in reports) for status in VERDICTS
     }
@@ -154,6 +160,7 @@ def record_deliveries(
     totals["latency_p50_ms"] = round(percentile(latencies, 50), 1)
     totals["latency_p95_ms"] = round(percentile(latencies, 95), 1)
     totals["compensations_emitted"] = compensations
+    totals |= metrics.metadata(measured)  # per destination
     if held:
         raise dg.Failure(
             f"dead letters held, by destination: {held}; see {RUNBOOK} to redrive them",
@@ -164,6 +171,26 @@ def record_deliveries(
             },
         )
     return dg.Output(totals, metadata=totals)
+
+
+def delivered_events(
+    reports: list[Report],
+) -> list[dg.AssetMaterialization | dg.AssetObservation]:
+    """What each destination of the run received, for its `delivered/<system>` asset: a
+    materialization when corrections were written to it, an observation when none was (all
+    duplicates, superseded, in sync or dead-lettered). Counts only, never values."""
+    by_system: dict[str, dict[str, int]] = {}
+    for report in reports:
+        if not report.verdicts:
+            continue
+        counts = by_system.setdefault(report.destination, dict.fromkeys(VERDICTS, 0))
+        for status in VERDICTS:
+            counts[status] += report.count(status)
+    events: list[dg.AssetMaterialization | dg.AssetObservation] = []
+    for system, counts in by_system.items():
+        kind = dg.AssetMaterialization if counts["delivered"] else dg.AssetObservation
+        events.append(kind(asset_key=delivered_key(system), metadata=dict(counts)))
+    return events
 
 
 def _deliver_compensations(

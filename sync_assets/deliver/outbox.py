@@ -46,7 +46,8 @@ def due(con: duckdb.DuckDBPyConnection, target: str) -> list[Delivery]:
     """The pending corrections for one system, oldest first."""
     rows = con.execute(
         """SELECT correction_id, idempotency_key, entity, entity_key, action, attributes,
-                  golden_version, emitted_at, seen, kind
+                  golden_version, emitted_at, seen, kind,
+                  CASE WHEN json_valid(event) THEN json_extract_string(event, '$.traceparent') END
            FROM corrections WHERE status = 'pending' AND target = ?
            ORDER BY emitted_at, correction_id""",
         [target],
@@ -57,7 +58,7 @@ def due(con: duckdb.DuckDBPyConnection, target: str) -> list[Delivery]:
         values = open_correction(
             sealer, project.entity(row[2]), {"attributes": row[5], "seen": row[8], "kind": row[9]}
         )
-        opened.append((*row[:5], values["attributes"], *row[6:8], values["seen"]))
+        opened.append((*row[:5], values["attributes"], *row[6:8], values["seen"], row[10]))
     return [_delivery(*row) for row in opened]
 
 
@@ -71,10 +72,12 @@ def _delivery(
     version: str,
     emitted_at: datetime,
     seen: str | None,
+    traceparent: str | None,
 ) -> Delivery:
     return Delivery(
         correction_id, idempotency_key, entity_name, entity_key, action,
         json.loads(attributes), version, emitted_at, None if seen is None else json.loads(seen),
+        traceparent,
     )  # fmt: skip
 
 

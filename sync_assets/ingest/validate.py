@@ -966,18 +966,26 @@ def _insert_validated(
 def _write_dead_letters(con: duckdb.DuckDBPyConnection, batch_id: str) -> None:
     """Every gate's failures, each reason prefixed with the line it concerns."""
     con.execute(
-        """
+        f"""
         INSERT INTO dead_letters (batch_id, line_no, source, event_id, event_type, contract, rule,
-                                  reason, payload, dead_lettered_at)
-        SELECT ?, f.line_no,
-               CASE WHEN r.decode_error IS NULL AND json_valid(r.line)
-                         AND json_type(r.line, '$.source') = 'VARCHAR'
-                    THEN json_extract_string(r.line, '$.source') END,
+                                  reason, payload, dead_lettered_at, correlation_id)
+        SELECT ?, f.line_no, {_envelope_text("source")},
                f.event_id, f.event_type, f.contract, f.rule,
-               'line ' || f.line_no || ': ' || f.reason, pii_seal(?, r.line), now()
+               'line ' || f.line_no || ': ' || f.reason, pii_seal(?, r.line), now(),
+               {_envelope_text("correlationid")}
         FROM batch_failures f JOIN batch_raw r USING (line_no)
         """,
         [batch_id, DEAD_LETTER_PAYLOAD],
+    )
+
+
+def _envelope_text(field: str) -> str:
+    """SQL: a dead-lettered line's envelope field `field` when the line is JSON and the field is
+    text, else NULL (a line may be anything: that is why it was refused)."""
+    path = sql_literal(f"$.{field}")
+    return (
+        f"CASE WHEN r.decode_error IS NULL AND json_valid(r.line) "
+        f"AND json_type(r.line, {path}) = 'VARCHAR' THEN json_extract_string(r.line, {path}) END"
     )
 
 

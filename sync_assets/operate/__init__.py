@@ -6,6 +6,9 @@
 - `failures.py`: a run's step failures as one line each, and the operator errors among them.
 - `doctor.py`: one report of everything that can be stuck, and its repair.
 - `progress.py`: what a long command is doing, on a terminal.
+- `trace.py`: one change followed through every hop (`syncctl trace`).
+- `metrics.py`: figures per hop, kept in the `metrics` table and plotted in the UI.
+- `report.py`: the HTML dashboard of those figures (`syncctl report`).
 
 Pure logic lives in plain functions; the Dagster instance is passed in where one is needed.
 """

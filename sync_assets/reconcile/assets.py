@@ -14,7 +14,9 @@ import time
 
 import dagster as dg
 
+from sync_assets import telemetry
 from sync_assets.catalog.entities import Entity
+from sync_assets.catalog.lineage_events import emit_reconcile_lineage
 from sync_assets.connectors.mappings import Lookup, Mapping, raw_name
 from sync_assets.connectors.resource import SystemsResource
 from sync_assets.deliver.assets import ReviewConfig
@@ -22,6 +24,8 @@ from sync_assets.deliver.corrections import require_complete_golden
 from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest.resources import LandingZoneResource
+from sync_assets.jobs import RECONCILE_JOB
+from sync_assets.operate import metrics
 from sync_assets.operate.runbooks import runbook_url
 from sync_assets.project import Project, System
 from sync_assets.reconcile.adopt import land_adoption
@@ -156,7 +160,11 @@ def build_discrepancies(project: Project) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         run_id = context.run_id
         totals: dict[str, int] = {}
-        with warehouse.connect() as con, transaction(con):
+        with (
+            telemetry.span("syncfabric.reconcile", {"syncfabric.run_id": run_id}) as span,
+            warehouse.connect() as con,
+            transaction(con),
+        ):
             current, skipped = current_snapshots(con, mappings)
             record_skipped(con, run_id, skipped)
             results = []
@@ -166,13 +174,20 @@ def build_discrepancies(project: Project) -> dg.AssetsDefinition:
                     compared = [taken[s] for s in (result.system, result.other_system) if s]
                     record(con, run_id, result, rows_in(con, *compared))
                     results.append(result)
+            outcome = metrics.reconcile_metrics(con, run_id)
+            metrics.record(con, "reconcile", run_id, outcome)
+            span.set_attributes(
+                {f"syncfabric.{k}": v for k, v in metrics.metadata(outcome).items()}
+            )
         for result in results:
             for kind, count in result.counts.items():
                 totals[kind] = totals.get(kind, 0) + count
         for s in skipped:
             context.log.warning(f"not checked: {s.system}'s {s.entity} records: {s.reason}")
+        _send_lineage(context, project)
         return dg.MaterializeResult(
             metadata={
+                **metrics.metadata(outcome),
                 "discrepancies": sum(totals.values()),
                 **totals,
                 "run_id": run_id,
@@ -191,6 +206,16 @@ def build_discrepancies(project: Project) -> dg.AssetsDefinition:
         )
 
     return discrepancies
+
+
+def _send_lineage(context: dg.AssetExecutionContext, project: Project) -> None:
+    """The run's column lineage to OpenLineage, if OPENLINEAGE_URL is set; a failure to send is
+    a warning (named by its class: the error's text may hold the endpoint's address)."""
+    job = context.job_name
+    try:
+        emit_reconcile_lineage(project, context.run_id, job, with_corrections=job == RECONCILE_JOB)
+    except Exception as error:
+        context.log.warning(f"OpenLineage: the run's lineage was not sent ({type(error).__name__})")
 
 
 @dg.asset(

@@ -5,6 +5,7 @@ import dagster as dg
 from sync_assets import ledger
 from sync_assets.catalog.entities import Entity
 from sync_assets.ledger import golden_states, summarize
+from sync_assets.operate import metrics
 from sync_assets.project import Project
 from sync_assets.state.apply import ApplyCounts, apply_batches
 from sync_assets.warehouse import WRITER_POOL
@@ -118,8 +119,14 @@ def build_batch_ledger(project: Project) -> dg.AssetsDefinition:
     def batch_ledger(warehouse: WarehouseResource) -> dg.MaterializeResult:
         with warehouse.connect() as con:
             summary = summarize(con)
+            measured = []
+            for batch_id in metrics.unmeasured_batches(con):
+                batch_metrics = metrics.ingest_metrics(con, batch_id)
+                metrics.record(con, "ingest", batch_id, batch_metrics)
+                measured += batch_metrics
         return dg.MaterializeResult(
             metadata={
+                **metrics.metadata(measured),  # the batches applied since the last measure
                 "batches": summary.batches,
                 "landed": summary.landed,
                 "applied": summary.applied,

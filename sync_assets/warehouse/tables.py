@@ -10,6 +10,7 @@
 | `snapshot_attempts`                                           | reconcile           | a snapshot's latest attempt            |
 | `discrepancies`, `reconcile_comparisons`, `reconcile_skipped` | reconcile           | a finding, a comparison, a system skipped |
 | `corrections`, `delivery_attempts`, `delivery_dead_letters`   | deliver             | a correction, an attempt, a held one   |
+| `metrics`                                                     | each stage          | one figure of one hop (operate/metrics.py) |
 | `alerts`                                                      | operate (alerts)    | an alert raised, open or resolved      |
 
 The snapshot tables (`snapshot_<system>_<entity>`) are rebuilt by each snapshot from the rows it
@@ -83,8 +84,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     dead_lettered_at TIMESTAMPTZ NOT NULL,
     resolution       VARCHAR,         -- NULL while held; redriven | accepted_copy
     resolved_by      VARCHAR,         -- the redrive batch, or the batch:line of the copy accepted
-    resolved_at      TIMESTAMPTZ
+    resolved_at      TIMESTAMPTZ,
+    correlation_id   VARCHAR          -- the envelope's, when the line could be read: `syncctl trace`
 );
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS correlation_id VARCHAR;
 CREATE TABLE IF NOT EXISTS batch_applications (
     batch_id   VARCHAR NOT NULL,
     entity     VARCHAR NOT NULL,
@@ -229,6 +232,16 @@ CREATE TABLE IF NOT EXISTS alerts (
     notified        VARCHAR               -- the webhook's verdict: sent, failed: <why>, or NULL (none set)
 )"""
 
+METRICS_DDL = """
+CREATE TABLE IF NOT EXISTS metrics (
+    measured_at TIMESTAMPTZ NOT NULL,
+    stage       VARCHAR NOT NULL,   -- ingest | reconcile | deliver
+    scope       VARCHAR NOT NULL,   -- the batch id, reconcile run or delivery run measured
+    metric      VARCHAR NOT NULL,
+    subject     VARCHAR NOT NULL,   -- a system, a destination or a dead-letter rule
+    value       DOUBLE NOT NULL
+)"""
+
 
 def stored_type(attribute: Attribute) -> str:
     """An attribute's column type in the event log: a PII value is stored sealed, as text
@@ -315,6 +328,7 @@ def schema_statements(project: Project) -> list[str]:
         COMPARISONS_DDL,
         SKIPPED_DDL,
         DELIVERY_DDL,
+        METRICS_DDL,
         ALERTS_DDL,
     ]
     return statements

@@ -617,6 +617,7 @@ class PlatformService:
         self._random_lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
+        self.traceparents: list[str] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
@@ -689,6 +690,9 @@ class PlatformService:
         if not request.path.startswith("/v1/"):
             return self._admin(request)
         self._count("requests")
+        if request.method == "POST" and "traceparent" in request.headers:
+            with self._counts_lock:  # W3C trace context a traced client sent with a write
+                self.traceparents.append(request.headers["traceparent"])
         faults = self._faults
         if faults.down:  # a platform that is down is down for reads too
             self._count("dropped")

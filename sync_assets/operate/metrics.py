@@ -1,0 +1,209 @@
+"""Metrics per hop, measured from the warehouse's bookkeeping and kept in the `metrics` table.
+
+Each stage measures what it just did and appends one row per (metric, subject) to `metrics`
+(declared in sync_assets/warehouse/tables.py), scoped by what was measured:
+
+| stage     | scope             | subject      | metrics                                                   |
+| --------- | ----------------- | ------------ | --------------------------------------------------------- |
+| ingest    | a batch id        | its system   | landed, applied, duplicates, dead_lettered, conflicts, superseded, latency_p50_s / p95 / max (publish to ingest: event `time` to the batch's raw ingest), events_per_second (landed to applied), apply_seconds |
+| ingest    | a batch id        | a rule       | dead_letters (by the rule that refused them)              |
+| reconcile | a reconcile run   | a system     | compared, matched, missing, extra, mismatch, divergence   |
+| correct   | a reconcile run   | a system     | corrected (corrections emitted to it)                     |
+| deliver   | a delivery run    | a destination| attempts, retries, delivered, dead_lettered, success_ratio, latency_p50_ms / p95, dlq_depth |
+
+The same figures go into the asset's materialization metadata as numbers (`metadata()`), so the
+Dagster UI plots each over time; `syncctl report` draws them from the table. Measuring is
+idempotent: a scope already measured is not measured again, so a resumed run adds nothing twice.
+Only counts and times: never a value of a record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+from sync_assets.deliver.engine import percentile
+from sync_assets.warehouse import scalar
+
+
+@dataclass(frozen=True)
+class Metric:
+    metric: str
+    subject: str
+    value: float
+
+
+def unmeasured_batches(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Applied batches whose ingest metrics are not recorded yet (this run's, or a stopped one's)."""
+    return [
+        row[0]
+        for row in con.execute(
+            """SELECT batch_id FROM batches WHERE state = 'applied'
+               AND batch_id NOT IN (SELECT scope FROM metrics WHERE stage = 'ingest')
+               ORDER BY applied_at, batch_id"""
+        ).fetchall()
+    ]
+
+
+def ingest_metrics(con: duckdb.DuckDBPyConnection, batch_id: str) -> list[Metric]:
+    """One applied batch: its counts, its publish-to-ingest latency and how fast it went."""
+    row = con.execute(
+        """SELECT system, landed, applied, duplicates, dead_lettered,
+                  epoch(applied_at) - epoch(landed_at), epoch(applied_at) - epoch(validated_at),
+                  ingested_at
+           FROM batches WHERE batch_id = ?""",
+        [batch_id],
+    ).fetchone()
+    if row is None:
+        return []
+    system, landed, applied, duplicates, dead, took, apply_s, ingested_at = row
+    out = [
+        Metric("landed", system, landed or 0),
+        Metric("applied", system, applied or 0),
+        Metric("duplicates", system, duplicates or 0),
+        Metric("dead_lettered", system, dead or 0),
+        Metric("apply_seconds", system, round(apply_s or 0.0, 3)),
+        Metric("events_per_second", system, round((landed or 0) / took, 1) if took else 0.0),
+    ]
+    conflicts, superseded = con.execute(
+        "SELECT coalesce(sum(conflicts), 0), coalesce(sum(superseded), 0) "
+        "FROM batch_applications WHERE batch_id = ?",
+        [batch_id],
+    ).fetchone() or (0, 0)
+    out += [Metric("conflicts", system, conflicts), Metric("superseded", system, superseded)]
+    latencies = _publish_to_ingest(con, batch_id, ingested_at)
+    out += [
+        Metric("latency_p50_s", system, round(percentile(latencies, 50), 3)),
+        Metric("latency_p95_s", system, round(percentile(latencies, 95), 3)),
+        Metric("latency_max_s", system, round(max(latencies, default=0.0), 3)),
+    ]
+    for rule, count in con.execute(
+        "SELECT rule, count(*) FROM dead_letters WHERE batch_id = ? GROUP BY rule ORDER BY rule",
+        [batch_id],
+    ).fetchall():
+        out.append(Metric("dead_letters", rule, count))
+    return out
+
+
+def _publish_to_ingest(con: duckdb.DuckDBPyConnection, batch_id: str, ingested_at) -> list[float]:
+    """Seconds from each accepted event's `time` (its publication) to its batch's raw ingest."""
+    if ingested_at is None:
+        return []
+    tables = [
+        row[0]
+        for row in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_name LIKE 'validated\\_%\\_events' ESCAPE '\\'"
+        ).fetchall()
+    ]
+    latencies: list[float] = []
+    for table in tables:
+        latencies += [
+            row[0]
+            for row in con.execute(
+                f'SELECT epoch(?::TIMESTAMPTZ) - epoch(event_time) FROM "{table}" '
+                "WHERE batch_id = ?",
+                [ingested_at, batch_id],
+            ).fetchall()
+        ]
+    return latencies
+
+
+def reconcile_metrics(con: duckdb.DuckDBPyConnection, run_id: str) -> list[Metric]:
+    """One reconciliation's outcome per system: compared against the golden records."""
+    out = []
+    for system, compared, missing, extra, mismatch, divergence, differing in con.execute(
+        """SELECT c.system, c.rows_compared, c.missing, c.extra, c.mismatch, c.divergence,
+                  (SELECT count(DISTINCT entity_key) FROM discrepancies d
+                   WHERE d.run_id = c.run_id AND d.system = c.system AND d.entity = c.entity)
+           FROM reconcile_comparisons c WHERE run_id = ? AND other_system IS NULL
+           ORDER BY c.system, c.entity""",
+        [run_id],
+    ).fetchall():
+        out += [
+            Metric("compared", system, compared),
+            Metric("matched", system, max(compared - differing, 0)),
+            Metric("missing", system, missing),
+            Metric("extra", system, extra),
+            Metric("mismatch", system, mismatch),
+            Metric("divergence", system, divergence),
+        ]
+    return _summed(out)
+
+
+def delivery_metrics(con: duckdb.DuckDBPyConnection, delivery_run: str) -> list[Metric]:
+    """One delivery run per destination: attempts, retries, outcomes, latency, DLQ depth."""
+    out = []
+    for destination, attempts, corrections, delivered, latencies in con.execute(
+        """SELECT a.destination, count(*), count(DISTINCT a.correction_id),
+                  count(DISTINCT a.correction_id) FILTER (WHERE c.status = 'delivered'),
+                  list(a.latency_ms)
+           FROM delivery_attempts a JOIN corrections c USING (correction_id)
+           WHERE a.delivery_run = ? GROUP BY a.destination ORDER BY a.destination""",
+        [delivery_run],
+    ).fetchall():
+        dead = scalar(
+            con,
+            "SELECT count(*) FROM corrections WHERE target = ? AND status = 'dead_lettered' "
+            "AND delivery_run = ?",
+            [destination, delivery_run],
+        )
+        out += [
+            Metric("attempts", destination, attempts),
+            Metric("retries", destination, attempts - corrections),
+            Metric("delivered", destination, delivered),
+            Metric("dead_lettered", destination, dead),
+            Metric("success_ratio", destination, round(delivered / corrections, 4)),
+            Metric("latency_p50_ms", destination, round(percentile(latencies, 50), 1)),
+            Metric("latency_p95_ms", destination, round(percentile(latencies, 95), 1)),
+        ]
+    delivered_to = {m.subject for m in out}
+    for destination, depth in con.execute(
+        "SELECT target, count(*) FILTER (WHERE status = 'dead_lettered') FROM corrections "
+        "GROUP BY target ORDER BY target"
+    ).fetchall():
+        if depth or destination in delivered_to:  # 0 too for this run's: the line falls to 0
+            out.append(Metric("dlq_depth", destination, depth))
+    return out
+
+
+def record(
+    con: duckdb.DuckDBPyConnection, stage: str, scope: str, metrics: Iterable[Metric]
+) -> None:
+    """Append a measurement; a scope measured already is left as it was."""
+    rows = [(stage, scope, m.metric, m.subject, float(m.value)) for m in metrics]
+    if not rows or scalar(
+        con, "SELECT count(*) FROM metrics WHERE stage = ? AND scope = ?", [stage, scope]
+    ):
+        return
+    con.executemany(
+        "INSERT INTO metrics (measured_at, stage, scope, metric, subject, value) "
+        "VALUES (now(), ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def metadata(metrics: Iterable[Metric]) -> dict[str, float]:
+    """Materialization metadata: one number per metric and subject, which the UI plots."""
+    return {f"{m.metric}_{m.subject}": float(m.value) for m in _summed(list(metrics))}
+
+
+RATES = ("_s", "_ms", "_ratio", "_per_second", "_depth")
+"""Metrics that are not counts: over several scopes, the worst (largest) one is kept."""
+
+
+def _summed(metrics: list[Metric]) -> list[Metric]:
+    """Counts of the same metric and subject added up (a system holding two entities, several
+    batches); of a latency, a ratio or a depth, the largest."""
+    totals: dict[tuple[str, str], float] = {}
+    for m in metrics:
+        key = (m.metric, m.subject)
+        if key not in totals:
+            totals[key] = m.value
+        elif m.metric.endswith(RATES):
+            totals[key] = max(totals[key], m.value)
+        else:
+            totals[key] += m.value
+    return [Metric(metric, subject, value) for (metric, subject), value in totals.items()]
