@@ -8,6 +8,7 @@ state visible in the asset's history until the dead letters are redriven.
 import dagster as dg
 
 from sync_assets.deliver.outbox import open_dead_letters
+from sync_assets.operate.runbooks import runbook_url
 from sync_assets.warehouse import WRITER_POOL
 from sync_assets.warehouse.resource import WarehouseResource
 
@@ -29,6 +30,6 @@ def no_dead_letters_held(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         metadata={
             "held": sum(held.values()),
             **{f"held_for_{system}": n for system, n in sorted(held.items())},
-            "runbook": dg.MetadataValue.path(RUNBOOK),
+            "runbook": dg.MetadataValue.url(runbook_url(RUNBOOK)),
         },
     )

@@ -4,6 +4,7 @@ import dagster as dg
 
 from sync_assets import ledger
 from sync_assets.ledger import summarize, unbalanced_batches
+from sync_assets.operate.runbooks import runbook_url
 from sync_assets.warehouse import WRITER_POOL
 from sync_assets.warehouse.resource import WarehouseResource
 
@@ -46,7 +47,7 @@ def every_event_accounted_for(warehouse: WarehouseResource) -> dg.AssetCheckResu
             "pending": summary.pending,
             "failed_batches": dg.MetadataValue.json([b.batch_id for b in stuck]),
             "unbalanced_batches": dg.MetadataValue.json([list(row) for row in broken]),
-            "runbook": dg.MetadataValue.path(LEDGER_RUNBOOK),
+            "runbook": dg.MetadataValue.url(runbook_url(LEDGER_RUNBOOK)),
         },
     )
 
@@ -72,6 +73,6 @@ def dead_letter_rate(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         metadata={
             "dead_letter_rate": float(round(rate, 4)),
             **{f"rule_{rule}": n for rule, n in sorted(by_rule.items())},
-            "runbook": dg.MetadataValue.path(DEAD_LETTER_RUNBOOK),
+            "runbook": dg.MetadataValue.url(runbook_url(DEAD_LETTER_RUNBOOK)),
         },
     )

@@ -11,6 +11,7 @@ that were compared.
 
 import dagster as dg
 
+from sync_assets.operate.runbooks import runbook_url
 from sync_assets.project import Project, current
 from sync_assets.reconcile.comparisons import (
     Comparison,
@@ -86,7 +87,7 @@ def check_result(comparison: Comparison, sample: list[dict[str, object]]) -> dg.
             "rows_compared": comparison.rows_compared,
             **comparison.counts,
             "sample": dg.MetadataValue.table(records, schema=SAMPLE_SCHEMA),
-            "runbook": dg.MetadataValue.path(RUNBOOK),
+            "runbook": dg.MetadataValue.url(runbook_url(RUNBOOK)),
         },
     )
 
@@ -102,7 +103,7 @@ def not_checked_result(name: str, reason: str) -> dg.AssetCheckResult:
             "discrepancies": 0,
             "rows_compared": 0,
             **{kind: 0 for kind in KINDS},
-            "runbook": dg.MetadataValue.path(RUNBOOK),
+            "runbook": dg.MetadataValue.url(runbook_url(RUNBOOK)),
         },
     )
 

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from sync_assets.catalog.entities import Entity
+from sync_assets.operate.runbooks import runbook_url
 from sync_assets.project import Project
 from sync_assets.warehouse import WRITER_POOL, quote, scalar
 from sync_assets.warehouse.resource import WarehouseResource
@@ -35,7 +36,7 @@ def required_attributes_check(entity: Entity) -> dg.AssetChecksDefinition:
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
                 "incomplete_live_records": incomplete,
-                "runbook": dg.MetadataValue.path(RUNBOOK),
+                "runbook": dg.MetadataValue.url(runbook_url(RUNBOOK)),
             },
         )
 

@@ -817,6 +817,26 @@ def summary(as_json: bool) -> None:
 
 
 @main.command()
+@writes_data_folder
+@click.option("--json", "as_json", is_flag=True, help="Print the alerts as JSON.")
+def alerts(as_json: bool) -> None:
+    """Evaluate the alert rules now (raising new alerts to the log and the webhook in
+    SYNCFABRIC_ALERT_WEBHOOK_URL, resolving cleared ones) and list the open alerts, ERROR first.
+    Exit 1 when an ERROR alert is open. Each names its runbook (docs/runbooks/)."""
+    from sync_assets.operate.notify import evaluate_now
+    from sync_assets.project import current
+
+    evaluation = evaluate_now(_folder(), current())
+    if as_json:
+        click.echo(json.dumps(evaluation.as_dict()))
+    else:
+        for line in evaluation.lines():
+            click.echo(line)
+    if evaluation.errors:
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("correlation_id", required=False)
 @click.option(
     "--record",

@@ -8,6 +8,7 @@ from checks.ingest import dead_letter_rate, every_event_accounted_for
 from checks.reconcile import build_reconciliation_checks
 from checks.rules import golden_rule_checks, snapshot_rule_checks
 from checks.state import golden_checks
+from sensors.alerts import alert_on_run_failure, evaluate_alerts
 from sensors.deliver import pending_corrections_sensor
 from sensors.ingest import landed_batches_sensor
 from sync_assets.deliver.assets import corrections, delivered_spec
@@ -69,7 +70,12 @@ def build_definitions(
             redrive_ingest_dead_letters,
         ],
         schedules=[reconcile_schedule(project)],
-        sensors=[landed_batches_sensor, pending_corrections_sensor],
+        sensors=[
+            landed_batches_sensor,
+            pending_corrections_sensor,
+            alert_on_run_failure,
+            evaluate_alerts,
+        ],
         resources=default_resources(folder, project),
     )
 

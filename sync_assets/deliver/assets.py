@@ -15,6 +15,7 @@ from sync_assets.deliver.gate import UI_CONFIRM, enforce
 from sync_assets.errors import SyncfabricError
 from sync_assets.govern.lineage import destination_asset
 from sync_assets.operate import metrics
+from sync_assets.operate.runbooks import runbook_url
 from sync_assets.project import System, current
 from sync_assets.reconcile.comparisons import latest_run
 from sync_assets.warehouse import WRITER_POOL, scalar, transaction
@@ -44,7 +45,7 @@ class ReviewConfig(dg.Config):
         "nothing while a batch is not applied; withholds records with an owner's missed event; "
         "past an ERROR check, needs `i_have_reviewed` naming the count."
     ),
-    metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
+    metadata={"runbook": dg.MetadataValue.url(runbook_url(RUNBOOK))},
 )
 def corrections(
     context: dg.AssetExecutionContext, config: ReviewConfig, warehouse: WarehouseResource
@@ -60,7 +61,10 @@ def corrections(
         except SyncfabricError as refused:
             raise dg.Failure(
                 refused.message,
-                metadata={"reconcile_run_id": run_id, "runbook": dg.MetadataValue.path(RUNBOOK)},
+                metadata={
+                    "reconcile_run_id": run_id,
+                    "runbook": dg.MetadataValue.url(runbook_url(RUNBOOK)),
+                },
             ) from None
         pending = scalar(con, "SELECT count(*) FROM corrections WHERE status = 'pending'")
         corrected = [
@@ -106,5 +110,5 @@ def delivered_spec(system: System) -> dg.AssetSpec:
             "Each delivery run that sends it corrections reports here how many were delivered, "
             "duplicates, superseded, changed since, already in sync or dead-lettered."
         ),
-        metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
+        metadata={"runbook": dg.MetadataValue.url(runbook_url(RUNBOOK))},
     )

@@ -30,6 +30,7 @@ from sync_assets.deliver.destinations import open_destination
 from sync_assets.deliver.engine import Delivery, Report, deliver
 from sync_assets.deliver.resources import DeliveryResource
 from sync_assets.operate import metrics
+from sync_assets.operate.runbooks import runbook_url
 from sync_assets.project import Project, current
 from sync_assets.warehouse import WRITER_POOL, transaction
 from sync_assets.warehouse.resource import WarehouseResource
@@ -163,7 +164,11 @@ def record_deliveries(
     if held:
         raise dg.Failure(
             f"dead letters held, by destination: {held}; see {RUNBOOK} to redrive them",
-            metadata={**totals, "held": str(held), "runbook": dg.MetadataValue.path(RUNBOOK)},
+            metadata={
+                **totals,
+                "held": str(held),
+                "runbook": dg.MetadataValue.url(runbook_url(RUNBOOK)),
+            },
         )
     return dg.Output(totals, metadata=totals)
 

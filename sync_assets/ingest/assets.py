@@ -23,6 +23,7 @@ from sync_assets.ingest.landing import Batch, LandingZone
 from sync_assets.ingest.raw import ingest_batch
 from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.ingest.validate import ValidationCounts, validate_batch
+from sync_assets.operate.runbooks import runbook_url
 from sync_assets.project import Project
 from sync_assets.warehouse import WRITER_POOL, transaction
 from sync_assets.warehouse.resource import WarehouseResource
@@ -143,7 +144,7 @@ def _batches_to_ingest(
                 "a reason naming the field and the fix, and the original payload. Table "
                 "`dead_letters`."
             ),
-            metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
+            metadata={"runbook": dg.MetadataValue.url(runbook_url(RUNBOOK))},
         ),
     ],
 )

@@ -9,6 +9,7 @@ import dagster as dg
 
 from sync_assets.ingest.redrive import choose, redrive
 from sync_assets.ingest.resources import LandingZoneResource
+from sync_assets.operate.runbooks import runbook_url
 from sync_assets.warehouse import WRITER_POOL, transaction
 from sync_assets.warehouse.resource import WarehouseResource
 
@@ -45,7 +46,7 @@ def redrive_dead_letters(
         metadata={
             "events": result.events,
             "batches": dg.MetadataValue.json(result.batches),
-            "runbook": dg.MetadataValue.path(RUNBOOK),
+            "runbook": dg.MetadataValue.url(runbook_url(RUNBOOK)),
         },
     )
 

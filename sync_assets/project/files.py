@@ -101,12 +101,38 @@ class ReconcileSettings(Strict):
     """...and past at least this many discrepancies."""
 
 
+class AlertLimitsFile(Strict):
+    """What an alert judges a system (as a source of events, or as a destination) by; any of them
+    may be set per system under `alerts.systems.<system>`."""
+
+    dead_letters_held: int | None = Field(default=None, ge=0)
+    """Ingest dead letters held (not redriven) from the system above this: an alert."""
+    ingest_latency_s: float | None = Field(default=None, gt=0)
+    """Publish-to-ingest SLA: an event's time to its batch's ingestion, in seconds."""
+    delivery_latency_ms: float | None = Field(default=None, gt=0)
+    """A delivery attempt to the system slower than this: an alert."""
+    consecutive_failures: int | None = Field(default=None, ge=1)
+    """This many failed delivery attempts in a row to the system, or dead letters held for it."""
+    batch_within_s: float | None = Field(default=None, gt=0)
+    """The system is stale when its last batch landed longer ago than this."""
+    snapshot_within_s: float | None = Field(default=None, gt=0)
+    """...or when its last successful snapshot is older than this."""
+
+
+class AlertsSettings(AlertLimitsFile):
+    correlation_ids: int = Field(default=5, ge=0, le=100)
+    """At most this many correlation ids named in an alert."""
+    systems: dict[Name, AlertLimitsFile] = {}
+    """Per system: limits replacing the defaults above."""
+
+
 class SettingsFile(Strict):
     name: Name
     description: str = ""
     systems: tuple[Name, ...] = ()
     """The systems in the order reports list them; every file in systems/ when not given."""
     reconcile: ReconcileSettings = ReconcileSettings()
+    alerts: AlertsSettings = AlertsSettings()
     seed: str | None = None
     """A Python package in the project folder that builds example data (`syncctl demo`)."""
 

@@ -30,7 +30,14 @@ from sync_assets.catalog.rules import Rule
 from sync_assets.connectors.mappings import Field, Lookup, Mapping, SoftDelete, Stamp
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
 from sync_assets.project import files
-from sync_assets.project.model import Project, Settings, System, Thresholds
+from sync_assets.project.model import (
+    AlertLimits,
+    AlertSettings,
+    Project,
+    Settings,
+    System,
+    Thresholds,
+)
 
 SETTINGS_FILE = "syncfabric.yaml"
 CHANGELOG = Path("contracts") / "changelog.yaml"
@@ -355,6 +362,15 @@ def load_project(root: Path | str) -> Project:
             "name a Python package in the project folder, or remove seed:",
         )
     _check_channels(c, {name: systems[name] for name in system_order})
+    if settings is not None:
+        for name in settings.alerts.systems:
+            if name not in systems and name not in broken_systems:
+                c.add(
+                    settings_file or SETTINGS_FILE,
+                    ("alerts", "systems", name),
+                    f"sets alert limits for {name!r}, which is no system of the project",
+                    f"use one of: {_names(systems)}",
+                )
     if c.problems or settings is None:
         raise ProjectError(root, c.problems)
     return Project(
@@ -364,6 +380,7 @@ def load_project(root: Path | str) -> Project:
             description=settings.description,
             schedule=settings.reconcile.schedule,
             thresholds=Thresholds(settings.reconcile.error_rate, settings.reconcile.error_floor),
+            alerts=_alert_settings(settings.alerts),
             seed=settings.seed,
         ),
         systems={name: _system(name, systems[name][1]) for name in system_order},
@@ -372,6 +389,26 @@ def load_project(root: Path | str) -> Project:
         payload_versions=dict(sorted(payload_versions.items())),
         contract_policies=policies,
     )
+
+
+def _alert_settings(m: files.AlertsSettings) -> AlertSettings:
+    """The alerts' limits: syncfabric.yaml's over the built-in ones, a system's over those."""
+
+    def given(limits: files.AlertLimitsFile) -> dict[str, Any]:
+        return {k: v for k, v in limits.model_dump().items() if v is not None}
+
+    defaults = AlertLimits(**{k: v for k, v in given(m).items() if k in _LIMIT_FIELDS})
+    return AlertSettings(
+        defaults=defaults,
+        systems={
+            name: dataclasses.replace(defaults, **given(limits))
+            for name, limits in m.systems.items()
+        },
+        correlation_ids=m.correlation_ids,
+    )
+
+
+_LIMIT_FIELDS = set(files.AlertLimitsFile.model_fields)
 
 
 def _system(name: str, m: files.SystemFile) -> System:

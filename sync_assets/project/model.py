@@ -32,11 +32,42 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class AlertLimits:
+    """What the alerts judge one system by (sync_assets/operate/alerts.py); syncfabric.yaml's
+    `alerts:` sets them for all systems, `alerts.systems.<system>` for one."""
+
+    dead_letters_held: int = 100
+    """Ingest dead letters held (not redriven) from the system above this."""
+    ingest_latency_s: float = 3600.0
+    """Publish-to-ingest SLA: an event's time to its batch's ingestion."""
+    delivery_latency_ms: float = 10_000.0
+    """A delivery attempt to the system slower than this."""
+    consecutive_failures: int = 3
+    """Failed delivery attempts in a row to the system, or its dead letters held, from this many."""
+    batch_within_s: float = 86_400.0
+    """Stale when the system's last batch landed longer ago than this."""
+    snapshot_within_s: float = 7_200.0
+    """Stale when the system's last successful snapshot is older than this."""
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    defaults: AlertLimits = AlertLimits()
+    systems: dict[str, AlertLimits] = field(default_factory=dict)
+    correlation_ids: int = 5
+    """At most this many correlation ids named in an alert."""
+
+    def limits(self, system: str) -> AlertLimits:
+        return self.systems.get(system, self.defaults)
+
+
+@dataclass(frozen=True)
 class Settings:
     name: str
     description: str = ""
     schedule: str = "0 * * * *"
     thresholds: Thresholds = Thresholds()
+    alerts: AlertSettings = AlertSettings()
     seed: str | None = None
     """The project's example-data package, relative to its folder (`syncctl demo`)."""
 

@@ -26,6 +26,7 @@ from sync_assets.govern.lineage_events import emit_reconcile_lineage
 from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.jobs import RECONCILE_JOB
 from sync_assets.operate import metrics
+from sync_assets.operate.runbooks import runbook_url
 from sync_assets.project import Project, System
 from sync_assets.reconcile.adopt import land_adoption
 from sync_assets.reconcile.comparisons import latest_run, record, record_skipped, rows_in
@@ -152,7 +153,7 @@ def build_discrepancies(project: Project) -> dg.AssetsDefinition:
             "right: missed_event (the owner's value must enter the golden record) or drift (the "
             "system must be corrected). Table `discrepancies`, appended per run."
         ),
-        metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
+        metadata={"runbook": dg.MetadataValue.url(runbook_url(RUNBOOK))},
     )
     def discrepancies(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
@@ -230,7 +231,7 @@ def _send_lineage(context: dg.AssetExecutionContext, project: Project) -> None:
         "Like `corrections`: nothing while a batch is not applied (the diff read incomplete "
         "golden records), and past an ERROR check only with `i_have_reviewed`."
     ),
-    metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
+    metadata={"runbook": dg.MetadataValue.url(runbook_url(RUNBOOK))},
 )
 def missed_events(
     context: dg.AssetExecutionContext,
@@ -246,7 +247,7 @@ def missed_events(
                 enforce(con, run_id, config.i_have_reviewed, UI_CONFIRM)
         except SyncfabricError as refused:
             raise dg.Failure(
-                refused.message, metadata={"runbook": dg.MetadataValue.path(RUNBOOK)}
+                refused.message, metadata={"runbook": dg.MetadataValue.url(runbook_url(RUNBOOK))}
             ) from None
         landed = land_missed_events(con, landing_zone.zone(), run_id) if run_id else {}
     if landed:
@@ -277,7 +278,7 @@ def build_adoption(project: Project) -> dg.AssetsDefinition:
             "records hold anything, or while a batch is not applied. `syncctl run` adopts before "
             "it reconciles."
         ),
-        metadata={"runbook": dg.MetadataValue.path(RUNBOOK)},
+        metadata={"runbook": dg.MetadataValue.url(runbook_url(RUNBOOK))},
     )
     def adoption(
         context: dg.AssetExecutionContext,

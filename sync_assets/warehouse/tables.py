@@ -11,6 +11,7 @@
 | `discrepancies`, `reconcile_comparisons`, `reconcile_skipped` | reconcile           | a finding, a comparison, a system skipped |
 | `corrections`, `delivery_attempts`, `delivery_dead_letters`   | deliver             | a correction, an attempt, a held one   |
 | `metrics`                                                     | each stage          | one figure of one hop (operate/metrics.py) |
+| `alerts`                                                      | operate (alerts)    | an alert raised, open or resolved      |
 
 The snapshot tables (`snapshot_<system>_<entity>`) are rebuilt by each snapshot from the rows it
 reads (sync_assets/reconcile/snapshot.py). Columns added later come with `ADD COLUMN IF NOT
@@ -214,6 +215,23 @@ CREATE TABLE IF NOT EXISTS delivery_dead_letters (
 );
 """
 
+ALERTS_DDL = """
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id        VARCHAR PRIMARY KEY,  -- random: one row per time a condition is raised
+    alert_key       VARCHAR NOT NULL,     -- the condition: open at most once (sync_assets/operate/alerts.py)
+    kind            VARCHAR NOT NULL,     -- run_failed | check_failed | dead_letters | latency | destination_failing | stale
+    severity        VARCHAR NOT NULL,     -- ERROR | WARN
+    subject         VARCHAR NOT NULL,     -- the system, destination or job it is about
+    summary         VARCHAR NOT NULL,     -- what failed, in words: counts, ids and names, never values
+    counts          VARCHAR NOT NULL,     -- JSON: name -> count
+    correlation_ids VARCHAR[] NOT NULL,   -- a few of the correlation ids involved
+    runbook         VARCHAR NOT NULL,     -- the runbook's name (docs/runbooks/<name>.md)
+    raised_at       TIMESTAMPTZ NOT NULL,
+    last_seen_at    TIMESTAMPTZ NOT NULL, -- the last evaluation that still found it
+    resolved_at     TIMESTAMPTZ,          -- NULL while open
+    notified        VARCHAR               -- the webhook's verdict: sent, failed: <why>, or NULL (none set)
+)"""
+
 METRICS_DDL = """
 CREATE TABLE IF NOT EXISTS metrics (
     measured_at TIMESTAMPTZ NOT NULL,
@@ -304,6 +322,13 @@ def schema_statements(project: Project) -> list[str]:
     for entity in project.entities.values():
         statements += [events_table_ddl(entity), golden_table_ddl(entity)]
     statements.append(accepted_events_view(project))
-    statements += [ATTEMPTS_DDL, DISCREPANCIES_DDL, COMPARISONS_DDL, SKIPPED_DDL, DELIVERY_DDL]
-    statements.append(METRICS_DDL)
+    statements += [
+        ATTEMPTS_DDL,
+        DISCREPANCIES_DDL,
+        COMPARISONS_DDL,
+        SKIPPED_DDL,
+        DELIVERY_DDL,
+        METRICS_DDL,
+        ALERTS_DDL,
+    ]
     return statements
