@@ -67,6 +67,26 @@ def duckdb_memory_limit() -> str | None:
     return raw
 
 
+WAREHOUSE_WAIT_ENV = "SYNCFABRIC_WAREHOUSE_WAIT_SECONDS"
+DEFAULT_WAREHOUSE_WAIT = 10.0
+
+
+def warehouse_wait_seconds() -> float:
+    """How long opening the warehouse waits while another process holds it before it refuses
+    (`SYNCFABRIC_WAREHOUSE_WAIT_SECONDS`, 10 by default; 0 refuses at once). A sensor's read
+    holds the file for a moment between runs; a step that meets it waits instead of failing."""
+    raw = os.environ.get(WAREHOUSE_WAIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_WAREHOUSE_WAIT
+    if not re.fullmatch(r"[0-9]{1,4}(\.[0-9]{1,3})?", raw):
+        raise SyncfabricError(
+            f"{WAREHOUSE_WAIT_ENV}={raw!r} is not a number of seconds from 0 to 9999; fix: set "
+            f"it to e.g. {DEFAULT_WAREHOUSE_WAIT:g} (the default), 0 to refuse at once, or unset it",
+            exit_code=EXIT_USAGE,
+        )
+    return float(raw)
+
+
 def duckdb_temp_directory(warehouse: Path) -> Path:
     """Where DuckDB spills what does not fit its memory limit: `SYNCFABRIC_DUCKDB_TEMP_DIRECTORY`,
     else `<warehouse file>.tmp` beside the warehouse, in the data folder (made only when used)."""

@@ -84,7 +84,8 @@ def test_the_lock_of_a_killed_holder_is_free_at_once(folder):
         assert me.pid == os.getpid()
 
 
-def test_duckdb_refusing_the_warehouse_is_said_plainly_with_its_pid(folder):
+def hold_the_warehouse(folder) -> subprocess.Popen:
+    """Another process with the warehouse open, until its stdin closes."""
     writer = subprocess.Popen(
         [
             sys.executable,
@@ -97,8 +98,30 @@ def test_duckdb_refusing_the_warehouse_is_said_plainly_with_its_pid(folder):
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert writer.stdout.readline() == "open\n"
+    return writer
+
+
+def test_opening_a_warehouse_held_for_a_moment_waits_for_it(folder, monkeypatch):
+    import sync_assets.warehouse as warehouse
+
+    writer = hold_the_warehouse(folder)
+    waits = []
+
+    def release_while_waiting(seconds: float) -> None:
+        waits.append(seconds)
+        writer.communicate("", timeout=30)  # the holder closes: the next try opens it
+
+    monkeypatch.setattr(warehouse, "_pause", release_while_waiting)
+    with connect(folder.warehouse) as con:
+        assert con.execute("SELECT 1").fetchone() == (1,)
+    assert len(waits) == 1 and writer.returncode == 0
+
+
+def test_duckdb_refusing_the_warehouse_is_said_plainly_with_its_pid(folder, monkeypatch):
+    monkeypatch.setenv("SYNCFABRIC_WAREHOUSE_WAIT_SECONDS", "0")
+    writer = hold_the_warehouse(folder)
     try:
-        assert writer.stdout.readline() == "open\n"
         for read_only in (False, True):
             with (
                 pytest.raises(SyncfabricError) as refused,

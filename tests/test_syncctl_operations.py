@@ -115,8 +115,9 @@ def test_a_warehouse_held_by_another_process_is_said_plainly(home):
     )
     try:
         assert writer.stdout.readline() == "open\n"
-        read = syncctl(home, "summary")
-        ran = syncctl(home, "run")
+        # after waiting a second (SYNCFABRIC_WAREHOUSE_WAIT_SECONDS; 10 by default)
+        read = syncctl(home, "summary", SYNCFABRIC_WAREHOUSE_WAIT_SECONDS="1")
+        ran = syncctl(home, "run", SYNCFABRIC_WAREHOUSE_WAIT_SECONDS="1")
     finally:
         writer.communicate("", timeout=30)
 

@@ -7,6 +7,7 @@ runs in the `duckdb_writer` pool (limit 1, see dagster.yaml) and keeps its trans
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,17 +107,29 @@ def _limit_memory(
         con.execute(f"SET temp_directory = {sql_literal(str(temp_directory))}")
 
 
+_pause = time.sleep
+"""How opening waits between tries (a test replaces it to release the holder meanwhile)."""
+
+
 def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """Open the file; another process holding it is an operator's situation, not a bug."""
+    """Open the file. Another process holding it (DuckDB's lock) is waited for, up to
+    `settings.warehouse_wait_seconds()`: a sensor reads it for a moment between runs. Still held
+    after that, it is an operator's situation, not a bug."""
     from sync_assets.operate.lock import warehouse_refusal
 
-    try:
-        return duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as error:
-        refusal = warehouse_refusal(error, path)
-        if refusal is None:
-            raise
-        raise refusal from error
+    deadline = time.monotonic() + settings.warehouse_wait_seconds()
+    pause = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            refusal = warehouse_refusal(error, path)
+            if refusal is None:
+                raise
+            if time.monotonic() + pause > deadline:
+                raise refusal from error
+        _pause(pause)  # the holder is another process: nothing here can be awaited
+        pause = min(pause * 2, 1.0)
 
 
 @contextlib.contextmanager
