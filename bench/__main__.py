@@ -18,6 +18,7 @@ from bench import (
     deliver,
     ingest,
     missed,
+    observe,
     pii,
     reconcile,
     rules,
@@ -36,6 +37,7 @@ BENCHMARKS = {
     check.NAME: check,
     missed.NAME: missed,
     rules.NAME: rules,
+    observe.NAME: observe,
     run.NAME: run,
     summary.NAME: summary,
 }
