@@ -840,7 +840,7 @@ def alerts(as_json: bool) -> None:
 @click.argument("correlation_id", required=False)
 @click.option(
     "--record",
-    help="Every change of one record instead, as <entity>:<key>, e.g. customer:C-000001.",
+    help="Every change of one record instead, as <entity>:<key> (an entity of the catalog).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the timeline as JSON.")
 def trace(correlation_id: str | None, record: str | None, as_json: bool) -> None:
