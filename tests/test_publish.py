@@ -359,3 +359,17 @@ def test_syncctl_publish_a_file_refuses_by_its_line_numbers(home, tmp_path):
 def test_customer_created_of_the_fixtures_passes_the_producer_check():
     """The producer check and the tests' own valid event agree."""
     assert check([customer_created()], "crm") == []
+
+
+def test_checks_from_many_threads_each_get_their_own_verdict():
+    """A webhook server's threads share the process's scratch warehouse, one check at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = [[created(f"C-{n:06d}")] if n % 2 else [INVALID["wrong type"]] for n in range(16)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        verdicts = list(pool.map(lambda events: check(events, "crm"), calls))
+
+    for events, verdict in zip(calls, verdicts, strict=True):
+        assert [r.event_id for r in verdict] == (
+            [] if events[0] is not INVALID["wrong type"] else [events[0]["id"]]
+        )

@@ -5,9 +5,9 @@ payload in the CloudEvents envelope (`envelope`), checks it against the current 
 (`check`) and publishes it (`publish`) through one of the system's channels.
 
 The check runs the pipeline's own gates, not a copy of them: the candidate lines go through raw
-ingest (`ingest_lines`) and `validate_batch` on a throwaway in-memory DuckDB warehouse with the
-project's schema and keys of this process only (nothing is written to disk, no key is stored),
-and the dead letters it gets are the refusals. So a refusal gives EXACTLY the reason the dead
+ingest (`ingest_lines`) and `validate_batch` on a scratch in-memory DuckDB warehouse with the
+project's schema and keys of this process only (nothing is written to disk, no key is stored), in
+a transaction rolled back once its dead letters, the refusals, are read. So a refusal gives EXACTLY the reason the dead
 letter would give had the same lines landed as one batch in the system's channel, `line N: `
 included: N is the event's place in the call, which is its line in the batch `publish` writes
 (and in the file `syncctl publish --file` reads).
@@ -27,6 +27,8 @@ atomically, which the landed-batch sensor or `syncctl run` ingests. A bus or an 
 from __future__ import annotations
 
 import json
+import os
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,10 +45,10 @@ from sync_assets.ingest.raw import ingest_lines
 from sync_assets.ingest.signatures import signing_key
 from sync_assets.ingest.validate import validate_batch
 from sync_assets.project import current
-from sync_assets.project.model import System
+from sync_assets.project.model import Project, System
 from sync_assets.security import sql as pii
 from sync_assets.settings import DataFolder
-from sync_assets.warehouse import create_schema, transaction
+from sync_assets.warehouse import create_schema
 
 PUBLISHED_STEM = "published"
 """The start of the name of each batch file `LandingChannel` writes."""
@@ -267,31 +269,65 @@ def _refusals(lines: list[str], system: System) -> list[Refused]:
 
 def _dead_letters(lines: list[str], system: System) -> list[Refused]:
     """What validation dead-letters of the lines, landed as one batch in `system`'s channel, on a
-    throwaway in-memory warehouse: raw ingest and `validate_batch` as the pipeline runs them."""
+    throwaway in-memory warehouse: raw ingest and `validate_batch` as the pipeline runs them, in a
+    transaction rolled back once the dead letters are read."""
     data = "".join(f"{line}\n" for line in lines).encode("utf-8")
     name = f"{PUBLISHED_STEM}-check.jsonl"
     # The batch never touches a disk: its lines go in as bytes, from memory.
     batch = Batch(batch_id_for(system.name, name, digest(data)), system.name, Path(name))
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        create_schema(con)
-        # Keys of this process only (none written anywhere): what is sealed here is gone with
-        # the connection. With the PII variables set, those keys.
-        pii.install(con)
-        with transaction(con):
+    with _SCRATCH_LOCK:
+        con = _scratch_warehouse()
+        con.execute("BEGIN TRANSACTION")
+        try:
             ingest_lines(con, batch, data)
             validate_batch(con, batch.batch_id)
-        found = con.execute(
-            "SELECT line_no, event_id, rule, reason FROM dead_letters ORDER BY line_no"
-        ).fetchall()
-    except duckdb.Error as error:
-        pii.raise_failure(con, error)
-        raise
-    finally:
-        pii.forget(con)
-        con.close()
+            found = con.execute(
+                "SELECT line_no, event_id, rule, reason FROM dead_letters ORDER BY line_no"
+            ).fetchall()
+        except duckdb.Error as error:
+            pii.raise_failure(con, error)
+            raise
+        finally:
+            _roll_back(con)
     return [Refused(line_no, event_id, rule, reason) for line_no, event_id, rule, reason in found]
+
+
+_SCRATCH_LOCK = threading.Lock()
+"""One check at a time per process on the scratch warehouse (a webhook's threads wait here)."""
+_scratch: tuple[int, Project, duckdb.DuckDBPyConnection] | None = None
+"""The scratch warehouse: (process, project, connection). Making the schema costs about as much as
+checking one event, so it is made once per process and project, and every check rolls back."""
+
+
+def _scratch_warehouse() -> duckdb.DuckDBPyConnection:
+    """The in-memory warehouse with the current project's tables and PII functions, keys of this
+    process only (none written anywhere; with the PII variables set, those keys). Under the lock."""
+    global _scratch
+    project = current()
+    if _scratch is not None and _scratch[0] == os.getpid() and _scratch[1] is project:
+        return _scratch[2]
+    _discard_scratch()
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    create_schema(con)
+    pii.install(con)
+    _scratch = (os.getpid(), project, con)
+    return con
+
+
+def _roll_back(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:  # a connection DuckDB gave up on: the next check makes another
+        _discard_scratch()
+
+
+def _discard_scratch() -> None:
+    global _scratch
+    if _scratch is not None and _scratch[0] == os.getpid():
+        pii.forget(_scratch[2])
+        _scratch[2].close()
+    _scratch = None
 
 
 def read_event_lines(path: Path | str) -> list[str]:
