@@ -1262,7 +1262,7 @@ def publish(
         if as_json:
             click.echo(json.dumps({"refused": [r.as_dict() for r in refusal.refused]}))
         else:
-            click.echo(refusal.message, err=True)
+            click.echo(redact_text(refusal.message), err=True)
         sys.exit(refusal.exit_code)
     if as_json:
         click.echo(json.dumps(published.as_dict()))

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from commands import assert_no_traceback, syncctl
 from conftest import at, customer_created, land, rows, run_core
+from test_channels import KEY_ENV, SIGNING, signing_project
 
 from sync_assets.catalog.events import to_line
 from sync_assets.ingest.publish import (
@@ -28,6 +29,7 @@ from sync_assets.ingest.publish import (
     publish,
     read_event_lines,
 )
+from sync_assets.project import current
 from sync_assets.settings import DataFolder
 
 CUSTOMER = {
@@ -123,6 +125,23 @@ def test_the_same_id_twice_in_one_call_is_refused():
 
     assert (refused.line, refused.event_id, refused.rule) == (2, first["id"], "duplicate_id")
     assert "line 1" in refused.reason
+
+
+def test_a_signing_systems_events_are_signed_and_checked(data_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNCFABRIC_PROJECT", str(signing_project(tmp_path, SIGNING)))
+    monkeypatch.setenv(KEY_ENV, "s3cret-crm-key")
+    assert current().systems["crm"].signing_key_env == KEY_ENV
+    signed = created("C-000001")
+    changed = created("C-000002")
+    changed["data"]["status"] = "inactive"  # after signing
+
+    assert "signature" in signed and check([signed], "crm") == []
+    refused = check([signed, changed], "crm")
+
+    direct = dead_letters_of(data_folder, [signed, changed])
+    assert [(r.line, r.event_id, r.rule, r.reason) for r in refused] == direct
+    assert [(r.line, r.rule) for r in refused] == [(2, "signature")]
+    assert "s3cret-crm-key" not in refused[0].reason
 
 
 # ---- publishing: all or nothing -------------------------------------------------------------------
