@@ -1209,6 +1209,73 @@ def _print_summary(summary) -> None:
     click.echo(f"{'counts add up':<{width}}  {verdict:>10}")
 
 
+# --- producers: validate, then publish (logic in sync_assets/ingest/publish.py) -----------------
+
+
+@main.command()
+@click.option("--system", required=True, help="The system whose change this is, and whose channel.")
+@click.option("--entity", help="The catalog entity, e.g. customer.")
+@click.option(
+    "--action", type=click.Choice(["created", "updated", "deleted"]), help="What happened."
+)
+@click.option("--key", help="The entity's canonical key (the event's subject).")
+@click.option(
+    "--data", "data_json", metavar="JSON", help="The payload, a JSON object.  [default: {}]"
+)
+@click.option("--file", "events_file", type=click.Path(dir_okay=False),
+              help="Publish the complete events of this JSON Lines file instead, one per line.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="What was published, or refused, as JSON.")
+def publish(
+    system: str,
+    entity: str | None,
+    action: str | None,
+    key: str | None,
+    data_json: str | None,
+    events_file: str | None,
+    as_json: bool,
+) -> None:
+    """Validate events against the current contracts and publish them to the system's landing
+    folder as one batch; an invalid event is refused with the reason its dead letter would give,
+    and then nothing is published (exit 1)."""
+    from sync_assets.ingest import publish as producer
+    from sync_assets.project.active import bind
+
+    if events_file is not None:
+        if entity or action or key or data_json is not None:
+            raise click.UsageError("--file takes complete events: leave out --entity, --action, "
+                                   "--key and --data")  # fmt: skip
+        events: list[Any] = producer.read_event_lines(events_file)
+    else:
+        if not (entity and action and key):
+            raise click.UsageError("give --entity, --action and --key (and --data), or --file")
+        try:
+            data = json.loads(data_json) if data_json is not None else {}
+        except ValueError as error:
+            raise click.UsageError(f"--data is not JSON: {error}") from None
+        events = [producer.envelope(entity, action, key, data, system=system)]
+    folder = DataFolder.from_env()
+    if folder.root.exists():
+        bind(folder, record=False)  # not into another project's data folder
+    try:
+        published = producer.publish(events, system, folder=folder)
+    except producer.PublishRefused as refusal:
+        if as_json:
+            click.echo(json.dumps({"refused": [r.as_dict() for r in refusal.refused]}))
+        else:
+            click.echo(redact_text(refusal.message), err=True)
+        sys.exit(refusal.exit_code)
+    if as_json:
+        click.echo(json.dumps(published.as_dict()))
+        return
+    click.echo(
+        f"published {len(published.event_ids)} event(s) of {published.system} to its "
+        f"{published.channel} channel as batch {published.batch_id}; syncctl run (or the sensor) "
+        "ingests it"
+    )
+    for event_id in published.event_ids:
+        click.echo(f"  {event_id}")
+
+
 # --- onboarding: a starter project and a proposed mapping (logic in sync_assets/onboard/) -------
 
 

@@ -105,6 +105,13 @@ def ingest_batch(con: duckdb.DuckDBPyConnection, batch: Batch) -> RawCounts:
             f"{batch.path} no longer holds batch {batch.batch_id} (its content changed since it "
             "landed); the new content is another batch, which the next scan finds"
         )
+    return ingest_lines(con, batch, data)
+
+
+def ingest_lines(con: duckdb.DuckDBPyConnection, batch: Batch, data: bytes) -> RawCounts:
+    """Land a batch's bytes, already read, in `raw_events` and mark it `raw`: the part of
+    `ingest_batch` after its file is read, which a producer's check (sync_assets/ingest/publish.py)
+    runs on lines that never touched a disk."""
     lines = read_lines(data)
     pii_of(con)
     con.register("batch_lines", lines)
