@@ -21,6 +21,7 @@ import pytest
 from commands import syncctl
 from conftest import at, customer_created, event, land, rows, run_core
 from databases import in_ci
+from ports import refused_port
 
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest import jetstream
@@ -87,6 +88,15 @@ def test_bus_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("SYNCFABRIC_BUS_PREFIX", "a.b")
     with pytest.raises(SyncfabricError, match="SYNCFABRIC_BUS_PREFIX"):
         BusSettings.from_env()
+
+
+def test_an_unreachable_server_is_named_without_its_credentials():
+    settings = BusSettings(f"nats://user:secret@127.0.0.1:{refused_port()}")
+    with pytest.raises(
+        SyncfabricError, match=r"cannot reach the NATS server at 127\.0\.0\.1"
+    ) as raised:
+        jetstream.lag(settings)
+    assert "secret" not in str(raised.value)
 
 
 # -- against the server ---------------------------------------------------------------------------

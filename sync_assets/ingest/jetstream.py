@@ -190,6 +190,10 @@ def _where(settings: BusSettings) -> str:
     return f"{parts.hostname}:{parts.port or 4222}" if parts.hostname else "the server"
 
 
+async def _quiet(_error: Exception) -> None:
+    """Errors are raised to the caller as a SyncfabricError; nothing printed on the way."""
+
+
 async def _connect(settings: BusSettings) -> Any:
     import nats
 
@@ -198,7 +202,8 @@ async def _connect(settings: BusSettings) -> Any:
             settings.url,
             connect_timeout=CONNECT_TIMEOUT_S,
             allow_reconnect=False,
-            max_reconnect_attempts=0,
+            max_reconnect_attempts=1,
+            error_cb=_quiet,  # the client's default prints a traceback per attempt
         )
     except Exception as error:  # the client raises its own, OSError or TimeoutError
         raise SyncfabricError(
@@ -370,14 +375,17 @@ async def _drain(
                 info = await subscription.consumer_info()
                 expected = info.num_pending + info.num_ack_pending
                 seen: set[int] = set()
+                last_fresh = time.monotonic()
                 while True:
                     wait = settings.ack_wait + 1 if len(seen) < expected else SHORT_WAIT_S
                     messages = await _fetch(subscription, settings.batch_size, wait)
                     fresh = {m.metadata.sequence.stream for m in messages} - seen
-                    if not fresh:  # nothing, or only messages come back that a file here holds
-                        if len(seen) >= expected or not messages:
+                    if not fresh:  # nothing, or only messages back that a file here holds
+                        gave_up = time.monotonic() - last_fresh > settings.ack_wait + 1
+                        if len(seen) >= expected or not messages or gave_up:
                             break
                         continue
+                    last_fresh = time.monotonic()
                     found = _range(system, messages)
                     _land(zone, found, messages, committed)
                     drained.ranges.append(found)
