@@ -292,6 +292,26 @@ def test_fetched_and_never_written_holds_back_every_acknowledgement(bus, data_fo
     assert unacknowledged(bus) == 0
 
 
+def test_a_subject_speaks_for_its_system_alone(bus, data_folder):
+    """What arrives on crm's subjects lands in crm's channel: a billing event there is refused."""
+    jetstream.publish(
+        [
+            customer_created("C-900001", event_id="ok"),
+            event("customer.updated", "C-900001", {"plan": "pro"}, origin="billing", event_id="x"),
+        ],
+        "crm",
+    )
+    drained = jetstream.drain(LandingZone(data_folder.landing), committed_in(data_folder))
+    ingest_landed(data_folder)
+    jetstream.acknowledge(drained, committed_in(data_folder))
+
+    assert rows(data_folder, "SELECT system, applied, dead_lettered FROM batches") == [
+        ("crm", 1, 1)
+    ]
+    assert rows(data_folder, "SELECT event_id, rule FROM dead_letters") == [("x", "origin")]
+    assert unacknowledged(bus) == 0
+
+
 async def _fetch_and_forget(settings: BusSettings, count: int) -> None:
     import nats
 

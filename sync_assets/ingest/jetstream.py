@@ -376,7 +376,7 @@ async def _drain(
                 expected = info.num_pending + info.num_ack_pending
                 seen: set[int] = set()
                 last_fresh = time.monotonic()
-                while True:
+                while expected:  # nothing waiting: the next run takes what comes meanwhile
                     wait = settings.ack_wait + 1 if len(seen) < expected else SHORT_WAIT_S
                     messages = await _fetch(subscription, settings.batch_size, wait)
                     fresh = {m.metadata.sequence.stream for m in messages} - seen
