@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the database servers that the real-database tests need are up: PostgreSQL on
-# 127.0.0.1:5432 and MariaDB on 127.0.0.1:3306. Starts whichever is down, then waits (polling every
+# Make sure the servers that the integration tests need are up: PostgreSQL on 127.0.0.1:5432,
+# MariaDB on 127.0.0.1:3306 and NATS with JetStream on 127.0.0.1:4222 (tests/test_jetstream.py). Starts whichever is down, then waits (polling every
 # 0.5 s, at most 60 s each) until it answers. Idempotent; prints one line per service.
 set -euo pipefail
 
@@ -8,6 +8,7 @@ TIMEOUT_S=${SERVICES_TIMEOUT_S:-60}
 HOST=127.0.0.1
 PG_PORT=${SERVICES_PG_PORT:-5432}
 MARIADB_PORT=${SERVICES_MARIADB_PORT:-3306}
+NATS_PORT=${SERVICES_NATS_PORT:-4222}
 
 tcp_open() { # host port
     timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null
@@ -39,6 +40,16 @@ mariadb_start() {
     start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
 }
 
+nats_ready() {
+    tcp_open "$HOST" "$NATS_PORT"
+}
+
+nats_start() {
+    mkdir -p /var/lib/nats-server
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+        -a "$HOST" -p "$NATS_PORT" -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+}
+
 ensure() { # name ready-fn start-fn
     local name=$1 ready=$2 start=$3
     if "$ready"; then
@@ -64,3 +75,4 @@ ensure() { # name ready-fn start-fn
 
 ensure postgresql postgres_ready postgres_start
 ensure mariadb mariadb_ready mariadb_start
+ensure nats nats_ready nats_start

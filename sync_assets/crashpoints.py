@@ -23,6 +23,7 @@ POINTS: dict[str, str] = {
     ),
     "mid-delivery": "a destination applied corrections, the verdicts not yet recorded",
     "mid-record": "delivery verdicts written, their transaction not yet committed",
+    "before-bus-ack": "a syncctl run's batches from the message bus committed, not yet acknowledged",
     "after-step-start": "a syncctl run's first step started, holding its pool slot; nothing of it done",
 }
 

@@ -9,6 +9,7 @@ from checks.reconcile import build_reconciliation_checks
 from checks.rules import golden_rule_checks, snapshot_rule_checks
 from checks.state import golden_checks
 from sensors.alerts import alert_on_run_failure, evaluate_alerts
+from sensors.bus import bus_sensor
 from sensors.deliver import pending_corrections_sensor
 from sensors.ingest import landed_batches_sensor
 from sync_assets.deliver.assets import corrections, delivered_spec
@@ -29,7 +30,7 @@ from sync_assets.reconcile.assets import (
     source_system,
 )
 from sync_assets.resources import default_resources
-from sync_assets.settings import DataFolder
+from sync_assets.settings import BusSettings, DataFolder
 from sync_assets.state.assets import build_batch_ledger, build_golden_records
 
 
@@ -75,6 +76,8 @@ def build_definitions(
             pending_corrections_sensor,
             alert_on_run_failure,
             evaluate_alerts,
+            # the message bus, beside the landing folders, where SYNCFABRIC_BUS_URL names one
+            *([bus_sensor] if BusSettings.from_env() else []),
         ],
         resources=default_resources(folder, project),
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,7 @@ from sync_assets.operate.lock import is_held_here
 from sync_assets.settings import DataFolder
 
 if TYPE_CHECKING:
+    from sync_assets.ingest.jetstream import Drained
     from sync_assets.reconcile.snapshot import Skipped
 
 
@@ -209,6 +210,7 @@ class Pipeline:
 
         # before any run: a batch of a signing system cannot be validated without its key
         require_signing_keys(current())
+        drained = self._drain_bus()
         scan = LandingZone(self.folder.landing).scan()
         for refusal in scan.refused:
             if refusal.path not in self._refusals_told:
@@ -223,6 +225,7 @@ class Pipeline:
         )
         batch_ids = list(dict.fromkeys(requested + unfinished))
         if not batch_ids:
+            self._acknowledge_bus(drained)  # ranges that came back, committed before
             return report
         start, end = self._partition_range(LANDED_BATCHES, batch_ids)
         crash_point("after-sensor-request")
@@ -240,7 +243,34 @@ class Pipeline:
             report.failed = [b for b in ledger.pending_batches(con) if b in batch_ids]
         if not run.success and not report.failed:
             report.failed = batch_ids
+        crash_point("before-bus-ack")
+        self._acknowledge_bus(drained)
         return report
+
+    def _committed(self, system: str, stems: Sequence[str]) -> set[str]:
+        from sync_assets.ingest.jetstream import committed_stems
+        from sync_assets.warehouse import connect
+
+        with connect(self.folder.warehouse, read_only=True) as con:
+            return committed_stems(con, system, stems)
+
+    def _drain_bus(self) -> Drained | None:
+        """With a message bus (SYNCFABRIC_BUS_URL), what waits on it lands as batch files first."""
+        from sync_assets.ingest import jetstream
+        from sync_assets.ingest.landing import LandingZone
+        from sync_assets.settings import BusSettings
+
+        settings = BusSettings.from_env()
+        if settings is None:
+            return None
+        return jetstream.drain(LandingZone(self.folder.landing), self._committed, settings)
+
+    def _acknowledge_bus(self, drained: Drained | None) -> None:
+        """The bus's messages whose batches are committed now are acknowledged."""
+        from sync_assets.ingest import jetstream
+
+        if drained is not None:
+            jetstream.acknowledge(drained, self._committed)
 
     def _partition_range(self, name: str, keys: list[str]) -> tuple[str, str]:
         """Add the keys that are new, and the first and last of them in the partitions' order:

@@ -94,6 +94,66 @@ def duckdb_temp_directory(warehouse: Path) -> Path:
     return Path(raw).resolve() if raw else warehouse.with_name(warehouse.name + ".tmp")
 
 
+BUS_URL_ENV = "SYNCFABRIC_BUS_URL"
+BUS_PREFIX_ENV = "SYNCFABRIC_BUS_PREFIX"
+BUS_STREAM_ENV = "SYNCFABRIC_BUS_STREAM"
+BUS_ACK_WAIT_ENV = "SYNCFABRIC_BUS_ACK_WAIT_SECONDS"
+BUS_BATCH_ENV = "SYNCFABRIC_BUS_BATCH_SIZE"
+_BUS_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class BusSettings:
+    """NATS JetStream as an event channel (sync_assets/ingest/jetstream.py), on when
+    `SYNCFABRIC_BUS_URL` names a server: subjects `<prefix>.<system>.<entity>.<action>` in one
+    stream per landscape, a batch file of at most `batch_size` messages per fetch, and messages
+    not acknowledged within `ack_wait` seconds delivered again."""
+
+    url: str
+    prefix: str = "syncfabric"
+    stream: str | None = None
+    """The stream's name; None: `SYNCFABRIC_<PROJECT NAME>`."""
+    ack_wait: float = 60.0
+    batch_size: int = 1000
+
+    @classmethod
+    def from_env(cls) -> BusSettings | None:
+        url = os.environ.get(BUS_URL_ENV, "").strip()
+        if not url:
+            return None
+        prefix = _bus_token(BUS_PREFIX_ENV, "syncfabric")
+        stream = _bus_token(BUS_STREAM_ENV, None)
+        ack_wait = _bus_number(BUS_ACK_WAIT_ENV, 60, 1, 86_400)
+        batch_size = _bus_number(BUS_BATCH_ENV, 1000, 1, 100_000)
+        return cls(url, prefix or "syncfabric", stream, float(ack_wait), batch_size)
+
+
+def _bus_token(env: str, default: str | None) -> str | None:
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    if not _BUS_TOKEN.fullmatch(raw):
+        raise SyncfabricError(
+            f"{env}={raw!r} cannot be a NATS subject token or stream name; fix: use letters, "
+            "digits, '_' and '-' (at most 64), or unset it",
+            exit_code=EXIT_USAGE,
+        )
+    return raw
+
+
+def _bus_number(env: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"[0-9]{1,9}", raw) or not low <= int(raw) <= high:
+        raise SyncfabricError(
+            f"{env}={raw!r} is not a whole number from {low} to {high}; fix: set it to e.g. "
+            f"{default} (the default), or unset it",
+            exit_code=EXIT_USAGE,
+        )
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class DataFolder:
     """The layout of the data folder (`SYNCFABRIC_HOME`, `.syncfabric/` by default)."""
