@@ -1214,7 +1214,7 @@ def _print_summary(summary) -> None:
 
 @main.command()
 @click.option("--system", required=True, help="The system whose change this is, and whose channel.")
-@click.option("--entity", help="The catalog entity, e.g. customer.")
+@click.option("--entity", help="The catalog entity the event is of.")
 @click.option(
     "--action", type=click.Choice(["created", "updated", "deleted"]), help="What happened."
 )
