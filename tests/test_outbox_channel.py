@@ -276,19 +276,25 @@ def test_the_sensor_lands_the_outbox(system_db, data_folder, monkeypatch):
 
 
 def test_the_run_drains_the_outbox_before_the_landing_zone(
-    outbox_project, postgres_engine, tmp_path, monkeypatch
+    outbox_project, postgres_engine, tmp_path, monkeypatch, capsys
 ):
-    """`syncctl run`'s ingest (Pipeline.ingest_pending) lands the outbox, then ingests it."""
+    """`syncctl run`'s ingest (Pipeline.ingest_pending) lands the outbox, then ingests it, and
+    tells the operator of a gap it skipped."""
     from sync_assets.runner import pipeline
 
     metadata = sa.MetaData()
     outbox.outbox_table(TABLE, metadata)
     sa.Table("contacts", metadata, sa.Column("contact_id", sa.String(20), primary_key=True))
     metadata.create_all(postgres_engine)
+    with postgres_engine.connect() as connection:
+        connection.begin()
+        change(connection, 9)  # sequence 1, rolled back
+        connection.rollback()
     for n in (1, 2):
         with postgres_engine.begin() as connection:
             change(connection, n)
     monkeypatch.setenv("SYNCFABRIC_CRM_URL", url_of(postgres_engine)("crm"))
+    monkeypatch.setenv("SYNCFABRIC_OUTBOX_GAP_GRACE_SECONDS", "0")
     folder = DataFolder(tmp_path / "home")
     folder.landing.mkdir(parents=True)
 
@@ -297,9 +303,10 @@ def test_the_run_drains_the_outbox_before_the_landing_zone(
         again = runs.ingest_pending()
 
     assert report.run_id is not None and report.failed == []
-    assert [b.split("@")[0] for b in report.batches] == ["crm__ob-1-2"]
+    assert [b.split("@")[0] for b in report.batches] == ["crm__ob-2-3"]
     assert again.batches == [], "the ledger is the cursor: nothing read twice"
     assert rows(folder, COUNTS) == [(2, 2, 0)]
+    assert "crm outbox: sequence 1 skipped" in capsys.readouterr().err
 
 
 def test_grants_create_the_outbox_table_and_let_the_reader_read_it(outbox_project):
