@@ -12,6 +12,7 @@ from sensors.alerts import alert_on_run_failure, evaluate_alerts
 from sensors.bus import bus_sensor
 from sensors.deliver import pending_corrections_sensor
 from sensors.ingest import landed_batches_sensor
+from sensors.outbox import outbox_sensor
 from sync_assets.deliver.assets import corrections, delivered_spec
 from sync_assets.deliver.ops import build_deliver_corrections
 from sync_assets.govern.assets import registry_assets
@@ -78,6 +79,8 @@ def build_definitions(
             evaluate_alerts,
             # the message bus, beside the landing folders, where SYNCFABRIC_BUS_URL names one
             *([bus_sensor] if BusSettings.from_env() else []),
+            # the outbox tables, where a system declares one (channels.outbox)
+            *([outbox_sensor] if project.outbox_systems else []),
         ],
         resources=default_resources(folder, project),
     )

@@ -211,6 +211,7 @@ class Pipeline:
         # before any run: a batch of a signing system cannot be validated without its key
         require_signing_keys(current())
         drained = self._drain_bus()
+        self._drain_outbox()
         scan = LandingZone(self.folder.landing).scan()
         for refusal in scan.refused:
             if refusal.path not in self._refusals_told:
@@ -264,6 +265,34 @@ class Pipeline:
         if settings is None:
             return None
         return jetstream.drain(LandingZone(self.folder.landing), self._committed, settings)
+
+    def _drain_outbox(self) -> None:
+        """The outbox tables of the systems that declare one land as batch files first."""
+        from sync_assets.connectors.sources import configured_url
+        from sync_assets.ingest import outbox
+        from sync_assets.ingest.landing import LandingZone
+        from sync_assets.project import current
+        from sync_assets.warehouse import connect
+
+        project = current()
+        if not project.outbox_systems:
+            return
+
+        def known(system: str) -> list[str]:
+            with connect(self.folder.warehouse, read_only=True) as con:
+                return outbox.ledger_stems(con, system)
+
+        def url_of(system: str) -> str:
+            variable = project.systems[system].url_env
+            return configured_url(variable, self.folder.system_database(system))
+
+        drained = outbox.drain(LandingZone(self.folder.landing), known, url_of, project=project)
+        for system, gaps in drained.skipped.items():
+            for gap in gaps:
+                CONSOLE.notice(
+                    f"{system} outbox: {outbox.describe_gap(gap)} skipped (never committed "
+                    "within the grace period)"
+                )
 
     def _acknowledge_bus(self, drained: Drained | None) -> None:
         """The bus's messages whose batches are committed now are acknowledged."""

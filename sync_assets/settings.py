@@ -154,6 +154,27 @@ def _bus_number(env: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
+OUTBOX_GAP_GRACE_ENV = "SYNCFABRIC_OUTBOX_GAP_GRACE_SECONDS"
+OUTBOX_BATCH_ENV = "SYNCFABRIC_OUTBOX_BATCH_SIZE"
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """Reading a system's transactional outbox (sync_assets/ingest/outbox.py): a gap in its
+    sequence is waited for up to `gap_grace_s` seconds (a transaction still open), then skipped (a
+    rolled-back one); a batch file holds at most `batch_size` rows."""
+
+    gap_grace_s: float = 60.0
+    batch_size: int = 1000
+
+    @classmethod
+    def from_env(cls) -> OutboxSettings:
+        return cls(
+            float(_bus_number(OUTBOX_GAP_GRACE_ENV, 60, 0, 86_400)),
+            _bus_number(OUTBOX_BATCH_ENV, 1000, 1, 100_000),
+        )
+
+
 @dataclass(frozen=True)
 class DataFolder:
     """The layout of the data folder (`SYNCFABRIC_HOME`, `.syncfabric/` by default)."""

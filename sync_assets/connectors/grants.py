@@ -34,6 +34,7 @@ from sqlalchemy.schema import CreateTable
 from sync_assets.connectors.mappings import Mapping, needed_columns
 from sync_assets.deliver.sql import LEDGER_PRIVILEGES, ledger
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
+from sync_assets.ingest.outbox import outbox_table
 from sync_assets.project import Project
 from sync_assets.project.files import identifier_problem
 from sync_assets.warehouse.sql import sql_literal
@@ -204,6 +205,7 @@ def _postgresql(project: Project, mappings: list[Mapping], roles: Roles, schema:
         "",
         "-- The bookkeeping tables deliveries keep beside the system's tables.",
         *_ledger_ddl(dialect, schema),
+        *_outbox_ddl(project, mappings[0].system, dialect, schema),
         "",
         "-- The roles: they log in, and can do nothing until granted below.",
     ]
@@ -254,6 +256,7 @@ def _mysql(
         *_header(mappings[0].system, "MariaDB/MySQL", roles, where_said),
         "-- The bookkeeping tables deliveries keep beside the system's tables.",
         *_ledger_ddl(dialect, schema),
+        *_outbox_ddl(project, mappings[0].system, dialect, schema),
         "",
         "-- The two logins, locked until you give them a password (below).",
         f"CREATE USER IF NOT EXISTS {reader} ACCOUNT LOCK;",
@@ -286,6 +289,10 @@ def _grant_lines(
         f"GRANT SELECT ({', '.join(q(c) for c in columns)}) ON {name(where, table)} TO {reader};"
         for (where, table), columns in reader_columns(mappings).items()
     ]
+    table = project.systems[mappings[0].system].outbox
+    if table:
+        columns = ", ".join(q(c.name) for c in outbox_table(table).columns)
+        lines.append(f"GRANT SELECT ({columns}) ON {name(None, table)} TO {reader};")
     lines += ["", "-- The writer: the mapped tables and the bookkeeping tables, nothing else."]
     lines += [
         f"GRANT {', '.join(privileges)} ON {name(where, table)} TO {writer};"
@@ -318,6 +325,24 @@ def _ledger_ddl(dialect: sa.Dialect, schema: str | None) -> list[str]:
         ddl = str(CreateTable(copy, if_not_exists=True).compile(dialect=dialect)).strip()
         statements.append(ddl + ";")
     return statements
+
+
+def _outbox_ddl(
+    project: Project, system: str, dialect: sa.Dialect, schema: str | None
+) -> list[str]:
+    """The system's outbox table (`channels.outbox`), which the system's own application writes
+    in the transaction of each change, and the reader reads (sync_assets/ingest/outbox.py)."""
+    table = project.systems[system].outbox
+    if not table:
+        return []
+    placed = outbox_table(table, sa.MetaData(schema=schema))
+    ddl = str(CreateTable(placed, if_not_exists=True).compile(dialect=dialect)).strip()
+    return [
+        "",
+        "-- The outbox: the application writes each event here in the transaction of its change",
+        "-- (grant its own role INSERT on it); Syncfabric's reader only reads it.",
+        ddl + ";",
+    ]
 
 
 def _mappings(project: Project, system: str) -> list[Mapping]:

@@ -287,6 +287,14 @@ class DeliveryFile(Strict):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
+class OutboxFile(Strict):
+    """A table in the system's database (a SQL system) the system writes each event to in the
+    same transaction as its change: `sequence` (identity / auto-increment), `event` (the
+    CloudEvents JSON) and `created_at` (sync_assets/ingest/outbox.py)."""
+
+    table: Identifier
+
+
 class ChannelsFile(Strict):
     """Where the system's events arrive; each channel is bound to this system alone, and an event
     arriving through it may only speak for this system (`source` and `origin`). One field per
@@ -294,6 +302,8 @@ class ChannelsFile(Strict):
 
     landing: Name | None = None
     """The folder under <data>/landing/; the system's own name when not given."""
+    outbox: OutboxFile | None = None
+    """The transactional outbox table the system writes its events to, in its own database."""
 
 
 class SigningFile(Strict):

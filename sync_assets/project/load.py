@@ -421,6 +421,7 @@ def _system(name: str, m: files.SystemFile) -> System:
         delivery=m.delivery.model_dump(),
         landing=m.channels.landing or name,
         signing_key_env=m.signing.key_env if m.signing else None,
+        outbox=m.channels.outbox.table if m.channels.outbox else None,
     )
 
 
@@ -428,8 +429,15 @@ def _check_channels(c: _Collector, systems: dict[str, tuple[_File, files.SystemF
     """Each channel is bound to exactly one system: a landing folder two systems name would let
     either speak for the other. Reported where a file names the folder (`channels.landing`)."""
     bound: dict[str, list[str]] = {}
-    for name, (_, m) in systems.items():
+    for name, (f, m) in systems.items():
         bound.setdefault(m.channels.landing or name, []).append(name)
+        if m.channels.outbox and m.kind != "sql":
+            c.add(
+                f,
+                ("channels", "outbox"),
+                f"an outbox is a table in the system's own database; {name} is kind {m.kind}",
+                "remove channels.outbox, or give it to a SQL system",
+            )
     for folder, names in bound.items():
         for name in names:
             f, m = systems[name]

@@ -89,6 +89,9 @@ class System:
     """The system's landing folder (under <data>/landing/); its name unless the file says."""
     signing_key_env: str | None = None
     """The environment variable holding the key its events are signed with, if they are."""
+    outbox: str | None = None
+    """The outbox table in the system's database its events are read from, if it has one
+    (`channels.outbox`); they land in its landing folder as batch files."""
 
     @property
     def writer_env(self) -> str:
@@ -130,6 +133,11 @@ class Project:
     @property
     def system_names(self) -> tuple[str, ...]:
         return tuple(self.systems)
+
+    @property
+    def outbox_systems(self) -> tuple[System, ...]:
+        """The systems whose events are also read from an outbox table in their database."""
+        return tuple(s for s in self.systems.values() if s.outbox)
 
     @functools.cached_property
     def landing_systems(self) -> dict[str, str]:
