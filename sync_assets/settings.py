@@ -244,7 +244,8 @@ class DataFolder:
         return self.systems / f"{system}.sqlite"
 
     def prepare_dagster_home(self) -> Path:
-        """Create DAGSTER_HOME with the project's dagster.yaml (the DuckDB writer pool limit).
+        """Create DAGSTER_HOME with the instance's dagster.yaml (sync_assets/operate/instance.py:
+        the project's, with PostgreSQL storage where SYNCFABRIC_DAGSTER_PG_URL is set).
 
         Dagster builds its SQLite storage's URL by pasting the folder's path into `sqlite:///`, so
         a path holding '?' or '%' would make it open files elsewhere: refused, by name."""
@@ -256,8 +257,10 @@ class DataFolder:
                 f"outside the folder); fix: set {HOME_ENV} to a path without ? or %",
                 exit_code=EXIT_USAGE,
             )
+        from sync_assets.operate.instance import render
+
+        instance_yaml = render()
         self.dagster_home.mkdir(parents=True, exist_ok=True)
-        instance_yaml = (PROJECT_ROOT / "dagster.yaml").read_text()
         target = self.dagster_home / "dagster.yaml"
         if not target.exists() or target.read_text() != instance_yaml:
             target.write_text(instance_yaml)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ports import free_port
 
+from sync_assets.settings import DataFolder
+
 DAGSTER_WEBSERVER = str(Path(sys.executable).with_name("dagster-webserver"))
 DAGSTER_DAEMON = str(Path(sys.executable).with_name("dagster-daemon"))
 LOCATION = {"repositoryLocationName": "sync_assets.definitions", "repositoryName": "__repository__"}
@@ -100,9 +102,7 @@ def webserver(
     """`dagster-webserver` over the data folder `home` (its instance in `home/dagster`), with
     `env_vars` added to its environment and `options` (`--read-only`, say) to its command; with
     `daemon`, the daemon beside it (as `make ui` runs them), which starts the queued runs."""
-    dagster_home = home / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text(Path("dagster.yaml").read_text())
+    dagster_home = DataFolder(home).prepare_dagster_home()
     port = free_port()
     env = {
         **os.environ,

@@ -1,5 +1,7 @@
 """Operating Syncfabric: what keeps a data folder usable when processes die or collide.
 
+- `instance.py`: the Dagster instance's dagster.yaml (SQLite, or PostgreSQL where
+  SYNCFABRIC_DAGSTER_PG_URL is set).
 - `lock.py`: one syncctl at a time writes a data folder (an flock the kernel releases on death);
   DuckDB's own refusal of the warehouse, said plainly.
 - `recovery.py`: runs whose process is gone are marked failed and their pool claims freed.
