@@ -31,6 +31,7 @@ from datetime import datetime
 
 import duckdb
 
+from sync_assets.operate.metrics import publish_to_ingest
 from sync_assets.project.model import Project
 from sync_assets.reconcile.comparisons import comparisons, latest_run
 from sync_assets.reconcile.policy import verdict
@@ -282,13 +283,7 @@ def ingest_latency(con: duckdb.DuckDBPyConnection, project: Project) -> list[Ale
             continue
         batch_id, _ = latest
         sla = project.settings.alerts.limits(system).ingest_latency_s
-        events = " UNION ALL ".join(
-            f"SELECT e.correlation_id, epoch(b.ingested_at) - epoch(e.event_time) AS late_s "
-            f"FROM {quote(entity.events_table)} e JOIN batches b USING (batch_id) "
-            "WHERE e.batch_id = $batch"
-            for entity in project.entities.values()
-        )
-        late = f"FROM ({events}) WHERE late_s > $sla"
+        late = f"FROM ({publish_to_ingest(project)}) WHERE late_s > $sla"
         count, worst = con.execute(
             f"SELECT count(*), max(late_s) {late}", {"batch": batch_id, "sla": sla}
         ).fetchone() or (0, None)

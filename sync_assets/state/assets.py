@@ -121,7 +121,7 @@ def build_batch_ledger(project: Project) -> dg.AssetsDefinition:
             summary = summarize(con)
             measured = []
             for batch_id in metrics.unmeasured_batches(con):
-                batch_metrics = metrics.ingest_metrics(con, batch_id)
+                batch_metrics = metrics.ingest_metrics(con, batch_id, project)
                 metrics.record(con, "ingest", batch_id, batch_metrics)
                 measured += batch_metrics
         return dg.MaterializeResult(
