@@ -73,21 +73,10 @@ def use(provider: Any) -> Iterator[None]:
         _provider = before
 
 
-def flush() -> None:
-    """Export what is buffered (the end of a step: its process may end next)."""
-    if _provider is not None:
-        _provider.force_flush()
-
-
 @contextlib.contextmanager
-def span(
-    name: str, attributes: Mapping[str, Any] | None = None, *, parent: str | None = None
-) -> Iterator[trace.Span]:
-    """A span around a hop; `parent` a W3C traceparent to continue (a correction's)."""
-    context = _PROPAGATOR.extract({"traceparent": parent}) if parent else None
-    with _tracer().start_as_current_span(
-        name, context=context, attributes=dict(attributes or {})
-    ) as current:
+def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[trace.Span]:
+    """A span around a hop, current inside the block (its children nest under it)."""
+    with _tracer().start_as_current_span(name, attributes=dict(attributes or {})) as current:
         yield current
 
 
