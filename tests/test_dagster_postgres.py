@@ -3,7 +3,6 @@ under the data folder otherwise (sync_assets/operate/instance.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from pathlib import Path
 
@@ -19,11 +18,6 @@ from sync_assets.operate.instance import PG_URL_ENV, render
 from sync_assets.settings import PROJECT_ROOT, DataFolder
 
 PASSWORD = "pw-canary-7Qz"
-needs_dagster_postgres = pytest.mark.skipif(
-    importlib.util.find_spec("dagster_postgres") is None,
-    reason="dagster-postgres is not installed (the `postgres` extra, outside requirements.lock: "
-    "no release yet matches the locked dagster)",
-)
 
 
 def test_without_the_url_the_instance_is_the_projects_sqlite_one(monkeypatch):
@@ -44,7 +38,6 @@ def test_without_the_url_the_instance_is_the_projects_sqlite_one(monkeypatch):
     }
 
 
-@needs_dagster_postgres
 def test_the_url_names_postgres_storage_through_the_environment_only(monkeypatch, tmp_path):
     monkeypatch.setenv(PG_URL_ENV, f"postgresql+psycopg2://sync:{PASSWORD}@db.example:5432/dagster")
 
@@ -109,7 +102,6 @@ def dagster_database() -> str:
 
 @pytest.mark.postgres
 @pytest.mark.slow
-@needs_dagster_postgres
 def test_the_demo_runs_with_its_runs_and_materializations_in_postgres(tmp_path, dagster_database):
     home = tmp_path / "syncfabric"
     env = {PG_URL_ENV: dagster_database}

@@ -13,7 +13,6 @@ into the file, and an error shows the URL with its password hidden.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 from sync_assets.errors import EXIT_USAGE, SyncfabricError
@@ -57,13 +56,6 @@ def dagster_pg_url() -> str | None:
         raise SyncfabricError(
             f"{PG_URL_ENV}={shown} does not name the psycopg2 driver, the only one Dagster's "
             f"PostgreSQL storage works with; fix: set it to {fixed}",
-            exit_code=EXIT_USAGE,
-        )
-    if importlib.util.find_spec("dagster_postgres") is None:
-        raise SyncfabricError(
-            f"{PG_URL_ENV} is set but the package dagster-postgres is not installed; fix: "
-            "`pip install dagster-postgres` at the version that goes with your dagster "
-            "(1.X.Y goes with 0.(X+16).Y), or unset it to keep Dagster's runs in SQLite",
             exit_code=EXIT_USAGE,
         )
     return raw
