@@ -656,7 +656,7 @@ def run_once(folder: DataFolder) -> RunOnce:
     if the delivery failed)."""
     started = time.perf_counter()
     delivered = None
-    with pipeline(folder) as runs:
+    with pipeline(folder, reconciles=True) as runs:
         report = runs.ingest_pending()
         adopted = runs.adopt()
         report.batches += adopted.ingested.batches
@@ -691,6 +691,23 @@ def run_once(folder: DataFolder) -> RunOnce:
         missed_events=_landed(folder, absorbed.batches),
         seconds=time.perf_counter() - started,
     )
+
+
+@contextlib.contextmanager
+def _rules_imported_meanwhile(reconciles: bool) -> Iterator[None]:
+    """The reconciliation runs the catalog's business rules through great-expectations, whose
+    import takes seconds: it is done on another thread while the pipeline ingests."""
+    from sync_assets.catalog.expectations import import_in_background
+    from sync_assets.project import current
+
+    if not reconciles or not any(entity.rules for entity in current().entities.values()):
+        yield
+        return
+    thread = import_in_background()
+    try:
+        yield
+    finally:
+        thread.join()
 
 
 def _emitted(folder: DataFolder, reconcile_run: str) -> int:
@@ -752,11 +769,12 @@ def recover(folder: DataFolder, instance: Any) -> recovery.Findings:
 
 
 @contextlib.contextmanager
-def pipeline(folder: DataFolder) -> Iterator[Pipeline]:
+def pipeline(folder: DataFolder, *, reconciles: bool = False) -> Iterator[Pipeline]:
     """Open the data folder's Dagster instance once (opening it costs about a second), after
-    recovering it from any crash."""
+    recovering it from any crash. `reconciles`: the command will reconcile, so the business
+    rules' library is imported meanwhile."""
     from sync_assets.definitions import build_definitions
 
-    with open_instance(folder) as instance:
+    with open_instance(folder) as instance, _rules_imported_meanwhile(reconciles):
         recovered = recover(folder, instance)
         yield Pipeline(folder, build_definitions(folder), instance, recovered)
