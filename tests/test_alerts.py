@@ -256,6 +256,10 @@ def test_a_consumer_behind_on_the_bus_by_its_latest_measurement(data_folder):
 
     measure(Lag("crm", 0, 0, None))  # caught up: the latest measurement speaks
     assert evaluated(data_folder, project_with(bus_pending=0, bus_oldest_s=1), now=later) == []
+    measured = "SELECT count(DISTINCT scope) FROM metrics WHERE stage = 'bus'"
+    assert rows(data_folder, measured) == [(2,)]
+    measure(Lag("crm", 0, 0, None), Lag("billing", 0, 0, None))
+    assert rows(data_folder, measured) == [(2,)], "idle, and idle at the last measurement"
 
 
 def test_an_open_condition_is_raised_once_and_resolved_when_it_clears(data_folder):

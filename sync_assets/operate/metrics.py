@@ -198,8 +198,15 @@ def bus_metrics(lags: Iterable[Lag]) -> list[Metric]:
     return out
 
 
-def record_bus_lag(con: duckdb.DuckDBPyConnection, lags: Iterable[Lag], origin: str) -> str:
-    """One measurement of the bus consumers' lag, by `origin` (`run`, `sensor`): its scope."""
+def record_bus_lag(con: duckdb.DuckDBPyConnection, lags: Iterable[Lag], origin: str) -> str | None:
+    """One measurement of the bus consumers' lag, by `origin` (`run`, `sensor`): its scope; None
+    when nothing is pending and nothing was at the last measurement of each system (a sensor
+    ticking every 30 s on an idle bus adds no rows)."""
+    lags = list(lags)
+    latest = latest_bus_lag(con)
+    if all(not lag.pending and lag.system in latest and not latest[lag.system].pending
+           for lag in lags):  # fmt: skip
+        return None
     scope = f"{origin}-{uuid.uuid4().hex[:12]}"
     record(con, BUS, scope, bus_metrics(lags))
     return scope
