@@ -6,8 +6,9 @@ committed; with none in flight, up to a batch of messages is fetched and written
 in the system's landing folder. The landed-batches sensor (sensors/ingest.py) requests the
 ingest run of that file, as of any other landed batch: one home for "a run per batch". The
 cursor holds the range in flight per system; a lost cursor only delays an acknowledgement until
-the messages come back (ack_wait), when their batch is found committed. Only defined when
-SYNCFABRIC_BUS_URL is set.
+the messages come back (ack_wait), when their batch is found committed. Each tick records
+each system's consumer lag in the `metrics` table (stage `bus`), which the `bus_lag` alert
+judges. Only defined when SYNCFABRIC_BUS_URL is set.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import duckdb
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest import jetstream
 from sync_assets.ingest.resources import LandingZoneResource
+from sync_assets.operate import metrics
 from sync_assets.warehouse.resource import WarehouseResource
 
 
@@ -66,4 +68,9 @@ def bus_sensor(
             context.log.info(
                 f"{lag.system} lag: {lag.waiting} waiting, {lag.unacknowledged} unacknowledged{age}"
             )
+    try:  # the lag, for the bus_lag alert and the report
+        with warehouse.connect() as con:
+            metrics.record_bus_lag(con, tick.lag, "sensor")
+    except (duckdb.IOException, SyncfabricError) as error:  # a run holds the warehouse
+        context.log.info(f"bus lag not recorded this tick: {type(error).__name__}")
     return dg.SensorResult(cursor=write_cursor(tick.in_flight))

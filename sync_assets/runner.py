@@ -295,11 +295,18 @@ class Pipeline:
                 )
 
     def _acknowledge_bus(self, drained: Drained | None) -> None:
-        """The bus's messages whose batches are committed now are acknowledged."""
+        """The bus's messages whose batches are committed now are acknowledged; what is left
+        behind on the bus then is measured (metrics, stage `bus`: the `bus_lag` alert's)."""
         from sync_assets.ingest import jetstream
+        from sync_assets.operate import metrics
+        from sync_assets.warehouse import connect
 
-        if drained is not None:
-            jetstream.acknowledge(drained, self._committed)
+        if drained is None:
+            return
+        jetstream.acknowledge(drained, self._committed)
+        lags = jetstream.lag()
+        with connect(self.folder.warehouse) as con:
+            metrics.record_bus_lag(con, lags, "run")
 
     def _partition_range(self, name: str, keys: list[str]) -> tuple[str, str]:
         """Add the keys that are new, and the first and last of them in the partitions' order:

@@ -229,6 +229,39 @@ def test_failed_checks_and_runs_given_as_facts(data_folder):
     assert evaluated(data_folder, facts=Facts(failed_runs=[], failed_checks=[])) == []
 
 
+def test_a_consumer_behind_on_the_bus_by_its_latest_measurement(data_folder):
+    from sync_assets.ingest.jetstream import Lag
+    from sync_assets.operate import metrics
+
+    def measure(*lags: Lag) -> None:
+        with connect(data_folder.warehouse) as con:
+            metrics.record_bus_lag(con, lags, "test")
+
+    assert evaluated(data_folder, project_with(bus_pending=0)) == [], "never measured: no bus"
+    measure(Lag("crm", 40, 10, 90.0), Lag("billing", 0, 0, None))
+    assert evaluated(data_folder) == [], "within the default limits"
+    [alert] = evaluated(data_folder, project_with(bus_pending=49))
+    assert (alert.kind, alert.severity, alert.subject, alert.detail) == (
+        "bus_lag",
+        "WARN",
+        "crm",
+        "bus",
+    )
+    assert alert.counts["pending"] == 50 and alert.counts["limit_pending"] == 49
+    assert alert.runbook == "bus-lag"
+    assert evaluated(data_folder, project_with(bus_pending=50, bus_oldest_s=100)) == []
+    later = datetime.now(UTC) + timedelta(seconds=30)  # nothing measured since: it has aged
+    [aged] = evaluated(data_folder, project_with(bus_pending=50, bus_oldest_s=100), now=later)
+    assert aged.counts["oldest_s"] >= 119 and "stored" in aged.summary
+
+    measure(Lag("crm", 0, 0, None))  # caught up: the latest measurement speaks
+    assert evaluated(data_folder, project_with(bus_pending=0, bus_oldest_s=1), now=later) == []
+    measured = "SELECT count(DISTINCT scope) FROM metrics WHERE stage = 'bus'"
+    assert rows(data_folder, measured) == [(2,)]
+    measure(Lag("crm", 0, 0, None), Lag("billing", 0, 0, None))
+    assert rows(data_folder, measured) == [(2,)], "idle, and idle at the last measurement"
+
+
 def test_an_open_condition_is_raised_once_and_resolved_when_it_clears(data_folder):
     def tick(facts: Facts) -> alerts.Recorded:
         with connect(data_folder.warehouse) as con, transaction(con):

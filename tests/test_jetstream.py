@@ -9,12 +9,16 @@ stream and subject prefix of its own, deleted after it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
@@ -68,6 +72,30 @@ def test_acknowledged_through_the_last_committed_range_in_sequence_order():
 
 def test_a_message_is_one_line_whatever_its_line_breaks():
     assert jetstream.lines_of([b'{"a":\n 1}', b"x\r\ny"]) == [b'{"a":  1}', b"x  y"]
+
+
+def _info(waiting: int, unacknowledged: int, floor: int = 0) -> SimpleNamespace:
+    """The fields of nats-py's ConsumerInfo the lag reads."""
+    return SimpleNamespace(
+        num_pending=waiting,
+        num_ack_pending=unacknowledged,
+        ack_floor=SimpleNamespace(stream_seq=floor),
+    )
+
+
+def test_the_lag_from_the_consumer_info_and_the_oldest_message_stored():
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    stored = now - timedelta(seconds=42)
+    lag = jetstream.lag_of("crm", _info(5, 3, floor=7), stored, now)
+    assert (lag.waiting, lag.unacknowledged, lag.pending, lag.oldest_age_s) == (5, 3, 8, 42.0)
+    assert jetstream.oldest_pending_seq(_info(5, 3, floor=7)) == 8
+    assert jetstream.lag_of("crm", _info(0, 0), stored, now).oldest_age_s is None, "none pending"
+    assert jetstream.lag_of("crm", _info(1, 0), None, now).oldest_age_s is None, "age not known"
+    ahead = jetstream.lag_of("crm", _info(1, 0), now + timedelta(seconds=3), now)
+    assert ahead.oldest_age_s == 0.0, "the server's clock ahead of ours: never negative"
+    assert jetstream.stored_at("2026-12-05T11:59:18.5Z") == stored + timedelta(seconds=0.5)
+    assert jetstream.stored_at("not a time") is None
+    assert jetstream.stored_at(datetime(2026, 12, 5, 11, 59, 18)) == stored, "naive is UTC"
 
 
 def test_names_on_the_bus():
@@ -385,3 +413,81 @@ def test_syncctl_run_takes_the_bus_and_a_kill_before_the_ack_loses_nothing(bus, 
     assert counted["adds_up"] is True, again.stderr[-3000:]
     assert (counted["landed"], counted["applied"], counted["duplicates"]) == (10, 10, 0)
     assert counted["golden"]["customer"] == 5
+
+
+def test_a_backlog_is_measured_and_alerted_and_clears_once_drained(bus, data_folder):
+    """Six messages and nothing ingesting them: the sensor's tick lands a batch of 4 and records
+    the lag (6 pending, the oldest at least as old as waited); the bus_lag alert rises past its
+    limit. `syncctl run` drains, ingests and acknowledges: its measurement is 0, the alert
+    resolves."""
+    from dagster import build_sensor_context
+
+    from sensors.bus import bus_sensor
+    from sync_assets.ingest.resources import LandingZoneResource
+    from sync_assets.operate import alerts, metrics
+    from sync_assets.project.model import AlertLimits, AlertSettings
+    from sync_assets.warehouse import transaction
+    from sync_assets.warehouse.resource import WarehouseResource
+
+    project = current()
+    strict = dataclasses.replace(
+        project,
+        settings=dataclasses.replace(
+            project.settings, alerts=AlertSettings(defaults=AlertLimits(bus_pending=5))
+        ),
+    )
+
+    def judge(now: datetime) -> tuple[list[alerts.Alert], alerts.Recorded, list[alerts.Alert]]:
+        """The bus alerts under the strict limit (recorded) and under the defaults."""
+        with connect(data_folder.warehouse) as con, transaction(con):
+            found, judged = alerts.evaluate(con, strict, now)
+            recorded = alerts.record(con, found, judged, now)
+            default, _ = alerts.evaluate(con, project, now)
+        return found, recorded, default
+
+    def bus_alerts(found: list[alerts.Alert]) -> list[alerts.Alert]:
+        return [a for a in found if a.kind == "bus_lag"]
+
+    assert jetstream.publish(ten_events()[:6], "crm").published == 6
+    published = time.time()
+    time.sleep(1.5)  # the quantity measured: the backlog's age
+    waited = time.time() - published
+    resources = {
+        "landing_zone": LandingZoneResource(root=str(data_folder.landing)),
+        "warehouse": WarehouseResource(path=str(data_folder.warehouse)),
+    }
+    with build_sensor_context(resources=resources) as context:
+        bus_sensor(context)
+
+    with connect(data_folder.warehouse) as con:
+        behind = metrics.latest_bus_lag(con)
+    figures = dict(
+        rows(
+            data_folder,
+            "SELECT metric, value FROM metrics WHERE stage = 'bus' AND subject = 'crm'",
+        )
+    )
+    assert behind["crm"].pending == 6
+    assert (figures["waiting"], figures["unacknowledged"]) == (2, 4), "a batch of 4 in flight"
+    assert behind["crm"].oldest_pending_s >= waited
+    assert behind["billing"].pending == 0
+    found, recorded, default = judge(datetime.now(UTC))
+    [raised] = bus_alerts(recorded.raised)
+    assert (raised.subject, raised.counts["pending"]) == ("crm", 6)
+    assert raised.counts["oldest_s"] >= int(waited)
+    assert bus_alerts(default) == [], "silent within the default limits"
+
+    ran = syncctl(data_folder.root, "run", "--json")
+    # exit 2: the folder has no system databases to reconcile against; the ingest is what counts
+    assert ran.returncode in (0, 2) and ran.stdout, ran.stderr[-3000:]
+    done = json.loads(ran.stdout)
+    assert (len(done["runs"]), done["failed"]) == (2, []), "the sensor's batch and the rest"
+
+    assert unacknowledged(bus) == 0
+    with connect(data_folder.warehouse) as con:
+        caught_up = metrics.latest_bus_lag(con)
+    assert (caught_up["crm"].pending, caught_up["crm"].oldest_pending_s) == (0, 0.0)
+    found, recorded, _ = judge(datetime.now(UTC))
+    assert bus_alerts(found) == []
+    assert recorded.resolved == [raised.key]
+    assert rows(data_folder, "SELECT sum(landed), sum(applied) FROM batches") == [(6, 6)]

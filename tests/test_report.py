@@ -144,3 +144,21 @@ def test_a_browser_shows_the_graph_the_failing_check_and_the_report(drifted, tmp
 
     for shot in ("graph", "failing_check", "report"):
         assert (shots / f"{shot}.png").stat().st_size > 10_000
+
+
+def test_the_report_plots_the_latest_bus_lag_measurements(data_folder):
+    from sync_assets.ingest.jetstream import Lag
+    from sync_assets.operate import metrics, report
+
+    with connect(data_folder.warehouse) as con:
+        for pending in (7, 3, 0):
+            metrics.record_bus_lag(con, [Lag("crm", pending, 0, 5.0 if pending else None)], "t")
+        page = report.render(con, current())
+        latest = report._metric_rows(con, metrics.BUS, ["pending"], latest=2)
+
+    lag = page.split("Bus consumer lag: messages not acknowledged")[1].split("</figure>")[0]
+    assert 'data-series="pending crm"' in lag
+    assert [(name, value) for _, name, value in latest] == [
+        ("pending crm", 3.0),
+        ("pending crm", 0.0),
+    ]

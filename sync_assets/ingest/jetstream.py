@@ -30,7 +30,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
@@ -164,6 +164,42 @@ class Lag:
     oldest_age_s: float | None
     """Seconds since the oldest message not yet acknowledged was stored; None when none is."""
 
+    @property
+    def pending(self) -> int:
+        """Messages the consumer has not had acknowledged: waiting or in flight."""
+        return self.waiting + self.unacknowledged
+
+
+def oldest_pending_seq(info: Any) -> int:
+    """The stream sequence from which the oldest message not acknowledged is looked up: the one
+    after the consumer's ack floor (AckPolicy ALL: everything up to the floor is acknowledged);
+    the first message on the system's subjects at or after it is that message."""
+    return int(info.ack_floor.stream_seq) + 1
+
+
+def stored_at(stored: datetime | str | None) -> datetime | None:
+    """A stream message's time as the server stored it (the client gives a datetime; an RFC 3339
+    string is read too); None when not known."""
+    if isinstance(stored, str):
+        try:
+            stored = datetime.fromisoformat(stored.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if isinstance(stored, datetime) and stored.tzinfo is None:
+        stored = stored.replace(tzinfo=UTC)
+    return stored if isinstance(stored, datetime) else None
+
+
+def lag_of(system: str, info: Any, oldest: datetime | None, now: datetime) -> Lag:
+    """A system's lag from its consumer's info (num_pending, num_ack_pending) and the time its
+    oldest message not acknowledged was stored (`oldest_pending_seq`): no age when nothing is
+    pending, or when that time is not known; never negative (clocks of two hosts)."""
+    waiting, unacknowledged = int(info.num_pending or 0), int(info.num_ack_pending or 0)
+    age = None
+    if (waiting or unacknowledged) and oldest is not None:
+        age = max(0.0, (now - oldest).total_seconds())
+    return Lag(system, waiting, unacknowledged, age)
+
 
 # -- the warehouse side ---------------------------------------------------------------------------
 
@@ -278,18 +314,14 @@ async def _lag(js: Any, stream: str, settings: BusSettings, system: str, info: A
         try:
             message = await js.get_msg(
                 stream,
-                seq=info.ack_floor.stream_seq + 1,
+                seq=oldest_pending_seq(info),
                 subject=system_filter(settings.prefix, system),
                 next=True,
             )
-            stored = message.time
-            if isinstance(stored, str):
-                stored = datetime.fromisoformat(stored.replace("Z", "+00:00"))
-            if isinstance(stored, datetime):
-                oldest = max(0.0, time.time() - stored.timestamp())
+            oldest = stored_at(message.time)
         except Exception:  # the age is a nicety; the counts are what matter
             oldest = None
-    return Lag(system, info.num_pending, info.num_ack_pending, oldest)
+    return lag_of(system, info, oldest, datetime.now(UTC))
 
 
 # -- what callers use -----------------------------------------------------------------------------

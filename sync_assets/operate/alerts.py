@@ -9,6 +9,7 @@
 | `latency`             | events of a system's latest batch took longer than `ingest_latency_s` from their time to ingestion, or attempts of a destination's latest delivery run took longer than `delivery_latency_ms` | WARN |
 | `destination_failing` | a destination's last `consecutive_failures` attempts all failed, or as many of its dead letters are held | ERROR |
 | `stale`               | a system's last batch landed longer ago than `batch_within_s`, or its last successful snapshot is older than `snapshot_within_s` (a system that never sent a batch, or was never snapshotted, is not judged) | ERROR |
+| `bus_lag`             | a system's latest measured NATS JetStream consumer lag (`metrics`, stage `bus`) has more than `bus_pending` messages not acknowledged, or the oldest of them is older than `bus_oldest_s` (aged since the measurement) | WARN |
 
 The limits are per system, from syncfabric.yaml's `alerts:` (`AlertSettings`). An alert names
 counts, ids and names only, never a value (PII stays sealed), and up to `correlation_ids` of the
@@ -31,7 +32,7 @@ from datetime import datetime
 
 import duckdb
 
-from sync_assets.operate.metrics import publish_to_ingest
+from sync_assets.operate.metrics import latest_bus_lag, publish_to_ingest
 from sync_assets.project.model import Project
 from sync_assets.reconcile.comparisons import comparisons, latest_run
 from sync_assets.reconcile.policy import verdict
@@ -39,8 +40,16 @@ from sync_assets.warehouse.sql import quote
 
 ERROR, WARN = "ERROR", "WARN"
 
-KINDS = ("run_failed", "check_failed", "dead_letters", "latency", "destination_failing", "stale")
-WAREHOUSE_KINDS = ("dead_letters", "latency", "destination_failing", "stale")
+KINDS = (
+    "run_failed",
+    "check_failed",
+    "dead_letters",
+    "latency",
+    "destination_failing",
+    "stale",
+    "bus_lag",
+)
+WAREHOUSE_KINDS = ("dead_letters", "latency", "destination_failing", "stale", "bus_lag")
 """The kinds judged from the warehouse alone; `run_failed` and `check_failed` take facts too."""
 RECONCILE_SCOPE, GIVEN_SCOPE = "check_failed/reconcile", "check_failed/given"
 """A failed check is judged from the warehouse (a reconciliation's comparisons) or given as a
@@ -60,6 +69,7 @@ RUNBOOKS = {
     "latency": "latency",
     "destination_failing": "destination-outage",
     "stale": "stale-system",
+    "bus_lag": "bus-lag",
 }
 """Kind -> its runbook (docs/runbooks/<name>.md)."""
 
@@ -151,6 +161,7 @@ def evaluate(
     found += ingest_latency(con, project) + delivery_latency(con, project)
     found += failing_destinations(con, project)
     found += stale_systems(con, project, now)
+    found += bus_lag(con, project, now)
     return found, judged
 
 
@@ -441,6 +452,42 @@ def stale_systems(con: duckdb.DuckDBPyConnection, project: Project, now: datetim
                 "snapshot",
                 f"{system} is stale: {why}; no successful snapshot within {within:g} s",
                 {"age_s": int(age), "within_s": int(within)},
+            )
+        )
+    return found
+
+
+def bus_lag(con: duckdb.DuckDBPyConnection, project: Project, now: datetime) -> list[Alert]:
+    """Per system, its consumer on the bus behind: by its latest lag measurement, more messages
+    not acknowledged than `bus_pending`, or the oldest stored longer ago than `bus_oldest_s`. A
+    system never measured (no bus) is not judged."""
+    found = []
+    for system, lag in latest_bus_lag(con).items():
+        if system not in project.systems:
+            continue
+        limits = project.settings.alerts.limits(system)
+        age = lag.oldest_at(now)
+        why = []
+        if lag.pending > limits.bus_pending:
+            why.append(f"{lag.pending} messages not acknowledged, more than {limits.bus_pending}")
+        if lag.pending and age > limits.bus_oldest_s:
+            why.append(f"the oldest stored {age:.0f} s ago, longer than {limits.bus_oldest_s:g} s")
+        if not why:
+            continue
+        found.append(
+            Alert(
+                "bus_lag",
+                WARN,
+                system,
+                "bus",
+                f"{system}'s consumer on the bus is behind: {' and '.join(why)} "
+                f"(measured {lag.measured_at.isoformat()})",
+                {
+                    "pending": lag.pending,
+                    "oldest_s": int(age),
+                    "limit_pending": limits.bus_pending,
+                    "limit_oldest_s": int(limits.bus_oldest_s),
+                },
             )
         )
     return found

@@ -10,6 +10,7 @@ Each stage measures what it just did and appends one row per (metric, subject) t
 | reconcile | a reconcile run   | a system     | compared, matched, missing, extra, mismatch, divergence   |
 | correct   | a reconcile run   | a system     | corrected (corrections emitted to it)                     |
 | deliver   | a delivery run    | a destination| attempts, retries, delivered, dead_lettered, success_ratio, latency_p50_ms / p95, dlq_depth |
+| bus       | a measurement     | its system   | pending (waiting + unacknowledged), waiting, unacknowledged, oldest_pending_s: its NATS JetStream consumer's lag, after `syncctl run` drained and acknowledged and at each bus sensor tick |
 
 The same figures go into the asset's materialization metadata as numbers (`metadata()`), so the
 Dagster UI plots each over time; `syncctl report` draws them from the table. Measuring is
@@ -19,8 +20,11 @@ Only counts and times: never a value of a record.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -28,6 +32,9 @@ from sync_assets.project import current
 from sync_assets.project.model import Project
 from sync_assets.warehouse import scalar
 from sync_assets.warehouse.sql import quote
+
+if TYPE_CHECKING:
+    from sync_assets.ingest.jetstream import Lag
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -171,6 +178,71 @@ def delivery_metrics(con: duckdb.DuckDBPyConnection, delivery_run: str) -> list[
         if depth or destination in delivered_to:  # 0 too for this run's: the line falls to 0
             out.append(Metric("dlq_depth", destination, depth))
     return out
+
+
+BUS = "bus"
+"""The stage of the bus consumers' lag."""
+
+
+def bus_metrics(lags: Iterable[Lag]) -> list[Metric]:
+    """Each system's consumer lag (sync_assets/ingest/jetstream.py's `Lag`) as figures; the age is
+    0 when nothing is pending, so the line falls to 0 once the consumer has caught up."""
+    out = []
+    for lag in lags:
+        out += [
+            Metric("pending", lag.system, lag.pending),
+            Metric("waiting", lag.system, lag.waiting),
+            Metric("unacknowledged", lag.system, lag.unacknowledged),
+            Metric("oldest_pending_s", lag.system, round(lag.oldest_age_s or 0.0, 3)),
+        ]
+    return out
+
+
+def record_bus_lag(con: duckdb.DuckDBPyConnection, lags: Iterable[Lag], origin: str) -> str | None:
+    """One measurement of the bus consumers' lag, by `origin` (`run`, `sensor`): its scope; None
+    when nothing is pending and nothing was at the last measurement of each system (a sensor
+    ticking every 30 s on an idle bus adds no rows)."""
+    lags = list(lags)
+    latest = latest_bus_lag(con)
+    if all(not lag.pending and lag.system in latest and not latest[lag.system].pending
+           for lag in lags):  # fmt: skip
+        return None
+    scope = f"{origin}-{uuid.uuid4().hex[:12]}"
+    record(con, BUS, scope, bus_metrics(lags))
+    return scope
+
+
+@dataclass(frozen=True)
+class BusLag:
+    """A system's latest measured consumer lag."""
+
+    measured_at: datetime
+    pending: int
+    oldest_pending_s: float
+
+    def oldest_at(self, now: datetime) -> float:
+        """The oldest pending message's age now: what was pending then has aged since, unless
+        something acknowledged it (a later measurement says so)."""
+        if not self.pending:
+            return 0.0
+        return self.oldest_pending_s + max(0.0, (now - self.measured_at).total_seconds())
+
+
+def latest_bus_lag(con: duckdb.DuckDBPyConnection) -> dict[str, BusLag]:
+    """System -> its latest bus lag measurement (none for a system never measured)."""
+    found = {}
+    for system, measured_at, pending, oldest in con.execute(
+        """WITH latest AS (SELECT subject, arg_max(scope, measured_at) AS scope FROM metrics
+                           WHERE stage = ? GROUP BY subject)
+           SELECT m.subject, max(m.measured_at),
+                  coalesce(max(m.value) FILTER (WHERE m.metric = 'pending'), 0),
+                  coalesce(max(m.value) FILTER (WHERE m.metric = 'oldest_pending_s'), 0)
+           FROM metrics m JOIN latest l USING (subject, scope) WHERE m.stage = ?
+           GROUP BY m.subject ORDER BY m.subject""",
+        [BUS, BUS],
+    ).fetchall():
+        found[system] = BusLag(measured_at, int(pending), float(oldest))
+    return found
 
 
 def record(

@@ -9,6 +9,7 @@ never a value of a record.
 | ----------------------------- | -------------------------------------------------------- |
 | event volume and failure ratio| `batches`: landed per batch, dead-lettered / landed      |
 | publish-to-ingest latency     | `metrics` (ingest): p50 / p95 / max per batch            |
+| bus consumer lag              | `metrics` (bus): pending and oldest age, latest measurements |
 | reconciliation per system     | `metrics` (reconcile): matched and differing per run     |
 | delivery                      | `metrics` (deliver): success ratio, latency p50 / p95    |
 | dead letters held             | `dead_letters`, `corrections` now; `metrics` dlq_depth   |
@@ -26,9 +27,12 @@ from pathlib import Path
 import duckdb
 
 from sync_assets.govern.lineage_docs import render_lineage_html
+from sync_assets.operate.metrics import BUS
 from sync_assets.project.model import Project
 
 WIDTH, HEIGHT, PAD = 640, 220, 44
+BUS_POINTS = 200
+"""The bus lag's latest measurements plotted (the sensor measures every tick)."""
 COLORS = ("#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#be185d")
 
 
@@ -174,23 +178,35 @@ def _by(rows: list[tuple], names: list[str]) -> list[Series]:
 
 
 def _metric_rows(
-    con: duckdb.DuckDBPyConnection, stage: str, metrics: list[str], *, per_subject: bool = False
+    con: duckdb.DuckDBPyConnection,
+    stage: str,
+    metrics: list[str],
+    *,
+    per_subject: bool = False,
+    latest: int | None = None,
 ) -> list[tuple]:
     """(x label, series name, value) of one stage's metrics in time order. The label numbers
     each measured scope (a batch, a run) with its time; the series is the metric and subject,
-    or with `per_subject` the metric alone and the subject in the label (one batch, one system)."""
+    or with `per_subject` the metric alone and the subject in the label (one batch, one system).
+    With `latest`, only the latest that many scopes."""
     label = (
         "'#' || dense_rank() OVER (ORDER BY first, scope) || ' ' || strftime(first, '%m-%d %H:%M')"
     )
     if per_subject:
         label += " || ' ' || subject"
     name = "metric" if per_subject else "metric || ' ' || subject"
+    recent = ""
+    if latest is not None:
+        recent = (
+            "AND scope IN (SELECT scope FROM metrics WHERE stage = $stage GROUP BY scope "
+            f"ORDER BY min(measured_at) DESC, scope DESC LIMIT {int(latest)})"
+        )
     return con.execute(
         f"""SELECT {label}, {name}, value
             FROM (SELECT *, min(measured_at) OVER (PARTITION BY scope) AS first FROM metrics
-                  WHERE stage = ? AND metric IN ({", ".join("?" for _ in metrics)}))
+                  WHERE stage = $stage AND list_contains($metrics, metric) {recent})
             ORDER BY first, scope, metric, subject""",
-        [stage, *metrics],
+        {"stage": stage, "metrics": metrics},
     ).fetchall()
 
 
@@ -269,6 +285,12 @@ def _latency(con: duckdb.DuckDBPyConnection) -> str:
     plots = bar_chart("Publish-to-ingest latency per batch", "s", _by(rows, percentiles))
     plots += bar_chart("Events per second per batch (landed to applied)", "events/s",
                        _by(rate, ["events_per_second"]))  # fmt: skip
+    pending = _metric_rows(con, BUS, ["pending"], latest=BUS_POINTS)
+    oldest = _metric_rows(con, BUS, ["oldest_pending_s"], latest=BUS_POINTS)
+    plots += line_chart("Bus consumer lag: messages not acknowledged", "messages",
+                        _by(pending, _names(pending)))  # fmt: skip
+    plots += line_chart("Bus consumer lag: oldest message pending", "s",
+                        _by(oldest, _names(oldest)))  # fmt: skip
     return _section("latency", "Latency", f'<div class="plots">{plots}</div>')
 
 

@@ -117,6 +117,11 @@ class AlertLimitsFile(Strict):
     """The system is stale when its last batch landed longer ago than this."""
     snapshot_within_s: float | None = Field(default=None, gt=0)
     """...or when its last successful snapshot is older than this."""
+    bus_pending: int | None = Field(default=None, ge=0)
+    """Messages on the system's bus subjects not yet acknowledged (waiting or in flight) above
+    this: an alert (with SYNCFABRIC_BUS_URL)."""
+    bus_oldest_s: float | None = Field(default=None, gt=0)
+    """...or the oldest of them stored longer ago than this, in seconds."""
 
 
 class AlertsSettings(AlertLimitsFile):

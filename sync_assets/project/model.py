@@ -48,6 +48,10 @@ class AlertLimits:
     """Stale when the system's last batch landed longer ago than this."""
     snapshot_within_s: float = 7_200.0
     """Stale when the system's last successful snapshot is older than this."""
+    bus_pending: int = 10_000
+    """Messages on the system's subjects its bus consumer has not had acknowledged, above this."""
+    bus_oldest_s: float = 3_600.0
+    """...or the oldest of them stored longer ago than this (seconds)."""
 
 
 @dataclass(frozen=True)

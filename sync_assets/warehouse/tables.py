@@ -235,8 +235,8 @@ CREATE TABLE IF NOT EXISTS alerts (
 METRICS_DDL = """
 CREATE TABLE IF NOT EXISTS metrics (
     measured_at TIMESTAMPTZ NOT NULL,
-    stage       VARCHAR NOT NULL,   -- ingest | reconcile | deliver
-    scope       VARCHAR NOT NULL,   -- the batch id, reconcile run or delivery run measured
+    stage       VARCHAR NOT NULL,   -- ingest | reconcile | deliver | bus
+    scope       VARCHAR NOT NULL,   -- the batch id, reconcile run or delivery run measured (bus: one measurement)
     metric      VARCHAR NOT NULL,
     subject     VARCHAR NOT NULL,   -- a system, a destination or a dead-letter rule
     value       DOUBLE NOT NULL
