@@ -13,6 +13,7 @@ import time
 
 from bench import (
     adopt,
+    bus,
     channels,
     check,
     deliver,
@@ -39,6 +40,7 @@ BENCHMARKS = {
     rules.NAME: rules,
     observe.NAME: observe,
     run.NAME: run,
+    bus.NAME: bus,
     summary.NAME: summary,
 }
 FULL_RUN_ARGS = {reconcile.NAME: ["--with-10m"]}
