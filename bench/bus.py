@@ -19,8 +19,8 @@ it started, and reads the warehouse (read-only):
   publication); p50, p95 (nearest rank) and max;
 - sustained events/s: events applied / (last apply - first publish).
 
-The sensors run at their own `minimum_interval_seconds` (read from the definitions and printed;
-no setting changes them, so neither does this benchmark). The scheduled reconciliation is moved
+The sensors run at their own `minimum_interval_seconds` (read from the definitions and printed):
+SYNCFABRIC_INGEST_INTERVAL_SECONDS, 30 unless set; `--interval` sets it for this run. The scheduled reconciliation is moved
 out of the measured window (SYNCFABRIC_RECONCILE_CRON, once a year): it would fail without the
 demo's systems and hold the warehouse meanwhile.
 
@@ -30,6 +30,7 @@ the CRM's landing folder of another fresh data folder and ingested at once as `s
 
     python -m bench bus                          # 10 events/s for 90 s (3 to 4 minutes in all)
     python -m bench bus --rate 20 --seconds 60
+    python -m bench bus --interval 5             # the ingest sensors every 5 s
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from bench.common import PROJECT_ROOT, format_table, machine_info, write_result
+from sync_assets.settings import INGEST_INTERVAL_ENV
 
 NAME = "bus"
 SYSTEM = "crm"
@@ -78,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=300.0,
         help="seconds to wait, after the last publish, for every event to be applied",
+    )
+    parser.add_argument(
+        "--interval",
+        type=int,
+        default=None,
+        help="the ingest sensors' interval in seconds (SYNCFABRIC_INGEST_INTERVAL_SECONDS); "
+        "unset, the environment's or the default 30",
     )
 
 
@@ -445,6 +454,8 @@ def _seconds(value: float | None) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     url = os.environ.get("SYNCFABRIC_BUS_URL", "").strip() or DEFAULT_URL
+    if args.interval is not None:  # before the sensors are defined, here and in the daemon
+        os.environ[INGEST_INTERVAL_ENV] = str(args.interval)
     intervals = sensor_intervals()
     print(
         "sensor intervals (minimum_interval_seconds, as defined): "

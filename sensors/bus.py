@@ -23,6 +23,7 @@ from sync_assets.errors import SyncfabricError
 from sync_assets.ingest import jetstream
 from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.operate import metrics
+from sync_assets.settings import ingest_interval_seconds
 from sync_assets.warehouse.resource import WarehouseResource
 
 
@@ -37,7 +38,7 @@ def write_cursor(in_flight: dict[str, jetstream.Range]) -> str:
 
 
 @dg.sensor(
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=ingest_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Lands the messages of NATS JetStream (SYNCFABRIC_BUS_URL) as batch files in each "

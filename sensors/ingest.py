@@ -25,6 +25,7 @@ from sync_assets.errors import SyncfabricError
 from sync_assets.ingest.assets import landed_batches
 from sync_assets.ingest.resources import LandingZoneResource
 from sync_assets.jobs import INGEST_BATCH_JOB
+from sync_assets.settings import ingest_interval_seconds
 from sync_assets.warehouse.resource import WarehouseResource
 
 RESUME_TAG = "syncfabric/resume"
@@ -72,7 +73,7 @@ def plan_resume(
 
 @dg.sensor(
     job_name=INGEST_BATCH_JOB,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=ingest_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Requests one ingest run per batch landed under landing/<system>/, and a resume run when "

@@ -17,11 +17,12 @@ from sync_assets.connectors.resource import SystemsResource
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest import outbox
 from sync_assets.ingest.resources import LandingZoneResource
+from sync_assets.settings import ingest_interval_seconds
 from sync_assets.warehouse.resource import WarehouseResource
 
 
 @dg.sensor(
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=ingest_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Lands the rows of each system's transactional outbox table as batch files in its "

@@ -154,6 +154,18 @@ def _bus_number(env: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
+INGEST_INTERVAL_ENV = "SYNCFABRIC_INGEST_INTERVAL_SECONDS"
+
+
+def ingest_interval_seconds() -> int:
+    """How often the sensors that bring events in tick (landed batches, the bus, the outbox):
+    every 30 s unless `SYNCFABRIC_INGEST_INTERVAL_SECONDS` says otherwise (1 to 3600). Lower is
+    nearer real time (an event waits up to about two intervals before its run starts: the bus
+    sensor lands it, then the landed-batches sensor requests its run), at the cost of a read of
+    the landing folders and the warehouse per tick."""
+    return _bus_number(INGEST_INTERVAL_ENV, 30, 1, 3600)
+
+
 OUTBOX_GAP_GRACE_ENV = "SYNCFABRIC_OUTBOX_GAP_GRACE_SECONDS"
 OUTBOX_BATCH_ENV = "SYNCFABRIC_OUTBOX_BATCH_SIZE"
 
