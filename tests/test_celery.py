@@ -24,6 +24,7 @@ from commands import SYNCCTL, instance_of, syncctl
 from databases import in_ci
 
 from sync_assets.errors import EXIT_FAILED, EXIT_USAGE
+from sync_assets.security.redact import redact_text
 from sync_assets.settings import CELERY_BROKER_URL_ENV, DataFolder, celery_broker_url
 from sync_assets.warehouse import WRITER_POOL, connect
 
@@ -105,7 +106,8 @@ def _unreachable() -> str | None:
 def broker() -> str:
     reason = _unreachable()
     if reason:
-        message = f"RabbitMQ not reachable at {BROKER} ({reason}); start rabbitmq-server"
+        shown = redact_text(BROKER, url=BROKER)
+        message = f"RabbitMQ not reachable at {shown} ({reason}); start rabbitmq-server"
         if in_ci():
             pytest.fail(f"{message}. CI must run these tests: call .ci/services.sh", pytrace=False)
         pytest.skip(message)
@@ -309,6 +311,9 @@ def test_two_workers_share_the_reconciliation_with_the_default_executors_results
             f"steps not run in a worker: {set(spans) - set(where)}"
         )
         assert set(where.values()) == set(names), where
+        with instance_of(spread.root) as instance:  # the broker's URL stays in the environment
+            run = instance.get_run_by_id(run_id)
+            assert run is not None and "pyamqp" not in json.dumps(run.run_config)
         # the warehouse's writers one at a time, whichever worker ran them
         writing = sorted(span for step, span in spans.items() if step in writers)
         assert len(writing) > 1
