@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the servers that the integration tests need are up: PostgreSQL on 127.0.0.1:5432,
-# MariaDB on 127.0.0.1:3306 and NATS with JetStream on 127.0.0.1:4222 (tests/test_jetstream.py). Starts whichever is down, then waits (polling every
+# MariaDB on 127.0.0.1:3306, NATS with JetStream on 127.0.0.1:4222 (tests/test_jetstream.py) and
+# RabbitMQ on 127.0.0.1:5672 (tests/test_celery.py). Starts whichever is down, then waits (polling every
 # 0.5 s, at most 60 s each) until it answers. Idempotent; prints one line per service.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ HOST=127.0.0.1
 PG_PORT=${SERVICES_PG_PORT:-5432}
 MARIADB_PORT=${SERVICES_MARIADB_PORT:-3306}
 NATS_PORT=${SERVICES_NATS_PORT:-4222}
+RABBITMQ_PORT=${SERVICES_RABBITMQ_PORT:-5672}
 
 tcp_open() { # host port
     timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null
@@ -50,6 +52,14 @@ nats_start() {
         -a "$HOST" -p "$NATS_PORT" -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 }
 
+rabbitmq_ready() {
+    tcp_open "$HOST" "$RABBITMQ_PORT"
+}
+
+rabbitmq_start() {
+    rabbitmq-server -detached
+}
+
 ensure() { # name ready-fn start-fn
     local name=$1 ready=$2 start=$3
     if "$ready"; then
@@ -76,3 +86,4 @@ ensure() { # name ready-fn start-fn
 ensure postgresql postgres_ready postgres_start
 ensure mariadb mariadb_ready mariadb_start
 ensure nats nats_ready nats_start
+ensure rabbitmq rabbitmq_ready rabbitmq_start

@@ -998,6 +998,23 @@ def ui(port: int, read_only: bool) -> None:
     os.execv(dagster, [dagster, "dev", *where])
 
 
+@main.command()
+@click.option("--name", help="The worker's name, before @host (default: syncfabric).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Steps this worker runs at once (one process each).",
+)
+def worker(name: str | None, concurrency: int) -> None:
+    """Run the reconciliation's steps sent through SYNCFABRIC_CELERY_BROKER_URL (RabbitMQ), until
+    stopped: start one or more on hosts that see this data folder (docs/scaling.md)."""
+    from sync_assets.operate.workers import run_worker
+
+    run_worker(_folder(), name, concurrency)
+
+
 def _not_corrected(reconciled, gated: str) -> str:
     """Why a reconciliation run emitted nothing, and what to do: never advice that corrects
     without the review gate (`gated`: the command whose gate names the count)."""

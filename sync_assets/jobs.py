@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from sync_assets.ingest.assets import landed_batches
+from sync_assets.operate.workers import step_executor
 from sync_assets.project import Project
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ def _golden_rules(project: Project) -> dg.AssetSelection:
 
 def build_jobs(project: Project) -> list[UnresolvedAssetJobDefinition]:
     rules = _golden_rules(project)
+    # the reconciliation's steps in `syncctl worker` processes where SYNCFABRIC_CELERY_BROKER_URL
+    # names a broker (sync_assets/operate/workers.py); None: Dagster's default executor
+    spread = step_executor()
     ingest_batch = dg.define_asset_job(
         INGEST_BATCH_JOB,
         description=(
@@ -60,6 +64,7 @@ def build_jobs(project: Project) -> list[UnresolvedAssetJobDefinition]:
         ),
         selection=dg.AssetSelection.groups("reconcile", "deliver") | rules,
         tags={"syncfabric/flow": "reconcile"},
+        executor_def=spread,
     )
     check = dg.define_asset_job(
         CHECK_JOB,
@@ -74,6 +79,7 @@ def build_jobs(project: Project) -> list[UnresolvedAssetJobDefinition]:
         )
         | rules,
         tags={"syncfabric/flow": "check"},
+        executor_def=spread,
     )
     return [ingest_batch, reconcile, check]
 

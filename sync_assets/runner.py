@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sync_assets.catalog.rules import RULE_CHECK_PREFIX
 from sync_assets.crashpoints import crash_point
 from sync_assets.errors import EXIT_FAILED, SyncfabricError
-from sync_assets.operate import recovery
+from sync_assets.operate import recovery, workers
 from sync_assets.operate.console import CONSOLE
 from sync_assets.operate.failures import StepFailure, operator_error, step_failures
 from sync_assets.operate.lock import is_held_here
@@ -534,14 +535,19 @@ class Pipeline:
         self.instance.add_event_listener(run_id, _crash_after_step_start)
         self.instance.add_event_listener(run_id, _PoolWait(job.name, self.instance))
         try:
-            result = job.execute_in_process(
-                instance=self.instance,
-                run_id=run_id,
-                run_config=config,
-                tags={**(tags or {}), **recovery.launch_tags()},
-                raise_on_error=False,
-                **options,
-            )
+            if workers.runs_in_workers(job):
+                result = self._execute_in_workers(
+                    job, run_id, config, {**(tags or {}), **recovery.launch_tags()}, **options
+                )
+            else:
+                result = job.execute_in_process(
+                    instance=self.instance,
+                    run_id=run_id,
+                    run_config=config,
+                    tags={**(tags or {}), **recovery.launch_tags()},
+                    raise_on_error=False,
+                    **options,
+                )
         except BaseException:
             watcher.finish(None)
             raise
@@ -562,6 +568,39 @@ class Pipeline:
                     "syncctl -v prints the tracebacks)"
                 )
         return result
+
+    def _execute_in_workers(
+        self,
+        job: Any,
+        run_id: str,
+        run_config: dict[str, Any],
+        tags: dict[str, str],
+        asset_selection: Sequence[Any] | None = None,
+    ) -> Any:
+        """Run a job whose executor sends its steps to `syncctl worker` processes (with
+        SYNCFABRIC_CELERY_BROKER_URL, sync_assets/operate/workers.py): this process orchestrates
+        and claims the pools; the workers rebuild the job from the code location's module, as
+        the UI's runs do. Refused before any run is made when no worker answers."""
+        from dagster._core.definitions.reconstruct import ReconstructableRepository
+        from dagster._core.execution.api import execute_run
+
+        workers.require_workers(workers.require_broker())
+        recon = ReconstructableRepository.for_module(
+            "sync_assets.definitions", "defs", working_directory=os.getcwd()
+        ).get_reconstructable_job(job.name)
+        run = self.instance.create_run_for_job(
+            job_def=recon.get_definition(),
+            run_id=run_id,
+            run_config=run_config,
+            tags=tags,
+            job_code_origin=recon.get_python_origin(),
+            asset_selection=frozenset(asset_selection) if asset_selection else None,
+        )
+        with warnings.catch_warnings():
+            # dagster_celery registers its task again for every step it sends: harmless, and
+            # not the operator's concern
+            warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already")
+            return execute_run(recon, run, self.instance, raise_on_error=False)
 
     def pending_corrections(self) -> int:
         from sync_assets.deliver import outbox

@@ -187,6 +187,34 @@ class OutboxSettings:
         )
 
 
+CELERY_BROKER_URL_ENV = "SYNCFABRIC_CELERY_BROKER_URL"
+CELERY_RESULT_BACKEND = "rpc://"
+"""Where workers send a step's events back: RabbitMQ itself, as replies to the run's process."""
+_CELERY_SCHEMES = ("pyamqp", "amqp", "amqps")
+
+
+def celery_broker_url() -> str | None:
+    """The RabbitMQ broker through which the snapshot and check steps run in `syncctl worker`
+    processes (Dagster's celery executor, sync_assets/operate/workers.py); None: they run in the
+    run's own process, as without it. Only AMQP: the results come back over the broker itself
+    (`rpc://`). The URL's password never appears in an error."""
+    raw = os.environ.get(CELERY_BROKER_URL_ENV, "").strip()
+    if not raw:
+        return None
+    from sync_assets.security.redact import redact_text
+
+    scheme, _, rest = raw.partition("://")
+    if scheme.lower() not in _CELERY_SCHEMES or not rest.strip("/"):
+        shown = redact_text(raw, url=raw) if "://" in raw else "(not shown: not a URL)"
+        raise SyncfabricError(
+            f"{CELERY_BROKER_URL_ENV}={shown} is not a RabbitMQ URL; fix: set it to e.g. "
+            "pyamqp://user:password@rabbitmq-host:5672// (the vhost after the last /), or unset "
+            "it to run every step in the run's own process",
+            exit_code=EXIT_USAGE,
+        )
+    return raw
+
+
 @dataclass(frozen=True)
 class DataFolder:
     """The layout of the data folder (`SYNCFABRIC_HOME`, `.syncfabric/` by default)."""
