@@ -411,7 +411,11 @@ def test_syncctl_run_takes_the_bus_and_a_kill_before_the_ack_loses_nothing(bus, 
     assert unacknowledged(bus) == 0
     counted = json.loads(summary.stdout)
     assert counted["adds_up"] is True, again.stderr[-3000:]
-    assert (counted["landed"], counted["applied"], counted["duplicates"]) == (10, 10, 0)
+    # Nothing lost, nothing applied twice. The ten come back after ack_wait in whatever order and
+    # grouping the server redelivers them: a fetch whose range matches a committed batch is only
+    # acknowledged, one grouped otherwise lands again and its events are recorded as duplicates.
+    assert counted["applied"] == 10
+    assert counted["landed"] == 10 + counted["duplicates"]
     assert counted["golden"]["customer"] == 5
 
 
