@@ -37,9 +37,11 @@ def _golden_rules(project: Project) -> dg.AssetSelection:
 
 def build_jobs(project: Project) -> list[UnresolvedAssetJobDefinition]:
     rules = _golden_rules(project)
-    # the reconciliation's steps in `syncctl worker` processes where SYNCFABRIC_CELERY_BROKER_URL
-    # names a broker (sync_assets/operate/workers.py); None: Dagster's default executor
-    spread = step_executor()
+    # The reconciliation's steps in `syncctl worker` processes where SYNCFABRIC_CELERY_BROKER_URL
+    # names a broker (sync_assets/operate/workers.py); else in the run's own process: the steps
+    # that write take turns in the duckdb_writer pool anyway, and a process per step (Dagster's
+    # default executor) costs each step its start and imports, seconds apiece.
+    spread = step_executor() or dg.in_process_executor
     ingest_batch = dg.define_asset_job(
         INGEST_BATCH_JOB,
         description=(
