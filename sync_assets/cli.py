@@ -652,7 +652,7 @@ def check(as_json: bool, fail_on: str) -> None:
     """
     from sync_assets.runner import pipeline
 
-    with pipeline(_folder(), reconciles=True) as runs:
+    with pipeline(_folder()) as runs:
         reconciled = runs.reconcile(emit=False)
     if as_json:
         click.echo(json.dumps(_checks_json(reconciled, with_values=True), default=str))
@@ -707,7 +707,7 @@ def reconcile(as_json: bool, reviewed: int | None) -> None:
 
     folder = _folder()
     refusal: SyncfabricError | None = None
-    with pipeline(folder, reconciles=True) as runs:
+    with pipeline(folder) as runs:
         reconciled = runs.reconcile(reviewed=reviewed)
         emitted_by_hand = False
         if not reconciled.success and reconciled.failing("error"):

@@ -702,7 +702,7 @@ def run_once(folder: DataFolder) -> RunOnce:
     if the delivery failed)."""
     started = time.perf_counter()
     delivered = None
-    with pipeline(folder, reconciles=True) as runs:
+    with pipeline(folder) as runs:
         report = runs.ingest_pending()
         adopted = runs.adopt()
         report.batches += adopted.ingested.batches
@@ -737,23 +737,6 @@ def run_once(folder: DataFolder) -> RunOnce:
         missed_events=_landed(folder, absorbed.batches),
         seconds=time.perf_counter() - started,
     )
-
-
-@contextlib.contextmanager
-def _rules_imported_meanwhile(reconciles: bool) -> Iterator[None]:
-    """The reconciliation runs the catalog's business rules through great-expectations, whose
-    import takes seconds: it is done on another thread while the pipeline ingests."""
-    from sync_assets.catalog.expectations import import_in_background
-    from sync_assets.project import current
-
-    if not reconciles or not any(entity.rules for entity in current().entities.values()):
-        yield
-        return
-    thread = import_in_background()
-    try:
-        yield
-    finally:
-        thread.join()
 
 
 def _emitted(folder: DataFolder, reconcile_run: str) -> int:
@@ -815,12 +798,11 @@ def recover(folder: DataFolder, instance: Any) -> recovery.Findings:
 
 
 @contextlib.contextmanager
-def pipeline(folder: DataFolder, *, reconciles: bool = False) -> Iterator[Pipeline]:
+def pipeline(folder: DataFolder) -> Iterator[Pipeline]:
     """Open the data folder's Dagster instance once (opening it costs about a second), after
-    recovering it from any crash. `reconciles`: the command will reconcile, so the business
-    rules' library is imported meanwhile."""
+    recovering it from any crash."""
     from sync_assets.definitions import build_definitions
 
-    with open_instance(folder) as instance, _rules_imported_meanwhile(reconciles):
+    with open_instance(folder) as instance:
         recovered = recover(folder, instance)
         yield Pipeline(folder, build_definitions(folder), instance, recovered)

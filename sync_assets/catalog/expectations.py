@@ -22,8 +22,7 @@ value set each time it builds a metric, which made a set of 10,000 customer keys
 run, and would make a million cost minutes; the values that dangle are few, usually none.
 
 great-expectations is imported inside `run_rules` only: importing it takes seconds, and
-`import sync_assets.definitions` must stay fast. A command that will run rules after other work
-(`syncctl run`) imports it meanwhile on another thread (`import_in_background`). It runs in an ephemeral context (nothing written
+`import sync_assets.definitions` must stay fast. It runs in an ephemeral context (nothing written
 to disk: no gx/ folder, no stores), without its usage analytics (GX_ANALYTICS_ENABLED=false, set
 for this process before the import) and without progress bars.
 
@@ -34,7 +33,6 @@ through `mask` (the data folder's keyed fingerprint), never as it is.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -168,7 +166,8 @@ def run_rules(
     """
     if not rules:
         return []
-    gx = _import_great_expectations()
+    os.environ["GX_ANALYTICS_ENABLED"] = "false"
+    import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
@@ -215,33 +214,6 @@ def run_rules(
             )
         )
     return found
-
-
-def _import_great_expectations() -> Any:
-    os.environ["GX_ANALYTICS_ENABLED"] = "false"
-    import great_expectations
-
-    return great_expectations
-
-
-def import_in_background() -> threading.Thread:
-    """Import great-expectations on another thread (two to three seconds of Python on a core the
-    pipeline's own work mostly leaves idle); `run_rules` then finds it imported, or waits on the
-    import lock for the rest. pandas, which both threads would otherwise import at once, is
-    imported here first. The caller joins the thread before it exits, so that the interpreter
-    never stops mid-import; an import that fails here is simply done again by `run_rules`, which
-    then says why."""
-    import pandas  # noqa: F401
-
-    def load() -> None:
-        try:
-            _import_great_expectations()
-        except Exception:  # run_rules imports it again and reports the error
-            return
-
-    thread = threading.Thread(target=load, name="import great-expectations", daemon=True)
-    thread.start()
-    return thread
 
 
 def _failure(info: dict[str, Any]) -> str | None:
