@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from urllib.parse import urlsplit
 
 _HELD = socket.socket()
 _HELD.bind(("127.0.0.1", 0))
@@ -20,3 +21,16 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def unreachable(url: str, default_port: int) -> str | None:
+    """Why a server's URL cannot be connected to (the error's class and text), or None when it
+    accepts a connection within 3 s: the reason a test that needs it skips with."""
+    parts = urlsplit(url)
+    try:
+        socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 3
+        ).close()
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+    return None

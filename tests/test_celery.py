@@ -17,11 +17,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from commands import SYNCCTL, instance_of, syncctl
 from databases import in_ci
+from ports import unreachable
 
 from sync_assets.errors import EXIT_FAILED, EXIT_USAGE
 from sync_assets.security.redact import redact_text
@@ -93,18 +93,9 @@ def test_a_broker_nobody_listens_on_is_refused_without_its_password(demo):
 # -- against RabbitMQ -----------------------------------------------------------------------------
 
 
-def _unreachable() -> str | None:
-    parts = urlsplit(BROKER)
-    try:
-        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 3).close()
-    except OSError as error:
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
 @pytest.fixture
 def broker() -> str:
-    reason = _unreachable()
+    reason = unreachable(BROKER, 5672)
     if reason:
         shown = redact_text(BROKER, url=BROKER)
         message = f"RabbitMQ not reachable at {shown} ({reason}); start rabbitmq-server"

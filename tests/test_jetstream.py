@@ -12,20 +12,18 @@ import asyncio
 import dataclasses
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import urlsplit
 
 import pytest
 from commands import syncctl
 from conftest import at, customer_created, event, land, rows, run_core
 from databases import in_ci
-from ports import refused_port
+from ports import refused_port, unreachable
 
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest import jetstream
@@ -130,20 +128,11 @@ def test_an_unreachable_server_is_named_without_its_credentials():
 # -- against the server ---------------------------------------------------------------------------
 
 
-def _unreachable() -> str | None:
-    parts = urlsplit(NATS_URL)
-    try:
-        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222), 3).close()
-    except OSError as error:
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
 @pytest.fixture
 def bus(monkeypatch) -> Iterator[BusSettings]:
     """A stream and subject prefix of the test's own, in the environment (as syncctl reads it),
     deleted after the test."""
-    reason = _unreachable()
+    reason = unreachable(NATS_URL, 4222)
     if reason:
         message = f"NATS not reachable at {NATS_URL} ({reason}); start nats-server -js"
         if in_ci():
