@@ -534,17 +534,16 @@ class Pipeline:
         self.instance.add_event_listener(run_id, watcher)
         self.instance.add_event_listener(run_id, _crash_after_step_start)
         self.instance.add_event_listener(run_id, _PoolWait(job.name, self.instance))
+        tags = {**(tags or {}), **recovery.launch_tags()}
         try:
             if workers.runs_in_workers(job):
-                result = self._execute_in_workers(
-                    job, run_id, config, {**(tags or {}), **recovery.launch_tags()}, **options
-                )
+                result = self._execute_in_workers(job, run_id, config, tags, **options)
             else:
                 result = job.execute_in_process(
                     instance=self.instance,
                     run_id=run_id,
                     run_config=config,
-                    tags={**(tags or {}), **recovery.launch_tags()},
+                    tags=tags,
                     raise_on_error=False,
                     **options,
                 )

@@ -123,8 +123,8 @@ class BusSettings:
             return None
         prefix = _bus_token(BUS_PREFIX_ENV, "syncfabric")
         stream = _bus_token(BUS_STREAM_ENV, None)
-        ack_wait = _bus_number(BUS_ACK_WAIT_ENV, 60, 1, 86_400)
-        batch_size = _bus_number(BUS_BATCH_ENV, 1000, 1, 100_000)
+        ack_wait = _whole_number(BUS_ACK_WAIT_ENV, 60, 1, 86_400)
+        batch_size = _whole_number(BUS_BATCH_ENV, 1000, 1, 100_000)
         return cls(url, prefix or "syncfabric", stream, float(ack_wait), batch_size)
 
 
@@ -141,7 +141,7 @@ def _bus_token(env: str, default: str | None) -> str | None:
     return raw
 
 
-def _bus_number(env: str, default: int, low: int, high: int) -> int:
+def _whole_number(env: str, default: int, low: int, high: int) -> int:
     raw = os.environ.get(env, "").strip()
     if not raw:
         return default
@@ -163,7 +163,7 @@ def ingest_interval_seconds() -> int:
     nearer real time (an event waits up to about two intervals before its run starts: the bus
     sensor lands it, then the landed-batches sensor requests its run), at the cost of a read of
     the landing folders and the warehouse per tick."""
-    return _bus_number(INGEST_INTERVAL_ENV, 30, 1, 3600)
+    return _whole_number(INGEST_INTERVAL_ENV, 30, 1, 3600)
 
 
 OUTBOX_GAP_GRACE_ENV = "SYNCFABRIC_OUTBOX_GAP_GRACE_SECONDS"
@@ -182,8 +182,8 @@ class OutboxSettings:
     @classmethod
     def from_env(cls) -> OutboxSettings:
         return cls(
-            float(_bus_number(OUTBOX_GAP_GRACE_ENV, 60, 0, 86_400)),
-            _bus_number(OUTBOX_BATCH_ENV, 1000, 1, 100_000),
+            float(_whole_number(OUTBOX_GAP_GRACE_ENV, 60, 0, 86_400)),
+            _whole_number(OUTBOX_BATCH_ENV, 1000, 1, 100_000),
         )
 
 
