@@ -68,22 +68,27 @@ def test_drift_on_postgres_and_mariadb_converges_through_a_lock_timeout(
     locked, release = threading.Event(), threading.Event()
 
     def hold_lock() -> None:
-        """Lock the CRM's table until a delivery has queued behind the lock and given up."""
+        """Lock the CRM's table until a statement that queued behind the lock has given up.
+
+        A waiting statement is known by its backend and its start; once one seen waiting is no
+        longer waiting (it cannot have been granted the lock: we hold it), it timed out. Polling
+        for "nobody waiting" instead misses the moment when the retries of concurrent deliveries
+        overlap, and the lock outlives their attempts."""
         waiting = sa.text(
-            "SELECT count(*) FROM pg_locks WHERE relation = 'contacts'::regclass AND NOT granted"
+            "SELECT l.pid, a.query_start FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.relation = 'contacts'::regclass AND NOT l.granted"
         )
         with postgres_engine.begin() as conn, postgres_engine.connect() as watcher:
             conn.execute(sa.text("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE"))
             locked.set()
-            queued = False
+            seen: set[tuple[object, ...]] = set()
             deadline = time.monotonic() + LOCK_WAIT_LIMIT_S
             while not release.is_set() and time.monotonic() < deadline:
-                behind = watcher.execute(waiting).scalar()
+                now = {tuple(row) for row in watcher.execute(waiting)}
                 watcher.rollback()  # a fresh snapshot of pg_locks each time
-                if behind:
-                    queued = True
-                elif queued:
-                    return  # the waiter timed out (lock_timeout): release, let the retry in
+                if seen - now:
+                    return  # a waiter timed out (lock_timeout): release, let the retries in
+                seen |= now
                 release.wait(0.02)
 
     with pipeline(folder) as runs:
