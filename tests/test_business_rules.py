@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -15,6 +18,7 @@ from commands import assert_no_traceback, syncctl
 from conftest import DEMO_PROJECT, customer_created, event, land
 
 from checks.rules import golden_rule_checks, snapshot_rule_checks
+from sync_assets.catalog import expectations
 from sync_assets.catalog.expectations import run_rules, snapshot_rules
 from sync_assets.catalog.rules import Rule
 from sync_assets.govern.docs import catalog_markdown
@@ -153,6 +157,82 @@ def test_the_suite_writes_no_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run(CLEAN)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def warmed_up(monkeypatch):
+    """The suites run in the process `warm_up` starts, for this test only."""
+    monkeypatch.setattr(expectations, "_worker", None)
+    expectations.warm_up()
+    worker = expectations._worker
+    assert worker is not None
+    yield
+    worker.shutdown()
+
+
+def test_a_warmed_up_worker_gives_the_same_results_and_errors(warmed_up):
+    """What the commands do (syncctl run, check, reconcile): the suite runs in another process,
+    the samples are masked here; every result and every refusal is as in-process."""
+    frame = CLEAN.copy()
+    for column, row, value, _ in SEEDED.values():
+        frame.loc[row, column] = value
+
+    results = run(frame)
+
+    assert [(r.rule.name, r.passed, r.unexpected, r.rows_checked) for r in results] == [
+        ("email_unique", False, 2, 4),
+        ("seat_unique", False, 2, 4),
+        ("status_known", False, 1, 4),
+        ("code_format", False, 1, 4),
+        ("total_plausible", False, 1, 4),
+        ("parent_exists", False, 1, 4),
+        ("low_le_high", False, 1, 4),
+    ]
+    emails = [s.values["email"] for s in results[0].samples]
+    assert emails == [mask("a@x.io"), mask("a@x.io")]
+    assert {s.key for s in results[5].samples} == {"R-1"}
+    secret = Rule("secret", "compare", ("email", "total"), operator="<")
+    with pytest.raises(RuntimeError) as raised:
+        run(CLEAN, [secret])
+    assert str(raised.value) == "great-expectations could not run rule 'secret'"
+
+
+WARM_AND_WAIT = """
+import sys, time
+from sync_assets.catalog import expectations
+expectations.warm_up()
+worker = expectations._worker
+worker.submit(int).result()
+print(*worker._processes, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_worker_leaves_when_its_command_is_killed():
+    """A command killed (SIGKILL: no clean-up runs) must not leave its rules worker waiting for
+    work forever."""
+    command = subprocess.Popen(
+        [sys.executable, "-c", WARM_AND_WAIT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert command.stdout is not None
+    [worker] = [int(pid) for pid in command.stdout.readline().split()]
+    assert Path(f"/proc/{worker}").exists()
+    command.kill()
+    command.wait()
+    deadline = time.monotonic() + 30
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(worker), "the worker outlived its command"
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (an exited child its parent has not reaped)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return status.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # -- the loader: rules are checked against the catalog ----------------------------------------------

@@ -17,14 +17,17 @@ great-expectations expectation that says it:
 | compare `!=`          | expect_select_column_values_to_be_unique_within_record (the two differ) |
 
 A `references` rule hands great-expectations the column's values that are no key of the
-referenced entity (found with pandas' `isin`), not the keys themselves: it copies an expectation's
-value set each time it builds a metric, which made a set of 10,000 customer keys cost a second per
-run, and would make a million cost minutes; the values that dangle are few, usually none.
+referenced entity (a set difference of the distinct values), not the keys themselves: it copies an
+expectation's value set each time it builds a metric, which made a set of 10,000 customer keys
+cost a second per run, and would make a million cost minutes; the values that dangle are few,
+usually none.
 
-great-expectations is imported inside `run_rules` only: importing it takes seconds, and
-`import sync_assets.definitions` must stay fast. It runs in an ephemeral context (nothing written
-to disk: no gx/ folder, no stores), without its usage analytics (GX_ANALYTICS_ENABLED=false, set
-for this process before the import) and without progress bars.
+great-expectations is imported only where a suite runs: importing it takes seconds, and
+`import sync_assets.definitions` must stay fast. A command that will run rules calls `warm_up`
+first, which imports it in a process of its own while the command does its other work; the
+suites then run there. It runs in an ephemeral context (nothing written to disk: no gx/ folder,
+no stores), without its usage analytics (GX_ANALYTICS_ENABLED=false, set for the process that
+imports it) and without progress bars.
 
 Samples show the record's key and the values the rule read; a PII attribute's value is shown only
 through `mask` (the data folder's keyed fingerprint), never as it is.
@@ -32,8 +35,12 @@ through `mask` (the data folder's keyed fingerprint), never as it is.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -149,6 +156,24 @@ def snapshot_rules(entity: Entity, mapping: Mapping) -> list[Rule]:
     return rules
 
 
+def warm_up() -> None:
+    """Start importing great-expectations now, in a process of its own, for a command that will
+    run rules later: the import takes seconds of CPU, which this process's other work (ingest,
+    snapshots) then runs beside on another core instead of before. `run_rules` validates in that
+    process from then on. Once per process; without it, `run_rules` imports and validates here.
+    """
+    global _worker
+    if _worker is None:
+        _worker = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start
+        )
+        _worker.submit(int)  # the pool starts its process on the first task
+
+
+_worker: ProcessPoolExecutor | None = None
+"""The process `warm_up` started; None: `run_rules` validates in this process."""
+
+
 def run_rules(
     frame: pd.DataFrame,
     key: str,
@@ -163,10 +188,82 @@ def run_rules(
 
     `pii`: the attributes whose values samples show only masked, through `mask`. `references`:
     entity -> the keys of its golden records, for the `references` rules.
+
+    The suite runs where `warm_up` imported great-expectations, if it did; only the frame and
+    each `references` rule's dangling values go there, and the samples come back as great-
+    expectations reported them, to be masked here (the mask's key never leaves this process).
     """
     if not rules:
         return []
+    dangling = {
+        rule.name: _dangling(frame, rule.attribute, (references or {}).get(str(rule.entity), ()))
+        for rule in rules
+        if rule.kind == "references"
+    }
+    if _worker is None:
+        outcomes = _validate(frame, key, rules, dangling, sample_size)
+    else:
+        outcomes = _worker.submit(_validate, frame, key, rules, dangling, sample_size).result()
+    found = []
+    for rule in rules:
+        outcome = outcomes[rule.name]
+        if outcome.failure is not None:
+            # Its message may quote a value: said only for a rule that reads no PII.
+            said = "" if set(rule.attributes) & set(pii) else f": {outcome.failure}"
+            raise RuntimeError(f"great-expectations could not run rule {rule.name!r}{said}")
+        found.append(
+            RuleResult(
+                rule=rule,
+                passed=outcome.passed,
+                unexpected=outcome.unexpected,
+                rows_checked=outcome.rows_checked,
+                samples=tuple(_sample(r, key, rule, pii, mask) for r in outcome.reported),
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What great-expectations said of one rule, before any value is masked."""
+
+    passed: bool
+    unexpected: int
+    rows_checked: int
+    reported: list[dict[str, Any]]
+    """Up to the sample size of the rows that broke it: the key and the columns the rule read."""
+    failure: str | None
+    """Why great-expectations could not run it; None: it ran."""
+
+
+def _start() -> None:
+    """The worker's start: it leaves when this process does, however this one ends (killed, it
+    sends no word, and the worker would wait for work forever), then imports great-expectations."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+    _import()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
+
+
+def _import() -> None:
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
+    import great_expectations  # noqa: F401
+
+
+def _validate(
+    frame: pd.DataFrame,
+    key: str,
+    rules: Sequence[Rule],
+    dangling: dict[str, list[Any]],
+    sample_size: int,
+) -> dict[str, _Outcome]:
+    """The suite of `rules` run over `frame`: each rule's outcome, by its name."""
+    _import()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -180,7 +277,7 @@ def run_rules(
     )
     suite = gx.ExpectationSuite(name="business_rules")
     for rule in rules:
-        suite.add_expectation(_expectation(rule, frame, references or {}))
+        suite.add_expectation(_expectation(rule, dangling.get(rule.name, [])))
     validation = batch.validate(
         suite,
         result_format={
@@ -194,26 +291,27 @@ def run_rules(
         for r in validation.results
         if r.expectation_config is not None and r.expectation_config.meta
     }
-    found = []
+    outcomes = {}
     for rule in rules:
         outcome = by_rule[rule.name]
-        failure = _failure(outcome.exception_info or {})
-        if failure is not None:
-            # Its message may quote a value: said only for a rule that reads no PII.
-            said = "" if set(rule.attributes) & set(pii) else f": {failure}"
-            raise RuntimeError(f"great-expectations could not run rule {rule.name!r}{said}")
         result = outcome.result
-        reported = result.get("partial_unexpected_index_list") or []
-        found.append(
-            RuleResult(
-                rule=rule,
-                passed=bool(outcome.success),
-                unexpected=int(result.get("unexpected_count") or 0),
-                rows_checked=int(result.get("element_count", len(frame))),
-                samples=tuple(_sample(r, key, rule, pii, mask) for r in reported[:sample_size]),
-            )
+        outcomes[rule.name] = _Outcome(
+            passed=bool(outcome.success),
+            unexpected=int(result.get("unexpected_count") or 0),
+            rows_checked=int(result.get("element_count", len(frame))),
+            reported=list(result.get("partial_unexpected_index_list") or [])[:sample_size],
+            failure=_failure(outcome.exception_info or {}),
         )
-    return found
+    return outcomes
+
+
+def _dangling(frame: pd.DataFrame, column: str, keys: Collection[str]) -> list[Any]:
+    """The values of `column` that are none of `keys`: a `references` rule's broken values.
+
+    A set difference of the distinct values: pandas' isin against a million keys took seconds (it
+    builds a scalar per key for an Arrow string column)."""
+    known = keys if isinstance(keys, set | frozenset) else set(keys)
+    return sorted(set(frame[column].dropna().unique()) - known)
 
 
 def _failure(info: dict[str, Any]) -> str | None:
@@ -227,8 +325,9 @@ def _failure(info: dict[str, Any]) -> str | None:
     return None
 
 
-def _expectation(rule: Rule, frame: pd.DataFrame, references: dict[str, Collection[str]]) -> Any:
-    """The great-expectations expectation that says `rule`, tagged with its name."""
+def _expectation(rule: Rule, dangling: list[Any]) -> Any:
+    """The great-expectations expectation that says `rule`, tagged with its name; `dangling`: a
+    `references` rule's broken values."""
     import great_expectations.expectations as gxe
 
     meta = {"rule": rule.name}
@@ -248,11 +347,6 @@ def _expectation(rule: Rule, frame: pd.DataFrame, references: dict[str, Collecti
             column=a, min_value=rule.minimum, max_value=rule.maximum, meta=meta
         )
     if rule.kind == "references":
-        keys = references.get(str(rule.entity), ())
-        known = keys if isinstance(keys, set | frozenset) else set(keys)
-        # A set difference of the distinct values: pandas' isin against a million keys took
-        # seconds (it builds a scalar per key for an Arrow string column).
-        dangling = sorted(set(frame[a].dropna().unique()) - known)
         return gxe.ExpectColumnValuesToNotBeInSet(column=a, value_set=dangling, meta=meta)
     left, right = rule.attributes
     skip: Literal["either_value_is_missing"] = "either_value_is_missing"
