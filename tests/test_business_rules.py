@@ -197,6 +197,21 @@ def test_a_warmed_up_worker_gives_the_same_results_and_errors(warmed_up):
     assert str(raised.value) == "great-expectations could not run rule 'secret'"
 
 
+def test_a_worker_that_died_is_replaced_by_running_here(warmed_up):
+    """Killed (out of memory, by an operator), the worker's suite runs in the command instead."""
+    worker = expectations._worker
+    assert worker is not None
+    worker.submit(int).result()
+    for process in list(worker._processes.values()):
+        process.kill()
+        process.join()
+
+    results = run(CLEAN)
+
+    assert all(r.passed for r in results) and len(results) == len(RULES)
+    assert expectations._worker is None
+
+
 WARM_AND_WAIT = """
 import sys, time
 from sync_assets.catalog import expectations

@@ -41,6 +41,7 @@ import os
 import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -174,6 +175,13 @@ _worker: ProcessPoolExecutor | None = None
 """The process `warm_up` started; None: `run_rules` validates in this process."""
 
 
+def _stop_worker() -> None:
+    global _worker
+    if _worker is not None:
+        _worker.shutdown(wait=False)
+        _worker = None
+
+
 def run_rules(
     frame: pd.DataFrame,
     key: str,
@@ -200,10 +208,14 @@ def run_rules(
         for rule in rules
         if rule.kind == "references"
     }
-    if _worker is None:
+    outcomes = None
+    if _worker is not None:
+        try:
+            outcomes = _worker.submit(_validate, frame, key, rules, dangling, sample_size).result()
+        except BrokenProcessPool:  # the worker died (out of memory, killed): run here
+            _stop_worker()
+    if outcomes is None:
         outcomes = _validate(frame, key, rules, dangling, sample_size)
-    else:
-        outcomes = _worker.submit(_validate, frame, key, rules, dangling, sample_size).result()
     found = []
     for rule in rules:
         outcome = outcomes[rule.name]
