@@ -1247,6 +1247,12 @@ def _print_summary(summary) -> None:
 )
 @click.option("--file", "events_file", type=click.Path(dir_okay=False),
               help="Publish the complete events of this JSON Lines file instead, one per line.")  # fmt: skip
+@click.option(
+    "--channel",
+    type=click.Choice(["landing", "bus", "outbox"]),
+    help="Where the events go: the system's landing folder, the bus (NATS JetStream) or the "
+    "system's outbox table.  [default: bus with SYNCFABRIC_BUS_URL set, else landing]",
+)
 @click.option("--json", "as_json", is_flag=True, help="What was published, or refused, as JSON.")
 def publish(
     system: str,
@@ -1255,11 +1261,12 @@ def publish(
     key: str | None,
     data_json: str | None,
     events_file: str | None,
+    channel: str | None,
     as_json: bool,
 ) -> None:
-    """Validate events against the current contracts and publish them to the system's landing
-    folder as one batch; an invalid event is refused with the reason its dead letter would give,
-    and then nothing is published (exit 1)."""
+    """Validate events against the current contracts and publish them, as one batch, to one of
+    the system's channels; an invalid event is refused with the reason its dead letter would
+    give, and then nothing is published (exit 1)."""
     from sync_assets.ingest import publish as producer
     from sync_assets.project.active import bind
 
@@ -1280,7 +1287,9 @@ def publish(
     if folder.root.exists():
         bind(folder, record=False)  # not into another project's data folder
     try:
-        published = producer.publish(events, system, folder=folder)
+        published = producer.publish(
+            events, system, channel=producer.channel_named(channel, folder)
+        )
     except producer.PublishRefused as refusal:
         if as_json:
             click.echo(json.dumps({"refused": [r.as_dict() for r in refusal.refused]}))
@@ -1292,7 +1301,7 @@ def publish(
         return
     click.echo(
         f"published {len(published.event_ids)} event(s) of {published.system} to its "
-        f"{published.channel} channel as batch {published.batch_id}; syncctl run (or the sensor) "
+        f"{published.channel} channel as {published.batch_id}; syncctl run (or the sensor) "
         "ingests it"
     )
     for event_id in published.event_ids:

@@ -34,6 +34,7 @@ from sync_assets.errors import SyncfabricError
 from sync_assets.ingest import jetstream
 from sync_assets.ingest.jetstream import Range, Step
 from sync_assets.ingest.landing import LandingZone
+from sync_assets.ingest.publish import BusChannel, PublishRefused, publish
 from sync_assets.project import current
 from sync_assets.settings import BusSettings, DataFolder
 from sync_assets.warehouse import connect
@@ -411,6 +412,58 @@ def test_syncctl_run_takes_the_bus_and_a_kill_before_the_ack_loses_nothing(bus, 
     assert counted["applied"] == 10
     assert counted["landed"] == 10 + counted["duplicates"]
     assert counted["golden"]["customer"] == 5
+
+
+def test_a_producer_publishes_checked_events_to_the_bus_and_refuses_before_sending(
+    bus, data_folder
+):
+    stream = jetstream.stream_name(bus, current().name)
+    good = [customer_created(f"C-90000{n}", event_id=f"pub-{n}") for n in (1, 2)]
+    published = publish(good, "crm", channel=BusChannel(bus))
+    resent = publish(good, "crm", channel=BusChannel(bus))
+    with pytest.raises(PublishRefused) as refused:
+        invalid = event("customer.updated", "C-900001", {"status": "gone"}, event_id="pub-bad")
+        publish(
+            [customer_created("C-900003", event_id="pub-3"), invalid],
+            "crm",
+            channel=BusChannel(bus),
+        )
+
+    assert (published.channel, published.batch_id) == ("bus", f"{stream}:1-2")
+    assert resent.batch_id == f"{stream}:1-2", "the server dropped the resends: same sequences"
+    assert [r.line for r in refused.value.refused] == [2]
+    assert unacknowledged(bus) == 2, "nothing of the refused call was sent"
+    drained = jetstream.drain(LandingZone(data_folder.landing), committed_in(data_folder))
+    ingest_landed(data_folder)
+    jetstream.acknowledge(drained, committed_in(data_folder))
+    assert rows(data_folder, "SELECT sum(landed), sum(applied), sum(duplicates) FROM batches") == [
+        (2, 2, 0)
+    ]
+
+
+@pytest.mark.slow
+def test_syncctl_publish_sends_to_the_bus_when_one_is_set(bus, tmp_path: Path):
+    home = tmp_path / "syncfabric"
+    (home / "landing").mkdir(parents=True)
+    data = {"email": "ada@example.com", "full_name": "Ada Lovelace", "country": "GB"}
+    sent = syncctl(
+        home, "publish", "--json", "--system", "crm", "--entity", "customer",
+        "--action", "created", "--key", "C-900001", "--data", json.dumps(data | {"status": "active"}),
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr[-3000:]
+    assert json.loads(sent.stdout)["channel"] == "bus"
+    assert unacknowledged(bus) == 1
+    assert list((home / "landing").rglob("*.jsonl")) == [], "the bus, not the landing folder"
+    landing = syncctl(home, "publish", "--channel", "landing", "--system", "crm", "--entity",
+                      "customer", "--action", "updated", "--key", "C-900001", "--data",
+                      '{"status": "inactive"}')  # fmt: skip
+    assert landing.returncode == 0 and "landing channel" in landing.stdout, landing.stderr
+
+    ran = syncctl(home, "run", "--json")
+    # exit 2: the folder has no system databases to reconcile against; the ingest is what counts
+    assert ran.returncode in (0, 2) and ran.stdout, ran.stderr[-3000:]
+    assert unacknowledged(bus) == 0
+    assert rows(DataFolder(home), "SELECT sum(landed), sum(applied) FROM batches") == [(2, 2)]
 
 
 class OwnServer:

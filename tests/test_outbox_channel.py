@@ -193,6 +193,43 @@ def test_events_written_with_their_change_are_ingested_and_applied(system_db, da
     assert drain(data_folder, system_db, WAIT).landed == [], "the ledger is the cursor"
 
 
+def test_a_producer_publishes_checked_events_as_outbox_rows(system_db, data_folder):
+    """A producer beside the system (a webhook handler) publishes to its outbox: the checked lines
+    become rows in one transaction, and a refused call inserts nothing."""
+    from conftest import event
+
+    from sync_assets.ingest.publish import OutboxChannel, PublishRefused, publish
+
+    channel = OutboxChannel(url_of(system_db))
+    good = [customer_created(f"C-90000{n}", event_id=f"pub-{n}") for n in (1, 2)]
+    published = publish(good, "crm", channel=channel)
+    with pytest.raises(PublishRefused) as refused:
+        invalid = event("customer.updated", "C-900001", {"status": "gone"}, event_id="pub-bad")
+        publish([customer_created("C-900003", event_id="pub-3"), invalid], "crm", channel=channel)
+
+    assert (published.channel, published.batch_id) == ("outbox", f"{TABLE}:1-2")
+    assert [r.line for r in refused.value.refused] == [2]
+    table = outbox.outbox_table(TABLE)
+    with system_db.connect() as connection:
+        stored = connection.execute(sa.select(table.c.event).order_by(table.c.sequence)).all()
+    assert [line for (line,) in stored] == [to_line(e) for e in good], "the refused call: no row"
+    drain(data_folder, system_db, WAIT)
+    ingest_landed(data_folder)
+    assert rows(data_folder, COUNTS) == [(2, 2, 0)]
+    assert golden_count(data_folder) == 2
+
+
+def test_publishing_to_a_system_without_an_outbox_says_how_to_declare_one(outbox_project):
+    from sync_assets.ingest.publish import OutboxChannel
+
+    channel = OutboxChannel(lambda _system: "sqlite://")
+    with pytest.raises(SyncfabricError) as raised:
+        channel.send("billing", ["{}"])
+    assert raised.value.exit_code == 2
+    assert "declares no outbox table" in raised.value.message
+    assert "systems/billing.yaml" in raised.value.message
+
+
 def test_a_transaction_that_commits_late_is_waited_for_not_skipped(system_db, data_folder):
     with system_db.connect() as late, system_db.connect() as early:
         late.begin()

@@ -26,6 +26,7 @@ duplicate window. The async client is wrapped with `asyncio.run`: callers stay p
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -332,6 +333,16 @@ class Published:
     published: int = 0
     duplicates: int = 0
     """Messages the server dropped: their event id was stored within its duplicate window."""
+    stream: str = ""
+    sequences: list[int] = field(default_factory=list)
+    """Each message's stream sequence (a dropped one's: the sequence of the one it repeats)."""
+
+    @property
+    def reference(self) -> str:
+        """`<stream>:<first>-<last>`, the stream sequences holding the messages."""
+        if not self.sequences:
+            return self.stream
+        return f"{self.stream}:{min(self.sequences)}-{max(self.sequences)}"
 
 
 def publish(
@@ -341,26 +352,38 @@ def publish(
     project: Project | None = None,
 ) -> Published:
     """Publish events on the system's subjects, each with `Nats-Msg-Id` its CloudEvents id."""
+    return publish_lines([to_line(event) for event in events], system, settings, project)
+
+
+def publish_lines(
+    lines: Sequence[str],
+    system: str,
+    settings: BusSettings | None = None,
+    project: Project | None = None,
+) -> Published:
+    """`publish` of events already written as lines (a producer's checked batch), sent as they
+    are: each on the subject of its `type`, with `Nats-Msg-Id` its `id`."""
     settings, project = _settings(settings), project or current()
     if system not in project.system_names:
         raise SyncfabricError(f"unknown system {system!r}; the project has {project.system_names}")
-    return asyncio.run(_publish(list(events), system, settings, project))
+    return asyncio.run(_publish(list(lines), system, settings, project))
 
 
 async def _publish(
-    events: list[dict[str, Any]], system: str, settings: BusSettings, project: Project
+    lines: list[str], system: str, settings: BusSettings, project: Project
 ) -> Published:
     nc = await _connect(settings)
     try:
         js = nc.jetstream()
-        await _ensure(js, settings, project)
-        result = Published()
-        for event in events:
+        result = Published(stream=await _ensure(js, settings, project))
+        for line in lines:
+            event = json.loads(line)
             ack = await js.publish(
                 subject(settings.prefix, system, str(event.get("type", ""))),
-                to_line(event).encode("utf-8"),
+                line.encode("utf-8"),
                 headers={"Nats-Msg-Id": str(event["id"])},
             )
+            result.sequences.append(ack.seq)
             if ack.duplicate:
                 result.duplicates += 1
             else:

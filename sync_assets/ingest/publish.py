@@ -18,10 +18,18 @@ warehouse already accepted is not looked up (that needs the warehouse, which one
 landed, it is recorded as a duplicate, never applied twice.
 
 `publish` is all or nothing: one refused event refuses the call (`PublishRefused`, with every
-refusal), and nothing is sent. Otherwise the events go out together as one batch through a
-`Channel`: for now `LandingChannel`, one batch file in the system's landing folder, written
-atomically, which the landed-batch sensor or `syncctl run` ingests. A bus or an outbox is another
-`Channel` (a `send(system, lines)` returning the reference the batch goes by).
+refusal), and nothing is sent. Otherwise the events go out together, as the lines that were
+checked, through a `Channel` (a `send(system, lines)` returning the reference the batch goes by):
+
+- `LandingChannel`: one batch file in the system's landing folder, written atomically.
+- `BusChannel`: NATS JetStream (SYNCFABRIC_BUS_URL), a message per event on the system's
+  subjects with `Nats-Msg-Id` its id, so the server drops a resend within its duplicate window.
+- `OutboxChannel`: rows of the system's outbox table (`channels: outbox:` in its file), inserted
+  in one transaction, for a producer beside the system (a webhook handler) rather than the
+  system's own application, which writes its rows in the transaction of its change.
+
+Whatever the channel, the same ids: an event resent later, by any channel, is recorded as a
+duplicate by ingest and never applied twice.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +55,7 @@ from sync_assets.ingest.validate import validate_batch
 from sync_assets.project import current
 from sync_assets.project.model import Project, System
 from sync_assets.security import sql as pii
-from sync_assets.settings import DataFolder
+from sync_assets.settings import BusSettings, DataFolder
 from sync_assets.warehouse import create_schema
 
 PUBLISHED_STEM = "published"
@@ -130,6 +138,97 @@ class LandingChannel:
         moment = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         stem = f"{PUBLISHED_STEM}-{moment}-{uuid.uuid4().hex[:8]}"
         return self.zone.write_batch(system, stem, lines).batch_id
+
+
+class BusChannel:
+    """NATS JetStream: the lines as messages on the system's subjects (`jetstream.publish_lines`);
+    the reference is `<stream>:<first>-<last>`, the stream sequences holding them."""
+
+    name = "bus"
+
+    def __init__(self, settings: BusSettings | None = None) -> None:
+        self.settings = settings
+
+    def send(self, system: str, lines: Sequence[str]) -> str:
+        from sync_assets.ingest import jetstream
+
+        return jetstream.publish_lines(lines, system, self.settings).reference
+
+
+class OutboxChannel:
+    """The system's outbox table in its own database: the lines as rows, in one transaction (all
+    or nothing), through the system's URL (`url_of(system)`, the URL deliveries write with). The
+    outbox drain reads them as it reads the system's own rows. The reference is
+    `<table>:<first>-<last>`, the sequences the database gave them."""
+
+    name = "outbox"
+
+    def __init__(self, url_of: Callable[[str], str]) -> None:
+        self.url_of = url_of
+
+    def send(self, system: str, lines: Sequence[str]) -> str:
+        import sqlalchemy as sa
+
+        from sync_assets.connectors.problems import reading
+        from sync_assets.deliver.destinations import open_writer
+        from sync_assets.ingest.outbox import outbox_table
+
+        table = _system(system).outbox
+        if table is None:
+            raise SyncfabricError(
+                f"system {system!r} declares no outbox table; fix: add `channels: {{outbox: "
+                f"{{table: <name>}}}}` to systems/{system}.yaml (syncctl grants prints its DDL), "
+                "or publish to its landing folder or the bus",
+                exit_code=EXIT_USAGE,
+            )
+        url = self.url_of(system)
+        outbox = outbox_table(table)
+        sequences = []
+        with reading(system, url):
+            engine = open_writer(url, timeout_s=10.0)
+            try:
+                with engine.begin() as connection:
+                    for line in lines:  # a row at a time: each one's sequence, on every database
+                        inserted = connection.execute(sa.insert(outbox).values(event=line))
+                        key = inserted.inserted_primary_key
+                        assert key is not None, "an insert of one row has its key"
+                        sequences.append(int(key[0]))
+            finally:
+                engine.dispose()
+        return f"{table}:{min(sequences)}-{max(sequences)}" if sequences else table
+
+
+CHANNELS = ("landing", "bus", "outbox")
+"""The channels a producer publishes to, by the name `syncctl publish --channel` takes."""
+
+
+def channel_named(name: str | None, folder: DataFolder) -> Channel:
+    """The channel called `name` (one of CHANNELS), for the data folder `folder`; by default the
+    bus where SYNCFABRIC_BUS_URL names one (the channel the pipeline then drains), else the
+    landing folder."""
+    settings = BusSettings.from_env()
+    if name is None:
+        name = "landing" if settings is None else "bus"
+    if name == "bus":
+        if settings is None:
+            raise SyncfabricError(
+                "the bus channel needs SYNCFABRIC_BUS_URL; fix: export "
+                "SYNCFABRIC_BUS_URL=nats://<host>:4222, or publish to the landing folder",
+                exit_code=EXIT_USAGE,
+            )
+        return BusChannel(settings)
+    if name == "outbox":
+        from sync_assets.connectors.sources import configured_url
+
+        def url_of(system: str) -> str:
+            return configured_url(_system(system).url_env, folder.system_database(system))
+
+        return OutboxChannel(url_of)
+    if name == "landing":
+        return LandingChannel(folder)
+    raise SyncfabricError(
+        f"unknown channel {name!r}; the channels are {', '.join(CHANNELS)}", exit_code=EXIT_USAGE
+    )
 
 
 # -- building an event ----------------------------------------------------------------------------
