@@ -145,10 +145,18 @@ def bus(monkeypatch) -> Iterator[BusSettings]:
             pytest.fail(f"{message}. CI must run these tests", pytrace=False)
         pytest.skip(message)
     tag = uuid.uuid4().hex[:10]
+    settings = bus_settings(monkeypatch, NATS_URL, prefix=f"t{tag}", stream=f"TEST_{tag}")
+    yield settings
+    asyncio.run(_delete_stream(settings))
+
+
+def bus_settings(monkeypatch, url: str, *, prefix: str, stream: str) -> BusSettings:
+    """The bus's settings in the environment, as syncctl reads them: acknowledgements waited
+    for 1 s, fetches of 4."""
     env = {
-        "SYNCFABRIC_BUS_URL": NATS_URL,
-        "SYNCFABRIC_BUS_PREFIX": f"t{tag}",
-        "SYNCFABRIC_BUS_STREAM": f"TEST_{tag}",
+        "SYNCFABRIC_BUS_URL": url,
+        "SYNCFABRIC_BUS_PREFIX": prefix,
+        "SYNCFABRIC_BUS_STREAM": stream,
         "SYNCFABRIC_BUS_ACK_WAIT_SECONDS": "1",
         "SYNCFABRIC_BUS_BATCH_SIZE": "4",
     }
@@ -156,8 +164,7 @@ def bus(monkeypatch) -> Iterator[BusSettings]:
         monkeypatch.setenv(name, value)
     settings = BusSettings.from_env()
     assert settings is not None
-    yield settings
-    asyncio.run(_delete_stream(settings))
+    return settings
 
 
 async def _delete_stream(settings: BusSettings) -> None:
@@ -518,19 +525,8 @@ def own_bus(monkeypatch, tmp_path) -> Iterator[tuple[BusSettings, OwnServer]]:
             pytest.fail(f"{message}. CI must run this test", pytrace=False)
         pytest.skip(message)
     server = OwnServer(binary, tmp_path / "nats-store")
-    env = {
-        "SYNCFABRIC_BUS_URL": server.url,
-        "SYNCFABRIC_BUS_PREFIX": "own",
-        "SYNCFABRIC_BUS_STREAM": "OWN",
-        "SYNCFABRIC_BUS_ACK_WAIT_SECONDS": "1",
-        "SYNCFABRIC_BUS_BATCH_SIZE": "4",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    settings = BusSettings.from_env()
-    assert settings is not None
     try:
-        yield settings, server
+        yield bus_settings(monkeypatch, server.url, prefix="own", stream="OWN"), server
     finally:
         server.stop()
 
