@@ -14,8 +14,7 @@ from conftest import rows, run_core
 
 from examples.demo.seed.landscape import build_demo_landscape
 from sync_assets.connectors.resource import system_url
-from sync_assets.connectors.sources import open_source
-from sync_assets.deliver.destinations import open_writer
+from sync_assets.connectors.sources import open_source, open_writer
 from sync_assets.errors import SyncfabricError
 from sync_assets.ingest.landing import LandingZone
 from sync_assets.project import current

@@ -105,6 +105,16 @@ def open_source(url: str | sa.URL) -> sa.Engine:
     return engine
 
 
+def open_writer(url: str | sa.URL, timeout_s: float) -> sa.Engine:
+    """A read-write engine (deliveries, a producer's outbox rows) that notices a dead connection before using it. Its errors never
+    quote a statement's parameters: they are the records' values, PII included."""
+    parsed = sa.make_url(url)
+    connect_args = {"timeout": timeout_s} if parsed.get_backend_name() == "sqlite" else {}
+    return sa.create_engine(
+        parsed, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
+    )
+
+
 def _sqlite_read_only(url: sa.URL) -> sa.URL:
     """Open the file in SQLite's read-only mode: not even a journal can be written."""
     database = url.database or ""

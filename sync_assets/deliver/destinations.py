@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
-
 from sync_assets.connectors.platform_api import is_platform_url
+from sync_assets.connectors.sources import open_writer
 from sync_assets.deliver.engine import Destination
 from sync_assets.deliver.http import HttpDestination
 from sync_assets.deliver.retry import RetryPolicy
@@ -37,14 +36,4 @@ def open_destination(system: str, url: str, settings: DestinationSettings) -> De
         )
     return SqlDestination(
         system, open_writer(url, settings.timeout_s), mappings, settings.batch_size
-    )
-
-
-def open_writer(url: str | sa.URL, timeout_s: float) -> sa.Engine:
-    """A read-write engine that notices a dead connection before using it. Its errors never
-    quote a statement's parameters: they are the records' values, PII included."""
-    parsed = sa.make_url(url)
-    connect_args = {"timeout": timeout_s} if parsed.get_backend_name() == "sqlite" else {}
-    return sa.create_engine(
-        parsed, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True
     )

@@ -170,7 +170,7 @@ class OutboxChannel:
         import sqlalchemy as sa
 
         from sync_assets.connectors.problems import reading
-        from sync_assets.deliver.destinations import open_writer
+        from sync_assets.connectors.sources import open_writer
         from sync_assets.ingest.outbox import outbox_table
 
         table = _system(system).outbox
