@@ -106,8 +106,9 @@ def open_source(url: str | sa.URL) -> sa.Engine:
 
 
 def open_writer(url: str | sa.URL, timeout_s: float) -> sa.Engine:
-    """A read-write engine (deliveries, a producer's outbox rows) that notices a dead connection before using it. Its errors never
-    quote a statement's parameters: they are the records' values, PII included."""
+    """A read-write engine (deliveries, a producer's outbox rows) that notices a dead connection
+    before using it. Its errors never quote a statement's parameters: they are the records'
+    values, PII included."""
     parsed = sa.make_url(url)
     connect_args = {"timeout": timeout_s} if parsed.get_backend_name() == "sqlite" else {}
     return sa.create_engine(

@@ -157,9 +157,11 @@ class BusChannel:
 
 class OutboxChannel:
     """The system's outbox table in its own database: the lines as rows, in one transaction (all
-    or nothing), through the system's URL (`url_of(system)`, the URL deliveries write with). The
-    outbox drain reads them as it reads the system's own rows. The reference is
-    `<table>:<first>-<last>`, the sequences the database gave them."""
+    or nothing), through `url_of(system)`: the URL of the system's `writer_env`, as deliveries
+    write (its `write_url_env`, else its `url_env`). That role needs INSERT on the outbox table,
+    which `syncctl grants` leaves to the application's own role. The outbox drain reads the rows
+    as it reads the system's own. The reference is `<table>:<first>-<last>`, the sequences the
+    database gave them."""
 
     name = "outbox"
 
@@ -221,7 +223,7 @@ def channel_named(name: str | None, folder: DataFolder) -> Channel:
         from sync_assets.connectors.sources import configured_url
 
         def url_of(system: str) -> str:
-            return configured_url(_system(system).url_env, folder.system_database(system))
+            return configured_url(_system(system).writer_env, folder.system_database(system))
 
         return OutboxChannel(url_of)
     if name == "landing":
