@@ -352,7 +352,8 @@ def publish(
     project: Project | None = None,
 ) -> Published:
     """Publish events on the system's subjects, each with `Nats-Msg-Id` its CloudEvents id."""
-    return publish_lines([to_line(event) for event in events], system, settings, project)
+    messages = [(str(e.get("type", "")), str(e["id"]), to_line(e)) for e in events]
+    return _publish_messages(messages, system, settings, project)
 
 
 def publish_lines(
@@ -363,25 +364,38 @@ def publish_lines(
 ) -> Published:
     """`publish` of events already written as lines (a producer's checked batch), sent as they
     are: each on the subject of its `type`, with `Nats-Msg-Id` its `id`."""
+    messages = []
+    for line in lines:
+        event = json.loads(line)
+        messages.append((str(event.get("type", "")), str(event["id"]), line))
+    return _publish_messages(messages, system, settings, project)
+
+
+def _publish_messages(
+    messages: list[tuple[str, str, str]],
+    system: str,
+    settings: BusSettings | None,
+    project: Project | None,
+) -> Published:
+    """(event type, event id, line) of each event, published in order."""
     settings, project = _settings(settings), project or current()
     if system not in project.system_names:
         raise SyncfabricError(f"unknown system {system!r}; the project has {project.system_names}")
-    return asyncio.run(_publish(list(lines), system, settings, project))
+    return asyncio.run(_publish(messages, system, settings, project))
 
 
 async def _publish(
-    lines: list[str], system: str, settings: BusSettings, project: Project
+    messages: list[tuple[str, str, str]], system: str, settings: BusSettings, project: Project
 ) -> Published:
     nc = await _connect(settings)
     try:
         js = nc.jetstream()
         result = Published(stream=await _ensure(js, settings, project))
-        for line in lines:
-            event = json.loads(line)
+        for event_type, event_id, line in messages:
             ack = await js.publish(
-                subject(settings.prefix, system, str(event.get("type", ""))),
+                subject(settings.prefix, system, event_type),
                 line.encode("utf-8"),
-                headers={"Nats-Msg-Id": str(event["id"])},
+                headers={"Nats-Msg-Id": event_id},
             )
             result.sequences.append(ack.seq)
             if ack.duplicate:
