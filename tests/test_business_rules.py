@@ -4,6 +4,7 @@ great_expectations, real DuckDB), and reported by asset checks with masked sampl
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -166,8 +167,8 @@ def warmed_up(monkeypatch):
     expectations.warm_up()
     worker = expectations._worker
     assert worker is not None
-    yield
-    worker.shutdown()
+    yield worker
+    expectations._stop_worker()
 
 
 def test_a_warmed_up_worker_gives_the_same_results_and_errors(warmed_up):
@@ -179,6 +180,8 @@ def test_a_warmed_up_worker_gives_the_same_results_and_errors(warmed_up):
 
     results = run(frame)
 
+    # It ran there, at the lowest priority: the command's own work comes first.
+    assert os.getpriority(os.PRIO_PROCESS, warmed_up.process.pid) == 19
     assert [(r.rule.name, r.passed, r.unexpected, r.rows_checked) for r in results] == [
         ("email_unique", False, 2, 4),
         ("seat_unique", False, 2, 4),
@@ -199,12 +202,8 @@ def test_a_warmed_up_worker_gives_the_same_results_and_errors(warmed_up):
 
 def test_a_worker_that_died_is_replaced_by_running_here(warmed_up):
     """Killed (out of memory, by an operator), the worker's suite runs in the command instead."""
-    worker = expectations._worker
-    assert worker is not None
-    worker.submit(int).result()
-    for process in list(worker._processes.values()):
-        process.kill()
-        process.join()
+    warmed_up.process.kill()
+    warmed_up.process.join()
 
     results = run(CLEAN)
 
@@ -216,10 +215,9 @@ WARM_AND_WAIT = """
 import sys, time
 from sync_assets.catalog import expectations
 expectations.warm_up()
-worker = expectations._worker
-worker.submit(int).result()
-print(*worker._processes, flush=True)
-sys.stdin.read()
+print(expectations._worker.process.pid, flush=True)
+if sys.stdin.read() == "exit":
+    sys.exit(0)
 """
 
 
@@ -238,6 +236,20 @@ def test_the_worker_leaves_when_its_command_is_killed():
     deadline = time.monotonic() + 30
     while _running(worker) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert not _running(worker), "the worker outlived its command"
+
+
+def test_a_command_that_ends_does_not_wait_for_a_worker_it_never_used():
+    """A check whose suites were all remembered ends while great-expectations may still be
+    importing: the worker is stopped with it, not waited for, nor left behind."""
+    command = subprocess.Popen(
+        [sys.executable, "-c", WARM_AND_WAIT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert command.stdout is not None
+    [worker] = [int(pid) for pid in command.stdout.readline().split()]
+    command.communicate("exit")
+    assert command.returncode == 0
     assert not _running(worker), "the worker outlived its command"
 
 
@@ -484,6 +496,106 @@ def test_an_order_of_an_unknown_customer_breaks_its_reference(data_folder):
     plausible = checks["golden_order", "rule_amount_plausible"]
     assert not plausible.passed and plausible.severity == dg.AssetCheckSeverity.WARN
     assert plausible.metadata["unexpected"].value == 1
+
+
+# -- outcomes remembered: a suite runs again only when what it reads changed -----------------------
+
+
+def _golden(con, table: str, rows: list[dict]) -> None:
+    con.execute(f"DELETE FROM {table}")
+    for row in rows:
+        names = [*row, "lifecycle_state", "last_version", "last_event_id", "last_correlation_id"]
+        values = [*row.values(), "live", "v", "e", "c"]
+        con.execute(
+            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(values))})",
+            values,
+        )
+
+
+def _checked(con, entity: str, *, remember: bool = True):
+    found = expectations.check_records(
+        con,
+        PROJECT.entity(entity),
+        PROJECT.entity(entity).golden_table,
+        PROJECT.entity(entity).rules,
+        live=expectations.LIVE_GOLDEN,
+        entities=PROJECT.entities,
+        remember=remember,
+    )
+    return {r.rule.name: (r.passed, r.unexpected, r.rows_checked, r.samples) for r in found}
+
+
+def _remembered(con, table: str) -> list[tuple]:
+    return con.execute(
+        "SELECT suite, ran_at FROM rule_outcomes WHERE records = ?", [table]
+    ).fetchall()
+
+
+def test_a_suite_over_unchanged_rows_is_remembered_and_any_change_runs_it_again(data_folder):
+    from sync_assets.warehouse import connect
+
+    customers = [
+        {"customer_id": "C-1", "email": "ada@example.com", "status": "active"},
+        {"customer_id": "C-2", "email": "grace@example.com", "status": "gone"},
+    ]
+    with connect(data_folder.warehouse) as con:
+        _golden(con, "golden_customer", customers)
+        first = _checked(con, "customer")
+        assert first["status_known"][:3] == (False, 1, 2)
+        [kept] = _remembered(con, "golden_customer")
+
+        # The same rows again: the outcome is read back, the suite not run (nothing rewritten).
+        assert _checked(con, "customer") == first
+        assert _remembered(con, "golden_customer") == [kept]
+
+        # One value changed, one PII value changed, a row deleted: each is a new suite run.
+        for changed in (
+            [customers[0], {**customers[1], "status": "active"}],
+            [{**customers[0], "email": "grace@example.com"}, customers[1]],
+            [customers[0]],
+        ):
+            _golden(con, "golden_customer", changed)
+            again = _checked(con, "customer")
+            assert again == _checked(con, "customer", remember=False)
+            [now] = _remembered(con, "golden_customer")
+            assert now[0] != kept[0]
+            kept = now
+        assert again["status_known"][:3] == (True, 0, 1)
+
+
+def test_a_remembered_reference_is_run_again_once_the_referenced_keys_change(data_folder):
+    from sync_assets.warehouse import connect
+
+    order = {
+        "order_id": "O-1",
+        "customer_id": "C-9",
+        "status": "paid",
+        "amount": 12.5,
+        "currency": "EUR",
+    }
+    with connect(data_folder.warehouse) as con:
+        _golden(con, "golden_order", [order])
+        assert _checked(con, "order")["customer_exists"][:2] == (False, 1)
+        _golden(con, "golden_customer", [{"customer_id": "C-9", "status": "active"}])
+        assert _checked(con, "order")["customer_exists"][:2] == (True, 0)
+
+
+def test_an_outcome_is_not_reused_for_other_rules_or_when_asked_not_to(data_folder):
+    from sync_assets.warehouse import connect
+
+    entity = PROJECT.entity("customer")
+    with connect(data_folder.warehouse) as con:
+        _golden(con, "golden_customer", [{"customer_id": "C-1", "status": "gone"}])
+        _checked(con, "customer", remember=False)
+        assert _remembered(con, "golden_customer") == []  # not asked: nothing kept
+        _checked(con, "customer")
+        [kept] = _remembered(con, "golden_customer")
+        only = [r for r in entity.rules if r.name == "status_known"]
+        found = expectations.check_records(
+            con, entity, "golden_customer", only, live=expectations.LIVE_GOLDEN, entities={}
+        )
+        assert [r.rule.name for r in found] == ["status_known"]
+        assert _remembered(con, "golden_customer")[0][0] != kept[0]
 
 
 def crm(folder, sql: str) -> None:

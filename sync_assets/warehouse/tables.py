@@ -11,6 +11,7 @@
 | `discrepancies`, `reconcile_comparisons`, `reconcile_skipped` | reconcile           | a finding, a comparison, a system skipped |
 | `corrections`, `delivery_attempts`, `delivery_dead_letters`   | deliver             | a correction, an attempt, a held one   |
 | `metrics`                                                     | each stage          | one figure of one hop (operate/metrics.py) |
+| `rule_outcomes`                                               | the business rules  | a table's last rules outcome (catalog/expectations.py) |
 | `alerts`                                                      | operate (alerts)    | an alert raised, open or resolved      |
 
 The snapshot tables (`snapshot_<system>_<entity>`) are rebuilt by each snapshot from the rows it
@@ -242,6 +243,16 @@ CREATE TABLE IF NOT EXISTS metrics (
     value       DOUBLE NOT NULL
 )"""
 
+OUTCOMES_TABLE = "rule_outcomes"
+
+OUTCOMES_DDL = f"""
+CREATE TABLE IF NOT EXISTS {OUTCOMES_TABLE} (
+    records  VARCHAR NOT NULL,     -- the table the rules ran over (golden_customer, snapshot_crm_customer)
+    suite    VARCHAR NOT NULL,     -- the fingerprint of the rules and the rows they read
+    outcomes VARCHAR NOT NULL,     -- JSON: per rule, passed, rows checked and broken, masked samples
+    ran_at   TIMESTAMPTZ NOT NULL
+)"""
+
 
 def stored_type(attribute: Attribute) -> str:
     """An attribute's column type in the event log: a PII value is stored sealed, as text
@@ -330,5 +341,6 @@ def schema_statements(project: Project) -> list[str]:
         DELIVERY_DDL,
         METRICS_DDL,
         ALERTS_DDL,
+        OUTCOMES_DDL,
     ]
     return statements
