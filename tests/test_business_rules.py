@@ -253,6 +253,31 @@ def test_a_command_that_ends_does_not_wait_for_a_worker_it_never_used():
     assert not _running(worker), "the worker outlived its command"
 
 
+SUITE_IN_THE_WORKER = """
+import pandas as pd
+from sync_assets.catalog import expectations
+from sync_assets.catalog.rules import Rule
+
+if __name__ == "__main__":
+    expectations.warm_up()
+    frame = pd.DataFrame({"id": ["R-1", "R-2"], "status": ["open", "lost"]})
+    rule = Rule("status_known", "allowed", ("status",), values=("open",))
+    [found] = expectations.run_rules(frame, "id", [rule], pii=(), mask=str)
+    print(found.unexpected)
+"""
+
+
+def test_a_command_whose_suites_ran_in_the_worker_ends_with_nothing_on_stderr(tmp_path):
+    """The worker is killed as the command ends: nothing of it (tqdm's lock, a semaphore) may be
+    left for multiprocessing to report as leaked on the command's stderr."""
+    script = tmp_path / "command.py"  # spawn runs the main module again: it must be a file
+    script.write_text(SUITE_IN_THE_WORKER)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "1\n", "")
+
+
 def _running(pid: int) -> bool:
     """The process exists and is not a zombie (an exited child its parent has not reaped)."""
     try:
