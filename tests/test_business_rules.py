@@ -221,15 +221,20 @@ if sys.stdin.read() == "exit":
 """
 
 
-def test_the_worker_leaves_when_its_command_is_killed():
-    """A command killed (SIGKILL: no clean-up runs) must not leave its rules worker waiting for
-    work forever."""
+def _warmed_up_command() -> tuple[subprocess.Popen[str], int]:
+    """A command that has started its rules worker and waits on stdin; and the worker's pid."""
     command = subprocess.Popen(
         [sys.executable, "-c", WARM_AND_WAIT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
     assert command.stdout is not None
-    [worker] = [int(pid) for pid in command.stdout.readline().split()]
+    return command, int(command.stdout.readline())
+
+
+def test_the_worker_leaves_when_its_command_is_killed():
+    """A command killed (SIGKILL: no clean-up runs) must not leave its rules worker waiting for
+    work forever."""
+    command, worker = _warmed_up_command()
     assert Path(f"/proc/{worker}").exists()
     command.kill()
     command.wait()
@@ -242,12 +247,7 @@ def test_the_worker_leaves_when_its_command_is_killed():
 def test_a_command_that_ends_does_not_wait_for_a_worker_it_never_used():
     """A check whose suites were all remembered ends while great-expectations may still be
     importing: the worker is stopped with it, not waited for, nor left behind."""
-    command = subprocess.Popen(
-        [sys.executable, "-c", WARM_AND_WAIT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert command.stdout is not None
-    [worker] = [int(pid) for pid in command.stdout.readline().split()]
+    command, worker = _warmed_up_command()
     command.communicate("exit")
     assert command.returncode == 0
     assert not _running(worker), "the worker outlived its command"
