@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import duckdb
+import hypothesis.strategies as st
 import pytest
 from conftest import customer_created, event, land, rows, run_core
+from hypothesis import given, settings
 
 from sync_assets.ingest.landing import LandingZone
-from sync_assets.ingest.raw import RawCounts, ingest_batch
+from sync_assets.ingest.raw import RawCounts, ingest_batch, read_lines
 from sync_assets.state import apply as apply_module
 from sync_assets.warehouse import connect, transaction
 
@@ -26,6 +28,37 @@ TABLES = (
 def snapshot(folder) -> dict[str, list[tuple]]:
     """Every row of every ledger table, in a stable order."""
     return {table: rows(folder, f"SELECT * FROM {table} ORDER BY ALL") for table in TABLES}
+
+
+def split_one_by_one(data: bytes) -> list[tuple[str, str | None]]:
+    """What a batch's lines are, line by line in Python: split on newlines (a last one ends the
+    file, it starts no line), each decoded, or kept with its bytes escaped and the error named."""
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    lines = []
+    for raw in data.split(b"\n") if data else []:
+        try:
+            lines.append((raw.decode(), None))
+        except UnicodeDecodeError as exc:
+            error = f"invalid UTF-8 byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+            lines.append((raw.decode("utf-8", errors="backslashreplace"), error))
+    return lines
+
+
+# bytes a line file is made of: newlines, carriage returns, ASCII, multi-byte UTF-8, and bytes
+# that are never UTF-8 or only part of a character
+_PIECES = st.sampled_from([b"\n", b"\r", b"\r\n", b"{}", b"a", b" ", "\u00eb".encode(), "\u20ac".encode(),
+                           b"\xff", b"\xc3", b"\x00"])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=40).map(b"".join))
+def test_a_batch_is_read_as_its_lines_split_one_by_one(data):
+    table = read_lines(data)
+    assert list(zip(table["line"].to_pylist(), table["decode_error"].to_pylist(), strict=True)) == (
+        split_one_by_one(data)
+    )
+    assert table["line_no"].to_pylist() == list(range(1, table.num_rows + 1))
 
 
 def ingest(folder, batch) -> RawCounts:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from sync_assets import ledger
@@ -37,22 +38,40 @@ def read_lines(data: bytes) -> pa.Table:
         data = data[:-1]
     if not data:
         return pa.table({"line_no": [], "line": [], "decode_error": []}, schema=_LINES_SCHEMA)
-    raw_lines = data.split(b"\n")
+    raw = _split_lines(data)
     try:
         # Arrow checks the UTF-8 of every line in C: 5 times faster than decoding in Python.
-        lines = pa.array(raw_lines, pa.binary()).cast(pa.string())
-        errors = pa.nulls(len(raw_lines), pa.string())
+        lines = raw.cast(pa.string())
+        errors = pa.nulls(len(raw), pa.string())
     except pa.ArrowInvalid:
-        decoded, messages = _decode_line_by_line(raw_lines)
+        decoded, messages = _decode_line_by_line(raw.to_pylist())
         lines, errors = pa.array(decoded, pa.string()), pa.array(messages, pa.string())
     return pa.table(
         {
-            "line_no": pa.array(range(1, len(raw_lines) + 1), pa.int64()),
+            "line_no": pa.array(range(1, len(raw) + 1), pa.int64()),
             "line": lines,
             "decode_error": errors,
         },
         schema=_LINES_SCHEMA,
     )
+
+
+def _split_lines(data: bytes) -> pa.Array:
+    """`data.split(b"\n")` as one Arrow binary array, built from the positions of the newlines
+    without a Python object per line: the newlines are dropped from a copy of the bytes, and each
+    line's end is its newline's position less the newlines before it. A line keeps its `\r`.
+    (100k lines of 350 bytes: 0.07-0.24 s against 0.09-0.6 s for the split, the first call of
+    a process costing most.)"""
+    buffer = np.frombuffer(data, np.uint8)
+    newlines = np.flatnonzero(buffer == ord("\n"))
+    offsets = np.empty(len(newlines) + 2, np.int64)
+    offsets[0] = 0
+    offsets[1:-1] = newlines - np.arange(len(newlines))
+    offsets[-1] = len(data) - len(newlines)
+    values = buffer[buffer != ord("\n")] if len(newlines) else buffer
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(newlines) + 1, [None, pa.py_buffer(offsets), pa.py_buffer(values)]
+    ).cast(pa.binary())
 
 
 _LINES_SCHEMA = pa.schema(
