@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -585,7 +586,20 @@ _FAILURE_SCHEMA = {
 def failure_reasons(
     frame: pl.DataFrame, schema, contract: Contract | None, pii: frozenset[str]
 ) -> pl.DataFrame:
-    """Validate `frame` with a pandera schema; return one row per failing line with its reasons."""
+    """Validate `frame` with a pandera schema; return one row per failing line with its reasons.
+
+    Pandera judges only the rows `suspects` finds its checks could fail (none: it is not called),
+    so its verdicts and messages are those it gives on the whole frame."""
+    found = suspects(frame, schema)
+    if found is not None and found.is_empty():
+        return _empty_failures()
+    return judged(frame if found is None else found, schema, contract, pii)
+
+
+def judged(
+    frame: pl.DataFrame, schema, contract: Contract | None, pii: frozenset[str]
+) -> pl.DataFrame:
+    """`failure_reasons` by pandera alone, every row of `frame` checked."""
     from pandera.errors import SchemaErrors
 
     try:
@@ -629,6 +643,72 @@ def failure_reasons(
         pl.col("rule").first(),
         pl.col("reason").unique(maintain_order=True).str.join("; "),
     )
+
+
+def _isin(value: pl.Expr, allowed_values) -> pl.Expr:
+    return value.is_in(allowed_values)
+
+
+def _str_contains(value: pl.Expr, pattern) -> pl.Expr:
+    return value.str.contains(pattern=getattr(pattern, "pattern", pattern), literal=False)
+
+
+def _ge(value: pl.Expr, min_value) -> pl.Expr:
+    return value.ge(min_value)
+
+
+def _str_length(value: pl.Expr, min_value=None, max_value=None, exact_value=None) -> pl.Expr:
+    length = value.str.len_chars()
+    if exact_value is not None:
+        return length.eq(exact_value)
+    if min_value is None:
+        return length.le(max_value)
+    return length.ge(min_value) if max_value is None else length.is_between(min_value, max_value)
+
+
+_CHECKS: dict[str, Callable[..., pl.Expr]] = {
+    "isin": _isin,
+    "str_contains": _str_contains,
+    "greater_than_or_equal_to": _ge,
+    "str_length": _str_length,
+}
+"""The pandera checks `suspects` knows, by name: each the expression pandera's polars backend
+evaluates for it (pandera/backends/polars/builtin_checks.py), over the check's own arguments."""
+
+
+def suspects(frame: pl.DataFrame, schema) -> pl.DataFrame | None:
+    """The rows of `frame` that a check of the pandera `schema` could fail: a null where the
+    column may not hold one, or a check whose expression is false, nulls passing where the check
+    ignores them, as pandera does. One pass of polars over the frame, where pandera runs a query
+    per check (about 25 ms a call and 1.6 us a row, most of validation's Python).
+
+    None when it cannot say: the schema has a check or option it does not know, or a column is
+    missing or typed otherwise (pandera then judges every row, and names the column's failure).
+    """
+    if schema.checks or schema.unique or schema.coerce or getattr(schema, "parsers", None):
+        return None
+    failing = []
+    for name, column in schema.columns.items():
+        if column.regex or column.coerce or column.unique or getattr(column, "parsers", None):
+            return None
+        if name not in frame.columns or frame.schema[name] != column.dtype.type:
+            return None
+        value = pl.col(name)
+        if not column.nullable:
+            failing.append(value.is_null())
+        for check in column.checks:
+            expression = _CHECKS.get(check.name)
+            if expression is None or check.element_wise:
+                return None
+            passed = expression(value, **check.statistics)
+            passed = (passed | passed.is_null()) if check.ignore_na else passed.fill_null(False)
+            failing.append(passed.not_())
+    if not failing:
+        return frame.clear()
+    try:
+        return frame.filter(pl.any_horizontal(failing))
+    except pl.exceptions.PolarsError:  # a pattern polars refuses: pandera says what is wrong
+        return None
 
 
 def _empty_failures() -> pl.DataFrame:
