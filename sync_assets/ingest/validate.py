@@ -691,7 +691,8 @@ def suspects(frame: pl.DataFrame, schema) -> pl.DataFrame | None:
     for name, column in schema.columns.items():
         if column.regex or column.coerce or column.unique or getattr(column, "parsers", None):
             return None
-        if name not in frame.columns or frame.schema[name] != column.dtype.type:
+        dtype = getattr(column.dtype, "type", None)
+        if dtype is None or name not in frame.columns or frame.schema[name] != dtype:
             return None
         value = pl.col(name)
         if not column.nullable:
