@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -221,11 +222,19 @@ if sys.stdin.read() == "exit":
 """
 
 
-def _warmed_up_command() -> tuple[subprocess.Popen[str], int]:
-    """A command that has started its rules worker and waits on stdin; and the worker's pid."""
+def _warmed_up_command(*, sigterm_ignored: bool = False) -> tuple[subprocess.Popen[str], int]:
+    """A command that has started its rules worker and waits on stdin; and the worker's pid.
+
+    `sigterm_ignored`: the command starts with SIGTERM ignored, as Dagster leaves a process whose
+    SIGINT is ignored (a background job of a script: Dagster maps SIGTERM to SIGINT's handler),
+    and its worker inherits that."""
+
+    def ignore_sigterm() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
     command = subprocess.Popen(
         [sys.executable, "-c", WARM_AND_WAIT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        text=True,
+        text=True, preexec_fn=ignore_sigterm if sigterm_ignored else None,
     )  # fmt: skip
     assert command.stdout is not None
     return command, int(command.stdout.readline())
@@ -244,11 +253,18 @@ def test_the_worker_leaves_when_its_command_is_killed():
     assert not _running(worker), "the worker outlived its command"
 
 
-def test_a_command_that_ends_does_not_wait_for_a_worker_it_never_used():
+@pytest.mark.parametrize("sigterm_ignored", [False, True], ids=["sigterm", "sigterm-ignored"])
+def test_a_command_that_ends_does_not_wait_for_a_worker_it_never_used(sigterm_ignored):
     """A check whose suites were all remembered ends while great-expectations may still be
-    importing: the worker is stopped with it, not waited for, nor left behind."""
-    command, worker = _warmed_up_command()
-    command.communicate("exit")
+    importing: the worker is stopped with it, not waited for, nor left behind, even where it
+    ignores SIGTERM (it was terminated, then joined, forever)."""
+    command, worker = _warmed_up_command(sigterm_ignored=sigterm_ignored)
+    try:
+        command.communicate("exit", timeout=60)
+    except subprocess.TimeoutExpired:
+        command.kill()
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the command waited for its worker instead of ending")
     assert command.returncode == 0
     assert not _running(worker), "the worker outlived its command"
 

@@ -35,6 +35,7 @@ through `mask` (the data folder's keyed fingerprint), never as it is.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -42,6 +43,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import threading
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
@@ -294,13 +296,17 @@ def warm_up() -> None:
     on. Once per process; without it, `run_rules` imports and validates here.
 
     The worker runs at the lowest CPU priority: it takes the cores this process leaves idle, and
-    gets them all while this process waits for a suite. It is a daemon, killed when the command
+    gets them all while this process waits for a suite. It is killed (SIGKILL) when the command
     ends: a command whose suites were all remembered (`check_records`) does not wait for an import
     it never used.
     """
     global _worker
     if _worker is None:
         _worker = _Worker()
+        # Before multiprocessing's own exit handler (registered earlier, run later), which would
+        # terminate it with SIGTERM and join it: forever, where SIGTERM is ignored (Dagster maps it
+        # to SIGINT's handler, and a background job of a script ignores SIGINT).
+        atexit.register(_stop_worker)
 
 
 class _Worker:
@@ -325,8 +331,9 @@ class _Worker:
         return found
 
     def stop(self) -> None:
+        """Kill it (it holds nothing to clean up, and may ignore SIGTERM) and reap it."""
         self._pipe.close()
-        self.process.terminate()
+        self.process.kill()
         self.process.join()
 
 
@@ -411,6 +418,8 @@ def _serve(pipe: multiprocessing.connection.Connection) -> None:
     word, and the worker would wait for work forever); it runs at the lowest priority, imports
     great-expectations, then validates each suite it is sent, sending back (True, outcomes) or
     (False, the exception)."""
+    # SIGTERM ends it, as it ends any process, even where the command's was ignored (inherited).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
