@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -536,17 +538,18 @@ class Pipeline:
         self.instance.add_event_listener(run_id, _PoolWait(job.name, self.instance))
         tags = {**(tags or {}), **recovery.launch_tags()}
         try:
-            if workers.runs_in_workers(job):
-                result = self._execute_in_workers(job, run_id, config, tags, **options)
-            else:
-                result = job.execute_in_process(
-                    instance=self.instance,
-                    run_id=run_id,
-                    run_config=config,
-                    tags=tags,
-                    raise_on_error=False,
-                    **options,
-                )
+            with sigterm_kept():
+                if workers.runs_in_workers(job):
+                    result = self._execute_in_workers(job, run_id, config, tags, **options)
+                else:
+                    result = job.execute_in_process(
+                        instance=self.instance,
+                        run_id=run_id,
+                        run_config=config,
+                        tags=tags,
+                        raise_on_error=False,
+                        **options,
+                    )
         except BaseException:
             watcher.finish(None)
             raise
@@ -607,6 +610,25 @@ class Pipeline:
 
         with connect(self.folder.warehouse, read_only=True) as con:
             return outbox.pending_count(con)
+
+
+@contextlib.contextmanager
+def sigterm_kept() -> Iterator[None]:
+    """SIGTERM's handler as it was before a run executed in this process.
+
+    Dagster maps SIGTERM to SIGINT's handler while a run executes, and leaves it so. Where SIGINT
+    is ignored (a background job of a script), syncctl would ignore SIGTERM from its first run on,
+    and so would every process it started after: `kill` could not stop it, and its rules worker
+    could not be terminated."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread sets handlers (Dagster does not either)
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
 
 
 def failure_message(run: Any) -> str:
