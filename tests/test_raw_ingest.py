@@ -9,7 +9,7 @@ from conftest import customer_created, event, land, rows, run_core
 from hypothesis import given, settings
 
 from sync_assets.ingest.landing import LandingZone
-from sync_assets.ingest.raw import RawCounts, ingest_batch, read_lines
+from sync_assets.ingest.raw import RawCounts, _decode_line_by_line, ingest_batch, read_lines
 from sync_assets.state import apply as apply_module
 from sync_assets.warehouse import connect, transaction
 
@@ -31,18 +31,12 @@ def snapshot(folder) -> dict[str, list[tuple]]:
 
 
 def split_one_by_one(data: bytes) -> list[tuple[str, str | None]]:
-    """What a batch's lines are, line by line in Python: split on newlines (a last one ends the
-    file, it starts no line), each decoded, or kept with its bytes escaped and the error named."""
+    """What a batch's lines are, split in Python (a last newline ends the file, it starts no
+    line) and decoded one by one as raw ingest decodes a batch that is not all UTF-8."""
     if data.endswith(b"\n"):
         data = data[:-1]
-    lines = []
-    for raw in data.split(b"\n") if data else []:
-        try:
-            lines.append((raw.decode(), None))
-        except UnicodeDecodeError as exc:
-            error = f"invalid UTF-8 byte 0x{raw[exc.start]:02x} at offset {exc.start}"
-            lines.append((raw.decode("utf-8", errors="backslashreplace"), error))
-    return lines
+    lines, errors = _decode_line_by_line(data.split(b"\n") if data else [])
+    return list(zip(lines, errors, strict=True))
 
 
 # bytes a line file is made of: newlines, carriage returns, ASCII, multi-byte UTF-8, and bytes

@@ -41,11 +41,11 @@ def read_lines(data: bytes) -> pa.Table:
     raw = _split_lines(data)
     try:
         # Arrow checks the UTF-8 of every line in C: 5 times faster than decoding in Python.
-        lines = raw.cast(pa.string())
+        lines = raw.cast(pa.large_string())
         errors = pa.nulls(len(raw), pa.string())
     except pa.ArrowInvalid:
         decoded, messages = _decode_line_by_line(raw.to_pylist())
-        lines, errors = pa.array(decoded, pa.string()), pa.array(messages, pa.string())
+        lines, errors = pa.array(decoded, pa.large_string()), pa.array(messages, pa.string())
     return pa.table(
         {
             "line_no": pa.array(range(1, len(raw) + 1), pa.int64()),
@@ -57,9 +57,10 @@ def read_lines(data: bytes) -> pa.Table:
 
 
 def _split_lines(data: bytes) -> pa.Array:
-    """`data.split(b"\n")` as one Arrow binary array, built from the positions of the newlines
-    without a Python object per line: the newlines are dropped from a copy of the bytes, and each
-    line's end is its newline's position less the newlines before it. A line keeps its `\r`.
+    """`data.split(b"\n")` as one Arrow large binary array, built from the positions of the
+    newlines without a Python object per line: the newlines are dropped from a copy of the bytes,
+    and each line's end is its newline's position less the newlines before it. A line keeps its
+    `\r`.
     (100k lines of 350 bytes: 0.07-0.24 s against 0.09-0.6 s for the split, the first call of
     a process costing most.)"""
     buffer = np.frombuffer(data, np.uint8)
@@ -71,12 +72,13 @@ def _split_lines(data: bytes) -> pa.Array:
     values = buffer[buffer != ord("\n")] if len(newlines) else buffer
     return pa.LargeBinaryArray.from_buffers(
         pa.large_binary(), len(newlines) + 1, [None, pa.py_buffer(offsets), pa.py_buffer(values)]
-    ).cast(pa.binary())
+    )
 
 
 _LINES_SCHEMA = pa.schema(
-    [("line_no", pa.int64()), ("line", pa.string()), ("decode_error", pa.string())]
+    [("line_no", pa.int64()), ("line", pa.large_string()), ("decode_error", pa.string())]
 )
+"""`line` is large (64-bit offsets): a batch file may hold more than 2 GiB of lines."""
 
 
 def _decode_line_by_line(raw_lines: list[bytes]) -> tuple[list[str], list[str | None]]:
