@@ -25,7 +25,7 @@ usually none.
 great-expectations is imported only where a suite runs: importing it takes seconds, and
 `import sync_assets.definitions` must stay fast. A command that will run rules calls `warm_up`
 first, which imports it in a process of its own while the command does its other work; the
-suites then run there. It runs in an ephemeral context (nothing written to disk: no gx/ folder,
+suites then run there, over the rules DuckDB could not tell unbroken (`check_records`). It runs in an ephemeral context (nothing written to disk: no gx/ folder,
 no stores), without its usage analytics (GX_ANALYTICS_ENABLED=false, set for the process that
 imports it) and without progress bars.
 
@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sync_assets.catalog.entities import Entity
 from sync_assets.catalog.rules import Rule
+from sync_assets.catalog.unbroken import unbroken_rules
 from sync_assets.connectors.mappings import Mapping
 from sync_assets.security.sql import pii_of
 from sync_assets.warehouse.sql import quote
@@ -109,6 +110,10 @@ def check_records(
     customer is deleted, as history. Samples mask PII with the warehouse's keyed fingerprint, as
     the reconciliation checks do (sync_assets/security/fingerprint.py).
 
+    The rules no row breaks are told in DuckDB first (sync_assets/catalog/unbroken.py), with the
+    outcome great-expectations gives a rule that holds; only the others go to the suite, and a
+    suite whose rules all hold does not ask great-expectations at all.
+
     `remember`: a suite that already ran over the same rows is not run again. Its outcome is kept
     in the warehouse (`rule_outcomes`, one per table) under a fingerprint of everything it depends
     on (`_suite_fingerprint`), and read back while that fingerprint holds: a scheduled check of
@@ -132,22 +137,31 @@ def check_records(
         columns.append(
             f"CAST({column} AS DOUBLE) AS {column}" if attribute.type == "decimal" else column
         )
-    frame = con.execute(f"SELECT {', '.join(columns)} FROM {quote(table)} WHERE {live}").df()
-    references: dict[str, Collection[str]] = {}
-    for rule in rules:
-        if rule.kind == "references" and rule.entity is not None:
-            other = entities[rule.entity]
-            found = con.execute(f"SELECT {quote(other.key)} FROM {quote(other.golden_table)}")
-            references[rule.entity] = {key for (key,) in found.fetchall()}
-    results = run_rules(
-        frame,
-        entity.key,
-        rules,
-        pii=entity.pii_attributes,
-        mask=mask,
-        references=references,
-        sample_size=sample_size,
-    )
+    source = f"(SELECT {', '.join(columns)} FROM {quote(table)} WHERE {live})"
+    rows, held = unbroken_rules(con, source, rules, entities=entities)
+    suspect = [rule for rule in rules if rule.name not in held]
+    ran: dict[str, RuleResult] = {}
+    if suspect:
+        references: dict[str, Collection[str]] = {}
+        for rule in suspect:
+            if rule.kind == "references" and rule.entity is not None:
+                other = entities[rule.entity]
+                found = con.execute(f"SELECT {quote(other.key)} FROM {quote(other.golden_table)}")
+                references[rule.entity] = {key for (key,) in found.fetchall()}
+        judged = run_rules(
+            con.execute(f"SELECT * FROM {source}").df(),
+            entity.key,
+            suspect,
+            pii=entity.pii_attributes,
+            mask=mask,
+            references=references,
+            sample_size=sample_size,
+        )
+        ran = {result.rule.name: result for result in judged}
+    results = [
+        ran.get(rule.name) or RuleResult(rule=rule, passed=True, unexpected=0, rows_checked=rows)
+        for rule in rules
+    ]
     if remember:
         _remember(con, table, suite, results)
     return results
