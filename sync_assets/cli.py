@@ -414,11 +414,11 @@ def _verdict_text(verdict: Any) -> str:
 def run(as_json: bool) -> None:
     """Run the pipeline once: ingest what landed, reconcile, deliver the corrections, and
     reconcile again to confirm; then print the summary."""
-    from sync_assets.catalog.expectations import warm_up
+    from sync_assets.catalog.expectations import warm_up_unless_rules_held
     from sync_assets.runner import run_once
 
-    warm_up()  # the business rules' import, beside the ingest
     folder = _folder()
+    warm_up_unless_rules_held(folder.warehouse)  # the business rules' import, beside the ingest
     once = run_once(folder)
     report, adopted, reconciled, delivered = (
         once.ingested,
@@ -652,11 +652,12 @@ def check(as_json: bool, fail_on: str) -> None:
     The JSON output carries the values of the discrepancies; PII as the keyed fingerprints the
     warehouse stores (docs/security.md), as the Dagster UI shows them.
     """
-    from sync_assets.catalog.expectations import warm_up
+    from sync_assets.catalog.expectations import warm_up_unless_rules_held
     from sync_assets.runner import pipeline
 
-    warm_up()  # the business rules' import, beside the snapshots
-    with pipeline(_folder()) as runs:
+    folder = _folder()
+    warm_up_unless_rules_held(folder.warehouse)  # the business rules' import, beside the snapshots
+    with pipeline(folder) as runs:
         reconciled = runs.reconcile(emit=False)
     if as_json:
         click.echo(json.dumps(_checks_json(reconciled, with_values=True), default=str))
@@ -705,13 +706,13 @@ def reconcile(as_json: bool, reviewed: int | None) -> None:
     Past a check failing at ERROR nothing is emitted unless --i-have-reviewed names the number of
     corrections; while a landed batch is not applied, nothing is emitted at all.
     """
-    from sync_assets.catalog.expectations import warm_up
+    from sync_assets.catalog.expectations import warm_up_unless_rules_held
     from sync_assets.deliver.outbox import emitted_by, pending_count
     from sync_assets.runner import pipeline
     from sync_assets.warehouse import connect
 
-    warm_up()  # the business rules' import, beside the snapshots
     folder = _folder()
+    warm_up_unless_rules_held(folder.warehouse)  # the business rules' import, beside the snapshots
     refusal: SyncfabricError | None = None
     with pipeline(folder) as runs:
         reconciled = runs.reconcile(reviewed=reviewed)

@@ -604,6 +604,33 @@ def test_a_suite_over_unchanged_rows_is_remembered_and_any_change_runs_it_again(
         assert again["status_known"][:3] == (True, 0, 1)
 
 
+def test_a_command_warms_up_great_expectations_unless_the_rules_held_last_time(
+    data_folder, monkeypatch
+):
+    """syncctl run, check and reconcile start the worker only where a suite may need it: nothing
+    remembered yet, or a rule that broke when the suites last ran."""
+    from sync_assets.warehouse import connect
+
+    monkeypatch.setattr(expectations, "_worker", None)
+
+    def warmed_up() -> bool:
+        expectations.warm_up_unless_rules_held(data_folder.warehouse)
+        started = expectations._worker is not None
+        expectations._stop_worker()
+        return started
+
+    assert warmed_up()  # nothing remembered yet
+    customers = [{"customer_id": "C-1", "email": "ada@example.com", "status": "active"}]
+    with connect(data_folder.warehouse) as con:
+        _golden(con, "golden_customer", customers)
+        assert all(passed for passed, *_ in _checked(con, "customer").values())
+    assert not warmed_up()  # every rule held
+    with connect(data_folder.warehouse) as con:
+        _golden(con, "golden_customer", [*customers, {**customers[0], "customer_id": "C-2"}])
+        assert _checked(con, "customer")["email_unique"][:2] == (False, 2)
+    assert warmed_up()  # a rule broke
+
+
 def test_a_remembered_reference_is_run_again_once_the_referenced_keys_change(data_folder):
     from sync_assets.warehouse import connect
 

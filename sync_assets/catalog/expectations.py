@@ -23,10 +23,11 @@ cost a second per run, and would make a million cost minutes; the values that da
 usually none.
 
 great-expectations is imported only where a suite runs: importing it takes seconds, and
-`import sync_assets.definitions` must stay fast. A command that will run rules calls `warm_up`
-first, which imports it in a process of its own while the command does its other work; the
-suites then run there, over the rules DuckDB could not tell unbroken (`check_records`). It runs in an ephemeral context (nothing written to disk: no gx/ folder,
-no stores), without its usage analytics (GX_ANALYTICS_ENABLED=false, set for the process that
+`import sync_assets.definitions` must stay fast. A command that may need it calls `warm_up`
+first (`warm_up_unless_rules_held`), which imports it in a process of its own while the command
+does its other work; the suites then run there, over the rules DuckDB could not tell unbroken
+(`check_records`). It runs in an ephemeral context (nothing written to disk: no gx/ folder, no
+stores), without its usage analytics (GX_ANALYTICS_ENABLED=false, set for the process that
 imports it) and without progress bars.
 
 Samples show the record's key and the values the rule read; a PII attribute's value is shown only
@@ -58,6 +59,8 @@ from sync_assets.warehouse.sql import quote
 from sync_assets.warehouse.tables import OUTCOMES_TABLE
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import duckdb
     import pandas as pd
 
@@ -321,6 +324,34 @@ def warm_up() -> None:
         # terminate it with SIGTERM and join it: forever, where SIGTERM is ignored (Dagster maps it
         # to SIGINT's handler, and a background job of a script ignores SIGINT).
         atexit.register(_stop_worker)
+
+
+def warm_up_unless_rules_held(warehouse: Path) -> None:
+    """`warm_up`, unless the rules held the last time they ran over every table the warehouse
+    remembers an outcome of (`rule_outcomes`): then DuckDB most likely judges every suite alone
+    (sync_assets/catalog/unbroken.py), and the worker's import would be seconds of CPU for
+    nothing. A rule that breaks anyway has its suite run in the command, importing
+    great-expectations there, once; the next command warms up again. Nothing remembered yet, or
+    a warehouse that cannot be read now: warm up."""
+    import duckdb
+
+    from sync_assets.errors import SyncfabricError
+    from sync_assets.warehouse import connect
+
+    try:
+        with connect(warehouse, read_only=True) as con:
+            remembered = [
+                text for (text,) in con.execute(f"SELECT outcomes FROM {OUTCOMES_TABLE}").fetchall()
+            ]
+    except (duckdb.Error, SyncfabricError):
+        remembered = []
+    held = bool(remembered) and all(
+        outcome["passed"] and not outcome["unexpected"]
+        for text in remembered
+        for outcome in json.loads(text)
+    )
+    if not held:
+        warm_up()
 
 
 class _Worker:
