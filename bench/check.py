@@ -333,8 +333,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "add up); peak RSS is the highest",
             "rules run: the business rules' remembered outcomes (warehouse table rule_outcomes) "
             "are outdated before the check (kept under a fingerprint no suite has), so every suite "
-            "runs, as after the systems' rows changed; rules remembered: the check right after, same rows, reads "
-            "them back (catalog/expectations.py check_records)",
+            "runs, as after the systems' rows changed; rules remembered: the check right after, "
+            "same rows, reads them back (catalog/expectations.py check_records)",
         ],
     }
     report(result)

@@ -1,7 +1,7 @@
 """Which business rules no record breaks, told in DuckDB before great-expectations is asked.
 
 Most suites find nothing: the rules hold. Yet a suite costs a command great-expectations' import,
-about 4 s of CPU, then a pandas copy of the rows. `unbroken_rules` judges every rule of a suite in
+seconds of CPU, then a pandas copy of the rows. `unbroken_rules` judges every rule of a suite in
 one DuckDB statement over the rows `check_records` would hand the suite, and says which rules no
 row breaks; `check_records` runs great-expectations only over the others, and a suite whose rules
 all hold does not start it at all.
@@ -22,10 +22,10 @@ judged here, or whose statement fails, goes to great-expectations too.
 | compare       | every row with both sides set holds the comparison                        |
 
 DuckDB, like pandas, takes -0.0 for 0.0; it orders NaN above every number, where pandas reads it
-as missing, so a NaN is at worst a suspect (above a maximum, say). A rule said
-unbroken has the outcome great-expectations reports for a rule that holds: passed, no row
-unexpected, every row checked (NULLs too), no sample. tests/test_rules_unbroken.py holds this to
-great-expectations over generated tables.
+as missing, so a NaN is at worst a suspect (above a maximum, say). A rule said unbroken has the
+outcome great-expectations reports for a rule that holds: passed, no row unexpected, every row
+checked (NULLs too), no sample. tests/test_rules_unbroken.py holds this to great-expectations
+over generated tables.
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ def _broken_sql(
         )
     if rule.kind == "allowed" and families == ["text"]:
         values = ", ".join(sql_literal(v) for v in rule.values)
-        return f"count(*) FILTER (WHERE {a} IS NOT NULL AND NOT list_contains([{values}]::VARCHAR[], {a}))"
+        allowed = f"list_contains([{values}]::VARCHAR[], {a})"
+        return f"count(*) FILTER (WHERE {a} IS NOT NULL AND NOT {allowed})"
     if rule.kind == "format" and families == ["text"] and _compiles(con, rule.pattern):
         pattern = sql_literal(str(rule.pattern))
         return f"count(*) FILTER (WHERE {a} IS NOT NULL AND NOT regexp_matches({a}, {pattern}))"
