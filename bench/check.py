@@ -16,6 +16,8 @@ is back. Then, `--repeat` times, in turn:
   the systems' rows changed ("rules run"); then
   again, the systems unchanged, so the suites' outcomes are read back ("rules remembered"). Wall
   seconds, CPU seconds and peak RSS (wait4) of each;
+- the floor: `syncctl check --json` of the demo project on a data folder of its own whose three
+  systems are empty SQLite files: start-up, imports, Dagster and every step, no rows;
 - the reference, in this process: an independent DuckDB diff of the same two tables, each read
   whole into Arrow through connectorx (load), then normalized and FULL OUTER JOINed in DuckDB
   (diff). Its CPU seconds are this process's (all threads).
@@ -108,6 +110,25 @@ def prepare(folder: Path) -> dict[str, str]:
         "SYNCFABRIC_PROJECT": str(project),
         "SYNCFABRIC_CRM_URL": urls["pg_sqlalchemy"],
         "SYNCFABRIC_BILLING_URL": urls["my_sqlalchemy"],
+    }
+
+
+def prepare_empty(folder: Path) -> dict[str, str]:
+    """The demo project on a data folder whose three systems are empty SQLite files: a check there
+    does everything but read rows, the floor under the check of the landscape."""
+    from examples.demo.seed.systems import write_system_databases
+    from sync_assets.settings import DataFolder
+
+    home = folder / "empty"
+    write_system_databases(DataFolder(home), [], [])
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("SYNCFABRIC_") and k.endswith("_URL"))
+    }
+    return env | {
+        "SYNCFABRIC_HOME": str(home),
+        "SYNCFABRIC_PROJECT": str(PROJECT_ROOT / "examples" / "demo"),
     }
 
 
@@ -223,7 +244,8 @@ def measure(rows: int, repeat: int, folder: Path) -> dict[str, Any]:
     from sync_assets.settings import DataFolder
 
     warehouse = DataFolder(Path(env["SYNCFABRIC_HOME"])).warehouse
-    checks: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
+    empty_env = prepare_empty(folder)
+    checks: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": [], "empty": []}
     references = []
     for n in range(repeat):
         for kind in ("cold", "warm"):
@@ -234,16 +256,20 @@ def measure(rows: int, repeat: int, folder: Path) -> dict[str, Any]:
             checks[kind].append(
                 {k: v for k, v in checked.items() if k != "json"} | {"load_1m": load}
             )
+        empty = syncctl("check", empty_env)
+        checks["empty"].append({k: v for k, v in empty.items() if k != "json"})
         references.append(reference_diff())
         print(
             f"check:   run {n + 1}/{repeat}: syncctl check {checks['cold'][-1]['seconds']:.1f} s "
             f"(rules run), {checks['warm'][-1]['seconds']:.1f} s (rules remembered), "
+            f"{checks['empty'][-1]['seconds']:.1f} s (empty systems), "
             f"reference {references[-1]['seconds']:.2f} s (load {load:.1f})",
             flush=True,
         )
     report = checked["json"]
     found = {c["check"]: c["counts"] for c in report["checks"] if c["discrepancies"]}
     cold, warm = median_run(checks["cold"]), median_run(checks["warm"])
+    floor = median_run(checks["empty"])
     reference = median_run(references)
     expected = expected_counts(rows)
     return {
@@ -254,6 +280,9 @@ def measure(rows: int, repeat: int, folder: Path) -> dict[str, Any]:
         "check_peak_rss_mb": max(c["peak_rss_mb"] for c in checks["cold"]),
         "check_remembered_seconds": warm["seconds"],
         "check_remembered_cpu_seconds": warm["cpu_seconds"],
+        "empty_check_seconds": floor["seconds"],
+        "empty_check_cpu_seconds": floor["cpu_seconds"],
+        "ratio_empty_check_to_reference": floor["seconds"] / reference["seconds"],
         "reference_seconds": reference["seconds"],
         "reference_load_seconds": reference["load_seconds"],
         "reference_diff_seconds": reference["diff_seconds"],
@@ -267,6 +296,7 @@ def measure(rows: int, repeat: int, folder: Path) -> dict[str, Any]:
         "planted": expected["divergences"] + expected["missing_in_billing"],
         "checks": checks["cold"],
         "checks_remembered": checks["warm"],
+        "checks_empty": checks["empty"],
         "references": references,
     }
 
@@ -352,6 +382,8 @@ def report(result: dict[str, Any]) -> None:
         ["  discrepancies found", result["check_discrepancies"]],
         ["syncctl check --json s (rules remembered)", result["check_remembered_seconds"]],
         ["  CPU s (user + system)", result["check_remembered_cpu_seconds"]],
+        ["floor: syncctl check --json s, empty systems", result["empty_check_seconds"]],
+        ["  CPU s (user + system)", result["empty_check_cpu_seconds"]],
         ["reference (DuckDB diff) s", result["reference_seconds"]],
         ["  load (connectorx -> Arrow) s", result["reference_load_seconds"]],
         ["  diff (DuckDB join) s", result["reference_diff_seconds"]],
@@ -383,6 +415,14 @@ def report(result: dict[str, Any]) -> None:
             f"aim check <= {CHECK_TO_REFERENCE_AIM:g} x reference ({said}): {ratio:.1f} x "
             f"({'met' if ratio <= CHECK_TO_REFERENCE_AIM else 'missed'})"
         )
+    floor = result["ratio_empty_check_to_reference"]
+    print(
+        f"floor: a check of empty systems (start-up, Dagster, every step, no rows) takes "
+        f"{floor:.1f} x the reference: the aim is out of reach for a check run as a Dagster job "
+        f"in a fresh process, however fast its work on rows"
+        if floor > CHECK_TO_REFERENCE_AIM
+        else f"floor: a check of empty systems takes {floor:.1f} x the reference"
+    )
     loads = [c["load_1m"] for c in result["checks"] + result["checks_remembered"]]
     if max(loads) > 1.0:
         print(
