@@ -17,7 +17,8 @@ is back. Then, `--repeat` times, in turn:
   again, the systems unchanged, so the suites' outcomes are read back ("rules remembered"). Wall
   seconds, CPU seconds and peak RSS (wait4) of each;
 - the floor: `syncctl check --json` of the demo project on a data folder of its own whose three
-  systems are empty SQLite files: start-up, imports, Dagster and every step, no rows;
+  systems are empty SQLite files, checked once untimed before (its Dagster instance and warehouse
+  made, the rules' outcomes remembered): start-up, imports, Dagster and every step, no rows;
 - the reference, in this process: an independent DuckDB diff of the same two tables, each read
   whole into Arrow through connectorx (load), then normalized and FULL OUTER JOINed in DuckDB
   (diff). Its CPU seconds are this process's (all threads).
@@ -245,6 +246,7 @@ def measure(rows: int, repeat: int, folder: Path) -> dict[str, Any]:
 
     warehouse = DataFolder(Path(env["SYNCFABRIC_HOME"])).warehouse
     empty_env = prepare_empty(folder)
+    syncctl("check", empty_env)  # untimed: its instance and warehouse made, its rules remembered
     checks: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": [], "empty": []}
     references = []
     for n in range(repeat):
